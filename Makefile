@@ -1,0 +1,39 @@
+# Two commands do all the set-up: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_VERSION := 2.13.0
+INDEX ?= index
+HOST ?= 127.0.0.1
+PORT ?= 8000
+STAMP := $(VENV)/.installed
+
+.PHONY: install model index run test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned to the CPU wheel: a bare `torch` requirement pulls CUDA packages.
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+model: $(STAMP)
+	$(BIN)/bisearch model
+
+install: $(STAMP) model
+
+$(INDEX)/index.sqlite: $(STAMP) $(wildcard seeds/*)
+	$(BIN)/bisearch ingest seeds --index $(INDEX)
+
+index: $(INDEX)/index.sqlite
+
+run: install index
+	$(BIN)/bisearch serve --index $(INDEX) --host $(HOST) --port $(PORT)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(INDEX)/index.sqlite* $(INDEX)/vectors-*.faiss

@@ -1,0 +1,167 @@
+"""Split mixed English/Chinese text into sentences and pack them into token-bounded chunks.
+
+Every span is a pair of character offsets into the document text, so
+``text[chunk.start:chunk.end] == chunk.text`` holds by construction.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from search.language import HAN_RE, Lang, detect_language
+
+#: Chinese sentence enders (and the semicolon, which closes clauses as long as sentences).
+CJK_TERMINALS = "。！？；…"
+CLOSERS = "”’」』）)】\"'"
+ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof sr jr st vs etc eg ie inc ltd co corp no fig approx dept est "
+    "jan feb mar apr jun jul aug sep sept oct nov dec mt ft vol ed al".split()
+)
+_TERMINAL_RE = re.compile(
+    rf"([{CJK_TERMINALS}]+[{CLOSERS}]*)|([.!?]+[{CLOSERS}]*(?=\s|$))|(\n[ \t]*\n\s*)|(\n)"
+)
+_WORD_BEFORE_RE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
+
+
+class Tokenizer(Protocol):
+    """The slice of a Hugging Face fast tokenizer the chunker needs."""
+
+    def __call__(self, text: str | list[str], **kwargs): ...
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage of a document: ``text == document_text[start:end]``."""
+
+    chunk_no: int
+    start: int
+    end: int
+    text: str
+    lang: Lang
+    n_tokens: int
+
+
+def _is_abbreviation(text: str, dot: int) -> bool:
+    """True when the period at ``dot`` ends an abbreviation such as "Dr." or "U.S."."""
+    match = _WORD_BEFORE_RE.search(text, 0, dot)
+    if not match:
+        return False
+    word = match.group(1)
+    if "." in word:  # initialisms: U.S., e.g., i.e.
+        return True
+    return word.lower() in ABBREVIATIONS or (len(word) == 1 and word.isupper())
+
+
+def _is_boundary(text: str, match: re.Match[str]) -> bool:
+    """Decide whether a candidate terminal is a real sentence boundary."""
+    if match.group(2):
+        return not (match.group(2)[0] == "." and _is_abbreviation(text, match.start()))
+    if match.group(4):  # a single line break: a soft wrap when either line holds Chinese
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        next_end = text.find("\n", match.end())
+        around = text[line_start:next_end if next_end != -1 else len(text)]
+        return HAN_RE.search(around) is None
+    return True
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The span without surrounding whitespace, or None if only whitespace."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return (start, end) if start < end else None
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentence spans of ``text`` (whitespace between sentences is left out)."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for match in _TERMINAL_RE.finditer(text):
+        if not _is_boundary(text, match):
+            continue
+        span = _trimmed(text, start, match.end())
+        if span:
+            spans.append(span)
+        start = match.end()
+    tail = _trimmed(text, start, len(text))
+    if tail:
+        spans.append(tail)
+    return spans
+
+
+class Chunker:
+    """Pack sentences into chunks of at most ``max_tokens`` model tokens with overlap.
+
+    Token counts come from tokenising the exact chunk text, so the limit holds for the
+    text the model will see (the model's own prompt is added on top of it).
+    """
+
+    def __init__(self, tokenizer: Tokenizer, max_tokens: int = 256, overlap_sentences: int = 1):
+        if max_tokens < 8:
+            raise ValueError("max_tokens must be at least 8")
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+        self.overlap_sentences = overlap_sentences
+
+    def count_tokens(self, text: str) -> int:
+        """Number of model tokens in ``text`` (no special tokens)."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _split_long(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
+        """Cut an over-long span at token boundaries into spans within the limit."""
+        offsets = self.tokenizer(text[start:end], add_special_tokens=False,
+                                 return_offsets_mapping=True)["offset_mapping"]
+        spans: list[tuple[int, int]] = []
+        first = 0
+        while first < len(offsets):
+            size = self.max_tokens
+            while True:
+                last = min(first + size, len(offsets)) - 1
+                piece_end = end if last == len(offsets) - 1 else start + offsets[last][1]
+                span = _trimmed(text, start + (offsets[first][0] if first else 0), piece_end)
+                if span is None or size == 1 or self.count_tokens(text[span[0]:span[1]]) <= self.max_tokens:
+                    break
+                size -= max(1, size // 16)
+            if span:
+                spans.append(span)
+            first += size
+        return spans
+
+    def _pieces(self, text: str) -> list[tuple[int, int]]:
+        """Sentence spans, with sentences over the limit cut into smaller spans."""
+        pieces: list[tuple[int, int]] = []
+        for start, end in split_sentences(text):
+            if self.count_tokens(text[start:end]) <= self.max_tokens:
+                pieces.append((start, end))
+            else:
+                pieces.extend(self._split_long(text, start, end))
+        return pieces
+
+    def _fits(self, text: str, group: list[tuple[int, int]], piece: tuple[int, int]) -> bool:
+        return not group or self.count_tokens(text[group[0][0]:piece[1]]) <= self.max_tokens
+
+    def _group(self, text: str, pieces: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+        """Greedy packing; each new group repeats the last sentences of the previous one."""
+        groups: list[list[tuple[int, int]]] = []
+        current: list[tuple[int, int]] = []
+        for piece in pieces:
+            if not self._fits(text, current, piece):
+                groups.append(current)
+                keep = current[-self.overlap_sentences:] if self.overlap_sentences and len(current) > 1 else []
+                current = keep if self._fits(text, keep, piece) else []
+            current.append(piece)
+        if current:
+            groups.append(current)
+        return groups
+
+    def chunk(self, text: str) -> list[Chunk]:
+        """Chunks covering every sentence of ``text``, in order."""
+        chunks = []
+        for number, group in enumerate(self._group(text, self._pieces(text))):
+            start, end = group[0][0], group[-1][1]
+            body = text[start:end]
+            chunks.append(Chunk(number, start, end, body, detect_language(body), self.count_tokens(body)))
+        return chunks

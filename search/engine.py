@@ -1,0 +1,77 @@
+"""Open the pieces of the service together: model, index and retriever."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from search.embedding import Embedder
+from search.indexing import DEFAULT_CHUNK_TOKENS, IngestOutcome, SearchIndex
+from search.loading import DocumentError, discover_files, read_document
+from search.retrieval import Retriever
+
+DEFAULT_INDEX_DIR = Path(os.environ.get("BISEARCH_INDEX", "index"))
+INGEST_BATCH_FILES = 32
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestSummary:
+    """What an ingest run did, file by file."""
+
+    outcomes: list[IngestOutcome] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.status == status)
+
+    @property
+    def chunks_added(self) -> int:
+        return sum(outcome.chunks for outcome in self.outcomes)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"files": len(self.outcomes) + len(self.failed), "added": self.count("added"),
+                "replaced": self.count("replaced"), "unchanged": self.count("unchanged"),
+                "failed": len(self.failed), "chunks_added": self.chunks_added, "errors": self.failed}
+
+
+@lru_cache(maxsize=2)
+def load_embedder(model: str | None = None, chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> Embedder:
+    """One loaded model per (model, chunk size) and process."""
+    return Embedder(model, max_tokens=chunk_tokens)
+
+
+def open_retriever(index_dir: Path = DEFAULT_INDEX_DIR, model: str | None = None,
+                   embedder: Embedder | None = None, chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> Retriever:
+    """Load the model (unless given) and open the index at ``index_dir``."""
+    embedder = embedder or load_embedder(model, chunk_tokens)
+    return Retriever(SearchIndex(index_dir, embedder, chunk_tokens), embedder)
+
+
+def ingest_paths(index: SearchIndex, paths: list[Path], progress: bool = False,
+                 batch_files: int = INGEST_BATCH_FILES) -> IngestSummary:
+    """Ingest files and folders; unreadable files are reported and skipped, never half-ingested."""
+    from tqdm import tqdm
+
+    summary = IngestSummary()
+    files = discover_files(paths)
+    missing = [str(path) for path in paths if not path.exists()]
+    summary.failed.extend(f"{name}: no such file or folder" for name in missing)
+    batch = []
+    bar = tqdm(total=len(files), unit="file", disable=not progress)
+    for position, (path, doc_id) in enumerate(files, start=1):
+        if path.exists():
+            try:
+                batch.append(read_document(path, doc_id))
+            except (DocumentError, OSError) as error:
+                summary.failed.append(str(error))
+        if batch and (len(batch) >= batch_files or position == len(files)):
+            summary.outcomes.extend(index.add_documents(batch))
+            bar.update(len(batch))
+            batch = []
+    bar.update(len(files) - bar.n)
+    bar.close()
+    return summary

@@ -1,0 +1,80 @@
+"""Script detection, Chinese normalisation and keyword tokenisation (jieba)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from functools import lru_cache
+from typing import Literal
+
+import jieba
+import opencc
+
+Lang = Literal["en", "zh", "mixed"]
+
+HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
+LATIN_WORD_RE = re.compile(r"[A-Za-z\u00c0-\u024f]+")
+WORD_CHAR_RE = re.compile(r"\w", re.UNICODE)
+#: One Latin word carries about as much meaning as this many Han characters.
+HAN_PER_LATIN_WORD = 1.5
+#: Share of Han content at or above which a text is Chinese (and at or below 1 - it, English).
+DOMINANT_SHARE = 0.8
+
+jieba.setLogLevel(logging.WARNING)
+
+
+def is_han(char: str) -> bool:
+    """True for a CJK unified ideograph."""
+    return HAN_RE.match(char) is not None
+
+
+def han_share(text: str) -> float | None:
+    """Fraction of the text's content that is Chinese, or None when it has neither script."""
+    han = len(HAN_RE.findall(text))
+    latin = len(LATIN_WORD_RE.findall(text)) * HAN_PER_LATIN_WORD
+    if han + latin == 0:
+        return None
+    return han / (han + latin)
+
+
+def detect_language(text: str) -> Lang:
+    """Classify text by script as ``en``, ``zh`` or ``mixed`` (no letters at all: ``en``)."""
+    share = han_share(text)
+    if share is None or share <= 1 - DOMINANT_SHARE:
+        return "en"
+    if share >= DOMINANT_SHARE:
+        return "zh"
+    return "mixed"
+
+
+@lru_cache(maxsize=1)
+def _to_simplified_converter() -> opencc.OpenCC:
+    return opencc.OpenCC("t2s")
+
+
+def normalize(text: str) -> str:
+    """NFKC (full-width to half-width) and traditional to simplified Chinese."""
+    text = unicodedata.normalize("NFKC", text)
+    if HAN_RE.search(text):
+        text = _to_simplified_converter().convert(text)
+    return text
+
+
+def keyword_tokens(text: str) -> list[str]:
+    """Keyword tokens for BM25: jieba search-mode words, lower-cased, punctuation dropped."""
+    words = jieba.cut_for_search(normalize(text))
+    return [word.lower() for word in (w.strip() for w in words) if word and WORD_CHAR_RE.search(word)]
+
+
+def keyword_spans(text: str) -> list[tuple[int, int, str]]:
+    """``(start, end, token)`` for each keyword token, with offsets into ``text`` itself.
+
+    NFKC and the traditional-to-simplified step change characters but are applied per
+    jieba token here, so offsets always point into the original text.
+    """
+    spans = []
+    for word, start, end in jieba.tokenize(text, mode="search"):
+        if WORD_CHAR_RE.search(word) and word.strip():
+            spans.append((start, end, normalize(word).lower()))
+    return spans

@@ -1,0 +1,92 @@
+"""Shared fixtures: one real model per test session, a real index of seeds/."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from search.engine import ingest_paths, load_embedder, open_retriever
+from search.retrieval import Retriever
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real default model, loaded once."""
+    return load_embedder()
+
+
+@pytest.fixture(scope="session")
+def tokenizer(embedder):
+    return embedder.tokenizer
+
+
+@pytest.fixture(scope="session")
+def seed_index_dir(tmp_path_factory, embedder) -> Path:
+    """A real index of seeds/, built once (tests copy it before writing)."""
+    folder = tmp_path_factory.mktemp("seed-index")
+    retriever = open_retriever(folder, embedder=embedder)
+    summary = ingest_paths(retriever.index, [SEEDS])
+    assert summary.count("added") == 2 and not summary.failed
+    retriever.index.close()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def seed_retriever(seed_index_dir, embedder) -> Retriever:
+    """Read-only retriever over the seed index."""
+    return open_retriever(seed_index_dir, embedder=embedder)
+
+
+@pytest.fixture
+def fresh_index_dir(tmp_path, seed_index_dir) -> Path:
+    """A private, writable copy of the seed index."""
+    target = tmp_path / "index"
+    shutil.copytree(seed_index_dir, target)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """A real uvicorn server on 127.0.0.1 in a background thread."""
+
+    def __init__(self, app) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_server(seed_retriever):
+    """The real app over the seed index, served over HTTP on 127.0.0.1."""
+    from search.api import create_app
+
+    with LiveServer(create_app(seed_retriever)) as server:
+        yield server

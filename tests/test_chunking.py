@@ -1,0 +1,95 @@
+"""Sentence splitting and token-bounded chunking of mixed English/Chinese text."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from search.chunking import Chunker, split_sentences
+
+
+def sentences(text: str) -> list[str]:
+    return [text[start:end] for start, end in split_sentences(text)]
+
+
+def test_decimals_currency_and_abbreviations_do_not_end_sentences():
+    text = ("The market reached KRW8.77 trillion (around US$591.93 million). "
+            "Dr. Zhang spoke in the U.S. market today. Growth was 3.2% in 2024! Really? Yes.")
+    assert sentences(text) == [
+        "The market reached KRW8.77 trillion (around US$591.93 million).",
+        "Dr. Zhang spoke in the U.S. market today.",
+        "Growth was 3.2% in 2024!",
+        "Really?",
+        "Yes.",
+    ]
+
+
+def test_chinese_terminals_and_paragraph_breaks():
+    text = "韩国珠宝出口增长了31.4%。这是真的吗？是的！第一；第二……\n\nA new paragraph\n\n最后一句"
+    assert sentences(text) == ["韩国珠宝出口增长了31.4%。", "这是真的吗？", "是的！", "第一；", "第二……",
+                               "A new paragraph", "最后一句"]
+
+
+def test_hard_line_break_inside_chinese_sentence_is_not_a_boundary():
+    text = "另外，你也可以“领养”那些维护者发送过“Request for\nAdoption”(RFA)请求的软件包。下一句。"
+    assert sentences(text) == ["另外，你也可以“领养”那些维护者发送过“Request for\nAdoption”(RFA)请求的软件包。", "下一句。"]
+
+
+def test_line_breaks_between_english_lines_are_boundaries():
+    assert sentences("$ cd package\n$ debuild -us -uc") == ["$ cd package", "$ debuild -us -uc"]
+
+
+def test_closing_quotes_stay_with_their_sentence():
+    assert sentences("他说：“走吧。”然后离开了。") == ["他说：“走吧。”", "然后离开了。"]
+
+
+def test_chunks_respect_token_limit_and_overlap_one_sentence(tokenizer):
+    text = " ".join(f"Sentence number {i} talks about jewellery exports and gold prices." for i in range(60))
+    chunker = Chunker(tokenizer, max_tokens=64)
+    chunks = chunker.chunk(text)
+    assert len(chunks) > 3
+    for previous, chunk in zip(chunks, chunks[1:]):
+        assert chunk.start < previous.end, "consecutive chunks share one sentence"
+    for chunk in chunks:
+        assert chunk.n_tokens <= 64
+        assert chunker.count_tokens(chunk.text) == chunk.n_tokens
+
+
+def test_sentence_longer_than_limit_is_split_at_token_boundaries(tokenizer):
+    text = "这是一个没有标点的非常长的中文句子" * 40
+    chunker = Chunker(tokenizer, max_tokens=32)
+    chunks = chunker.chunk(text)
+    assert len(chunks) > 5
+    assert all(chunk.n_tokens <= 32 for chunk in chunks)
+    assert "".join(chunk.text for chunk in chunks) == text
+
+
+def test_chunk_language_by_script(tokenizer):
+    chunker = Chunker(tokenizer, max_tokens=256)
+    assert chunker.chunk("Gold prices rose sharply this year.")[0].lang == "en"
+    assert chunker.chunk("今年金价大幅上涨。")[0].lang == "zh"
+    assert chunker.chunk("Gold prices rose sharply this year, and exports grew. 今年金价大幅上涨，出口增长。")[0].lang == "mixed"
+
+
+MIXED_ALPHABET = st.sampled_from(
+    list("abcXYZ ") + list("珠宝黄金出口增长韩国") + list(".!?。！？；…,，“”\"'") + ["\n", "\n\n", " ", "8.77", "Dr.", "U.S."]
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pieces=st.lists(MIXED_ALPHABET, max_size=300), limit=st.integers(min_value=8, max_value=40))
+def test_offsets_point_at_exact_chunk_text(tokenizer, pieces, limit):
+    text = "".join(pieces)
+    chunker = Chunker(tokenizer, max_tokens=limit)
+    chunks = chunker.chunk(text)
+    covered = set()
+    for number, chunk in enumerate(chunks):
+        assert chunk.chunk_no == number
+        assert text[chunk.start:chunk.end] == chunk.text
+        assert chunk.text == chunk.text.strip() and chunk.text
+        assert chunk.n_tokens <= limit
+        covered.update(range(chunk.start, chunk.end))
+    # every non-space character lands in some chunk
+    assert all(i in covered for i, char in enumerate(text) if not char.isspace())
+    for start, end in split_sentences(text):
+        assert text[start:end].strip() == text[start:end]

@@ -1,0 +1,43 @@
+"""The bisearch console commands (run in-process, sharing the loaded model)."""
+
+from __future__ import annotations
+
+import json
+
+from search.cli import main
+from tests.conftest import SEEDS
+
+
+def test_ingest_reports_summary_and_skips_bad_files(tmp_path, capsys):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "good.md").write_text("# 珍珠\n\n淡水珍珠的价格今年上涨了。", encoding="utf-8")
+    (tmp_path / "docs" / "bad.txt").write_bytes(b"\xff\xfe broken")
+    status = main(["ingest", str(tmp_path / "docs"), "--index", str(tmp_path / "idx"), "-q"])
+    captured = capsys.readouterr()
+    assert status == 0
+    assert "added: 1" in captured.out and "failed: 1" in captured.out
+    assert "bad.txt" in captured.err
+    main(["stats", "--index", str(tmp_path / "idx")])
+    assert json.loads(capsys.readouterr().out)["documents"] == 1
+
+
+def test_query_json_and_text(seed_index_dir, capsys):
+    assert main(["query", "韩国珠宝出口增长了多少？", "-k", "3", "--json", "--index", str(seed_index_dir)]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["query_lang"] == "zh" and len(body["results"]) == 3
+    assert main(["query", "Shuibei lead times", "--lang", "en", "--index", str(seed_index_dir)]) == 0
+    assert "000_be3e8d9fcddfd8b1" in capsys.readouterr().out
+
+
+def test_errors_exit_non_zero_with_message(tmp_path, seed_index_dir, capsys):
+    assert main(["stats", "--index", str(tmp_path / "nothing")]) == 1
+    assert "no index" in capsys.readouterr().err
+    assert main(["query", "   ", "--index", str(seed_index_dir)]) == 1
+    assert "empty" in capsys.readouterr().err
+    assert main(["ingest", str(tmp_path / "missing.txt"), "--index", str(tmp_path / "i2"), "-q"]) == 1
+    assert "missing.txt" in capsys.readouterr().err
+
+
+def test_delete_unknown_document_fails(fresh_index_dir, capsys):
+    assert main(["delete", "nope", "--index", str(fresh_index_dir)]) == 1
+    assert "no such document" in capsys.readouterr().err

@@ -1,0 +1,82 @@
+"""Storage round-trip, re-ingest, replace, delete, model checks and snapshot recovery."""
+
+from __future__ import annotations
+
+import pytest
+
+from search.embedding import ModelInfo
+from search.engine import ingest_paths, open_retriever
+from search.indexing import ModelMismatchError, SearchIndex
+from search.loading import make_document
+from search.store import StoreError
+from search.vectors import SNAPSHOT_PREFIX
+
+
+def test_round_trip_offsets_and_metadata(seed_retriever):
+    store = seed_retriever.index.store
+    assert store.counts()["documents"] == 2
+    for summary in store.list_documents():
+        document = store.document(summary["id"])
+        chunks = [c for c in store.chunks_by_id(store.chunk_ids(doc_ids=(document.id,))).values()]
+        assert chunks, document.id
+        for chunk in chunks:
+            assert document.text[chunk.start:chunk.end] == chunk.text
+            assert chunk.title == document.title and chunk.source.endswith(".txt")
+    assert len(seed_retriever.index.vectors) == store.counts()["chunks"]
+
+
+def test_reingest_unchanged_adds_nothing(fresh_index_dir, embedder):
+    from tests.conftest import SEEDS
+
+    index = open_retriever(fresh_index_dir, embedder=embedder).index
+    before = index.stats()
+    summary = ingest_paths(index, [SEEDS])
+    assert summary.count("unchanged") == 2 and summary.chunks_added == 0
+    assert index.stats()["chunks"] == before["chunks"]
+
+
+def test_changed_document_replaces_its_chunks_and_delete_removes_them(fresh_index_dir, embedder):
+    retriever = open_retriever(fresh_index_dir, embedder=embedder)
+    index = retriever.index
+    base = index.stats()["chunks"]
+    first = index.add_documents([make_document("note", "Platinum demand rose 12% in Thailand.", source="mem")])
+    assert first[0].status == "added"
+    second = index.add_documents([make_document("note", "铂金需求在泰国增长了12%。新的版本。", source="mem")])
+    assert second[0].status == "replaced"
+    assert index.stats()["chunks"] == base + second[0].chunks
+    hits = retriever.search("铂金需求", k=3, doc_ids=["note"]).hits
+    assert hits and all("铂金" in hit.text for hit in hits)
+    assert index.delete_document("note") is True
+    assert index.delete_document("note") is False
+    assert index.stats()["chunks"] == base
+    assert retriever.search("Platinum demand Thailand", k=10, doc_ids=["note"]).hits == []
+
+
+def test_index_reopens_from_disk(fresh_index_dir, embedder):
+    index = open_retriever(fresh_index_dir, embedder=embedder).index
+    index.add_documents([make_document("disk", "Jade carving exports to Japan doubled.", source="mem")])
+    index.close()
+    reopened = SearchIndex(fresh_index_dir, embedder)
+    assert reopened.store.document("disk").text == "Jade carving exports to Japan doubled."
+    assert len(reopened.vectors) == reopened.store.counts()["chunks"]
+
+
+def test_missing_or_corrupt_vector_snapshot_is_rebuilt_from_sqlite(fresh_index_dir, embedder):
+    for snapshot in fresh_index_dir.glob(f"{SNAPSHOT_PREFIX}*"):
+        snapshot.write_bytes(b"truncated")
+    retriever = open_retriever(fresh_index_dir, embedder=embedder)
+    assert "30% faster" in retriever.search("Shuibei lead times faster", k=3).hits[0].text or any(
+        "30% faster" in hit.text for hit in retriever.search("Shuibei lead times faster", k=3).hits)
+
+
+def test_corrupt_database_gives_clear_error(tmp_path):
+    (tmp_path / "index.sqlite").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="index.sqlite.*rebuild"):
+        SearchIndex(tmp_path)
+
+
+def test_query_with_another_model_is_refused(fresh_index_dir, embedder, monkeypatch):
+    other = ModelInfo("someone/other-model", 384, "query: ", "passage: ")
+    monkeypatch.setattr(embedder, "info", other)
+    with pytest.raises(ModelMismatchError, match="other-model"):
+        SearchIndex(fresh_index_dir, embedder)
