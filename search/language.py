@@ -48,6 +48,11 @@ def detect_language(text: str) -> Lang:
     return "mixed"
 
 
+def dominant_script(text: str) -> Literal["en", "zh"]:
+    """``zh`` when at least half of the text's content is Chinese, else ``en``."""
+    return "zh" if (han_share(text) or 0.0) >= 0.5 else "en"
+
+
 @lru_cache(maxsize=1)
 def _to_simplified_converter() -> opencc.OpenCC:
     return opencc.OpenCC("t2s")

@@ -10,7 +10,7 @@ import numpy as np
 
 from search.embedding import Embedder
 from search.indexing import SearchIndex
-from search.language import Lang, detect_language, han_share, keyword_tokens, normalize
+from search.language import Lang, detect_language, keyword_tokens, normalize
 from search.store import StoredChunk
 
 Mode = Literal["dense", "sparse", "hybrid"]
@@ -18,7 +18,7 @@ MODES: tuple[str, ...] = ("dense", "sparse", "hybrid")
 MAX_QUERY_CHARS = 2000
 MIN_CANDIDATES = 100
 #: Weight of the normalised BM25 score added to the cosine similarity in hybrid mode.
-KEYWORD_WEIGHT = 0.1
+KEYWORD_WEIGHT = 0.05
 
 
 class QueryError(ValueError):
@@ -56,33 +56,23 @@ class SearchResult:
     took_ms: float = 0.0
 
 
-def lang_filter(lang: str | None) -> tuple[str, ...] | None:
-    """Passage languages a filter admits: mixed passages hold both scripts."""
-    if lang is None:
-        return None
-    if lang not in ("en", "zh"):
+def check_lang(lang: str | None) -> str | None:
+    """Validate a passage-language filter (it selects passages by their dominant script)."""
+    if lang not in (None, "en", "zh"):
         raise QueryError(f"lang must be 'en' or 'zh', not {lang!r}")
-    return (lang, "mixed")
+    return lang
 
 
-def script_group(chunk: StoredChunk) -> str:
-    """``en`` or ``zh``: the script a passage is mostly written in."""
-    if chunk.lang in ("en", "zh"):
-        return chunk.lang
-    return "zh" if (han_share(chunk.text) or 0) >= 0.5 else "en"
-
-
-def interleave(ranked: list[int], groups: dict[int, str]) -> list[int]:
-    """Alternate the best passages of each script, the best overall first."""
-    queues: dict[str, list[int]] = {}
+def interleave(ranked: list[int], groups: dict[int, str], lead: str) -> list[int]:
+    """Alternate the best passages of each script, starting with the ``lead`` script."""
+    queues: dict[str, list[int]] = {lead: []}
     for chunk_id in ranked:
         queues.setdefault(groups[chunk_id], []).append(chunk_id)
-    order = list(queues)  # insertion order: the group of the best hit comes first
     merged: list[int] = []
     while any(queues.values()):
-        for group in order:
-            if queues[group]:
-                merged.append(queues[group].pop(0))
+        for queue in queues.values():
+            if queue:
+                merged.append(queue.pop(0))
     return merged
 
 
@@ -96,21 +86,25 @@ class Retriever:
 
     def search(self, query: str, k: int = 10, lang: str | None = None, doc_ids: list[str] | None = None,
                mode: str = "hybrid", balance: bool | None = None, offset: int = 0) -> SearchResult:
-        """Run a query; ``balance`` (default: on without a language filter) mixes both languages."""
+        """Run a query; ``balance`` (default: on in hybrid mode without a language filter)
+        alternates the best English and Chinese passages. The language of the passage
+        closest in meaning leads, so keyword evidence never decides which language wins."""
         started = time.perf_counter()
         query = self._validated(query, k, mode, offset)
-        langs, docs = lang_filter(lang), tuple(doc_ids) if doc_ids else None
+        script, docs = check_lang(lang), tuple(doc_ids) if doc_ids else None
         query_lang = detect_language(query)
         normalized = normalize(query)
         wanted = k + offset
         pool = max(MIN_CANDIDATES, 4 * wanted)
         query_vector = self.embedder.encode_query(normalized) if mode != "sparse" else None
         with self.index.lock:
-            scored = self._score(query_vector, keyword_tokens(normalized), query_lang, mode, pool, langs, docs)
-            chunks = self.index.store.chunks_by_id(scored)
+            dense, keyword = self._candidates(query_vector, keyword_tokens(normalized), mode, pool, script, docs)
+            chunks = self.index.store.chunks_by_id(set(dense) | set(keyword))
+        scored = self._fuse(dense, keyword, chunks, query_lang, mode)
         ranked = sorted(scored, key=lambda chunk_id: scored[chunk_id][0], reverse=True)
-        if balance if balance is not None else (lang is None and mode != "sparse"):
-            ranked = interleave(ranked, {chunk_id: script_group(chunks[chunk_id]) for chunk_id in ranked})
+        if ranked and dense and (balance if balance is not None else (script is None and mode == "hybrid")):
+            groups = {chunk_id: chunks[chunk_id].script for chunk_id in ranked}
+            ranked = interleave(ranked, groups, lead=groups[max(dense, key=dense.__getitem__)])
         hits = [self._hit(rank, chunks[chunk_id], scored[chunk_id])
                 for rank, chunk_id in enumerate(ranked[offset:wanted], start=offset + 1)]
         return SearchResult(query, query_lang, mode, hits, round((time.perf_counter() - started) * 1000, 2))
@@ -130,30 +124,42 @@ class Retriever:
             raise QueryError(f"mode must be one of {', '.join(MODES)}")
         return query
 
-    def _score(self, query_vector: np.ndarray | None, tokens: list[str], query_lang: Lang, mode: str,
-               pool: int, langs: tuple[str, ...] | None,
-               docs: tuple[str, ...] | None) -> dict[int, tuple[float, float | None, float | None]]:
-        """``chunk id -> (score, dense, keyword)`` for the candidate pool."""
+    def _candidates(self, query_vector: np.ndarray | None, tokens: list[str], mode: str, pool: int,
+                    script: str | None, docs: tuple[str, ...] | None) -> tuple[dict[int, float], dict[int, float]]:
+        """Dense ``{chunk id: cosine}`` and keyword ``{chunk id: BM25}`` candidate pools."""
         store = self.index.store
-        keyword = dict(store.keyword_search(tokens, pool, langs, docs)) if mode != "dense" else {}
+        keyword = dict(store.keyword_search(tokens, pool, script, docs)) if mode != "dense" else {}
+        if mode == "sparse":
+            return {}, keyword
+        allowed = store.chunk_ids(script, docs) if (script or docs) else None
+        dense = dict(self.index.vectors.search(query_vector, pool, allowed))
+        if mode == "hybrid":
+            missing = [chunk_id for chunk_id in keyword if chunk_id not in dense]
+            for chunk_id, vector in store.vectors_of(missing).items():
+                dense[chunk_id] = float(vector @ query_vector)
+        return dense, keyword
+
+    def _fuse(self, dense: dict[int, float], keyword: dict[int, float], chunks: dict[int, StoredChunk],
+              query_lang: Lang, mode: str) -> dict[int, tuple[float, float | None, float | None]]:
+        """``chunk id -> (score, dense, keyword)``.
+
+        Hybrid: cosine plus a bonus from the min-max normalised BM25 score, given only to
+        passages in the query's own script, where keyword matching is meaningful. A
+        passage in the other language is never pushed down by words it cannot contain.
+        """
         if mode == "sparse":
             return {chunk_id: (score, None, score) for chunk_id, score in keyword.items()}
-        allowed = store.chunk_ids(langs, docs) if (langs or docs) else None
-        dense = dict(self.index.vectors.search(query_vector, pool, allowed))
         if mode == "dense":
             return {chunk_id: (score, score, None) for chunk_id, score in dense.items()}
-        missing = [chunk_id for chunk_id in keyword if chunk_id not in dense]
-        for chunk_id, vector in store.vectors_of(missing).items():
-            dense[chunk_id] = float(vector @ query_vector)
-        top_keyword = max(keyword.values(), default=0.0) or 1.0
-        chunk_langs = store.chunk_langs(list(dense))
+        low, high = min(keyword.values(), default=0.0), max(keyword.values(), default=0.0)
+        spread = (high - low) or 1.0
         scored = {}
         for chunk_id, cosine in dense.items():
-            keyword_score = keyword.get(chunk_id)
+            bm25 = keyword.get(chunk_id)
             bonus = 0.0
-            if keyword_score is not None and _same_script(query_lang, chunk_langs[chunk_id]):
-                bonus = self.keyword_weight * keyword_score / top_keyword
-            scored[chunk_id] = (cosine + bonus, cosine, keyword_score)
+            if bm25 is not None and (query_lang == "mixed" or chunks[chunk_id].script == query_lang):
+                bonus = self.keyword_weight * (bm25 - low) / spread
+            scored[chunk_id] = (cosine + bonus, cosine, bm25)
         return scored
 
     @staticmethod
@@ -162,8 +168,3 @@ class Retriever:
         return Hit(rank, round(score, 6), chunk.doc_id, chunk.title, chunk.source, chunk.chunk_no, chunk.lang,
                    chunk.start, chunk.end, chunk.text, chunk.id,
                    None if dense is None else round(dense, 6), None if keyword is None else round(keyword, 6))
-
-
-def _same_script(query_lang: Lang, passage_lang: str) -> bool:
-    """Keyword evidence counts only for passages written in the query's script."""
-    return query_lang == "mixed" or passage_lang in (query_lang, "mixed")

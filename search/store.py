@@ -24,15 +24,15 @@ CREATE TABLE IF NOT EXISTS documents (
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
     chunk_no INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
-    lang TEXT NOT NULL, text TEXT NOT NULL, vector BLOB NOT NULL
+    lang TEXT NOT NULL, script TEXT NOT NULL, text TEXT NOT NULL, vector BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
-CREATE INDEX IF NOT EXISTS chunks_lang ON chunks(lang);
+CREATE INDEX IF NOT EXISTS chunks_script ON chunks(script);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     tokens, tokenize = "unicode61 remove_diacritics 2 tokenchars '.%'"
 );
 """
-CHUNK_COLUMNS = 'c.id, c.doc_id, c.chunk_no, c.start, c."end", c.lang, c.text, d.title, d.source'
+CHUNK_COLUMNS = 'c.id, c.doc_id, c.chunk_no, c.start, c."end", c.lang, c.script, c.text, d.title, d.source'
 
 
 class StoreError(RuntimeError):
@@ -57,6 +57,7 @@ class NewChunk:
     start: int
     end: int
     lang: str
+    script: str
     text: str
     tokens: list[str]
     vector: np.ndarray
@@ -70,6 +71,7 @@ class StoredChunk:
     start: int
     end: int
     lang: str
+    script: str
     text: str
     title: str
     source: str
@@ -81,11 +83,11 @@ def fts_query(tokens: Iterable[str]) -> str:
     return " OR ".join(quoted)
 
 
-def _filter_sql(lang: tuple[str, ...] | None, doc_ids: tuple[str, ...] | None) -> tuple[str, list]:
+def _filter_sql(script: str | None, doc_ids: tuple[str, ...] | None) -> tuple[str, list]:
     clauses, params = [], []
-    if lang:
-        clauses.append(f"c.lang IN ({','.join('?' * len(lang))})")
-        params.extend(lang)
+    if script:
+        clauses.append("c.script = ?")
+        params.append(script)
     if doc_ids:
         clauses.append(f"c.doc_id IN ({','.join('?' * len(doc_ids))})")
         params.extend(doc_ids)
@@ -145,8 +147,9 @@ class Store:
         ids = []
         for chunk in chunks:
             cursor = self.db.execute(
-                'INSERT INTO chunks(doc_id, chunk_no, start, "end", lang, text, vector) VALUES (?, ?, ?, ?, ?, ?, ?)',
-                (document.id, chunk.chunk_no, chunk.start, chunk.end, chunk.lang, chunk.text,
+                'INSERT INTO chunks(doc_id, chunk_no, start, "end", lang, script, text, vector) '
+                'VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+                (document.id, chunk.chunk_no, chunk.start, chunk.end, chunk.lang, chunk.script, chunk.text,
                  np.asarray(chunk.vector, dtype=np.float32).tobytes()),
             )
             ids.append(int(cursor.lastrowid))
@@ -189,8 +192,8 @@ class Store:
         ).fetchall()
         return {row[0]: StoredChunk(*row) for row in rows}
 
-    def chunk_ids(self, lang: tuple[str, ...] | None = None, doc_ids: tuple[str, ...] | None = None) -> np.ndarray:
-        where, params = _filter_sql(lang, doc_ids)
+    def chunk_ids(self, script: str | None = None, doc_ids: tuple[str, ...] | None = None) -> np.ndarray:
+        where, params = _filter_sql(script, doc_ids)
         rows = self.db.execute(f"SELECT c.id FROM chunks c WHERE 1=1{where}", params).fetchall()
         return np.array([row[0] for row in rows], dtype=np.int64)
 
@@ -209,18 +212,12 @@ class Store:
         ).fetchall()
         return {row[0]: np.frombuffer(row[1], dtype=np.float32) for row in rows}
 
-    def chunk_langs(self, ids: list[int]) -> dict[int, str]:
-        if not ids:
-            return {}
-        rows = self.db.execute(f"SELECT id, lang FROM chunks WHERE id IN ({','.join('?' * len(ids))})", ids)
-        return dict(rows.fetchall())
-
-    def keyword_search(self, tokens: list[str], limit: int, lang: tuple[str, ...] | None = None,
+    def keyword_search(self, tokens: list[str], limit: int, script: str | None = None,
                        doc_ids: tuple[str, ...] | None = None) -> list[tuple[int, float]]:
-        """BM25 (FTS5) top ``limit`` chunk ids with positive scores, best first."""
+        """BM25 (FTS5) top ``limit`` chunk ids, best first."""
         if not tokens:
             return []
-        where, params = _filter_sql(lang, doc_ids)
+        where, params = _filter_sql(script, doc_ids)
         rows = self.db.execute(
             "SELECT chunks_fts.rowid, -bm25(chunks_fts) AS score FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
             f"WHERE chunks_fts MATCH ?{where} ORDER BY score DESC LIMIT ?",
