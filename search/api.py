@@ -1,15 +1,49 @@
-"""HTTP API (FastAPI): search with cited passages, health."""
+"""HTTP API (FastAPI): cited search, documents, spans, reports and the search page."""
 
 from __future__ import annotations
 
-from typing import Literal
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Literal
 
-from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field, field_validator
 
 from search import __version__
+from search.indexing import ModelMismatchError, SearchIndex
+from search.language import highlight_spans
+from search.loading import SUPPORTED_SUFFIXES, DocumentError, decode_text, make_document
+from search.report import ReportError, format_citation, render_markdown, report_for_passages, report_for_questions
 from search.retrieval import MAX_QUERY_CHARS, QueryError, Retriever, SearchResult
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_BODY_BYTES = int(os.environ.get("BISEARCH_MAX_BODY_BYTES", 10 * 1024 * 1024))
+MAX_DOC_ID_CHARS = 200
+API_KEY_HEADER = "X-API-Key"
+ModeName = Literal["hybrid", "dense", "sparse"]
+LangName = Literal["en", "zh"]
+
+
+# -- request and response models ---------------------------------------------------
+class SearchIn(BaseModel):
+    q: str = Field(..., min_length=1, max_length=MAX_QUERY_CHARS, description="Question, English or Chinese")
+    k: int = Field(10, ge=1, le=100)
+    lang: LangName | None = Field(None, description="Only passages in this language")
+    doc: list[str] | None = Field(None, max_length=100, description="Only passages of these document ids")
+    mode: ModeName = "hybrid"
+    offset: int = Field(0, ge=0, le=1000)
+
+    @field_validator("q")
+    @classmethod
+    def not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("query is empty")
+        return value
 
 
 class HitOut(BaseModel):
@@ -23,6 +57,9 @@ class HitOut(BaseModel):
     start: int
     end: int
     text: str
+    quote: str = Field(description="Exactly document.text[start:end]")
+    highlights: list[tuple[int, int]] = Field(description="[start, end) spans of query words inside text")
+    citation: str
     dense_score: float | None = None
     keyword_score: float | None = None
 
@@ -32,45 +69,254 @@ class SearchOut(BaseModel):
     query_lang: str
     mode: str
     k: int
+    offset: int
     took_ms: float
     results: list[HitOut]
 
 
-def search_response(result: SearchResult, k: int) -> SearchOut:
-    """The JSON shape of a search result."""
-    return SearchOut(query=result.query, query_lang=result.query_lang, mode=result.mode, k=k,
-                     took_ms=result.took_ms,
-                     results=[HitOut(**{key: value for key, value in hit.as_dict().items() if key != "chunk_id"})
-                              for hit in result.hits])
+class DocumentIn(BaseModel):
+    id: str | None = Field(None, min_length=1, max_length=MAX_DOC_ID_CHARS)
+    title: str | None = Field(None, max_length=500)
+    source: str | None = Field(None, max_length=1000)
+    text: str = Field(..., min_length=1)
 
 
+class PassageIn(BaseModel):
+    doc_id: str = Field(..., min_length=1, max_length=MAX_DOC_ID_CHARS)
+    start: int = Field(..., ge=0)
+    end: int = Field(..., ge=1)
+    query: str | None = Field(None, max_length=MAX_QUERY_CHARS)
+
+
+class ReportIn(BaseModel):
+    questions: list[Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)]] | None = Field(
+        None, max_length=50)
+    k: int = Field(3, ge=1, le=10)
+    passages: list[PassageIn] | None = Field(None, max_length=200)
+    title: str = Field("Search report", min_length=1, max_length=200)
+
+
+def search_response(result: SearchResult, k: int, offset: int = 0) -> SearchOut:
+    """The JSON shape of a search result: every hit with its quote, highlights and citation."""
+    results = [
+        HitOut(**{key: value for key, value in hit.as_dict().items() if key != "chunk_id"}, quote=hit.text,
+               highlights=highlight_spans(hit.text, result.query),
+               citation=format_citation(hit.rank, hit.title, hit.source or hit.doc_id, hit.start, hit.end))
+        for hit in result.hits
+    ]
+    return SearchOut(query=result.query, query_lang=result.query_lang, mode=result.mode, k=k, offset=offset,
+                     took_ms=result.took_ms, results=results)
+
+
+# -- middleware and errors ------------------------------------------------------------
+class BodySizeLimit:
+    """Reject request bodies over ``limit`` bytes with 413, declared or streamed."""
+
+    def __init__(self, app, limit: int = MAX_BODY_BYTES):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await _too_large(self.limit)(scope, receive, send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await _too_large(self.limit)(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return JSONResponse(status_code=413, content={"detail": f"request body is larger than {limit} bytes"})
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    def handler(status: int):
+        async def respond(request: Request, error: Exception) -> JSONResponse:
+            return JSONResponse(status_code=status, content={"detail": str(error)})
+        return respond
+
+    app.add_exception_handler(QueryError, handler(422))
+    app.add_exception_handler(DocumentError, handler(422))
+    app.add_exception_handler(ReportError, handler(422))
+    app.add_exception_handler(ModelMismatchError, handler(409))
+
+
+def require_api_key(request: Request) -> None:
+    """Write endpoints need ``X-API-Key`` when ``BISEARCH_API_KEY`` is set."""
+    expected = os.environ.get("BISEARCH_API_KEY")
+    if expected and request.headers.get(API_KEY_HEADER) != expected:
+        raise HTTPException(status_code=401, detail=f"missing or wrong {API_KEY_HEADER} header")
+
+
+def _document_id(doc_id: str | None, text: str) -> str:
+    """A given id (validated) or one derived from the text's hash."""
+    if doc_id is None:
+        return "doc-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    if not doc_id.strip() or any(ord(char) < 32 for char in doc_id) or doc_id != doc_id.strip():
+        raise DocumentError("document id must be non-blank printable text without surrounding spaces")
+    return doc_id
+
+
+# -- the app -----------------------------------------------------------------------------
 def create_app(retriever: Retriever) -> FastAPI:
     """The API over an opened retriever (one model and index per process)."""
     app = FastAPI(title="bisearch", version=__version__,
                   description="Bilingual (English/Chinese) semantic search with cited passages.")
+    app.add_middleware(BodySizeLimit)
+    _install_error_handlers(app)
+    index: SearchIndex = retriever.index
     app.state.retriever = retriever
 
-    @app.exception_handler(QueryError)
-    async def query_error(request: Request, error: QueryError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(error)})
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")
 
     @app.get("/health")
     def health() -> dict[str, object]:
         """Liveness and index size."""
-        return {"status": "ok", **retriever.index.stats()}
+        return {"status": "ok", **index.stats()}
+
+    def run_search(request: SearchIn) -> SearchOut:
+        result = retriever.search(request.q, k=request.k, lang=request.lang, doc_ids=request.doc,
+                                  mode=request.mode, offset=request.offset)
+        return search_response(result, request.k, request.offset)
 
     @app.get("/search", response_model=SearchOut)
     def search_get(
         q: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS, description="Question, English or Chinese"),
         k: int = Query(10, ge=1, le=100),
-        lang: Literal["en", "zh"] | None = Query(None, description="Only passages in this language"),
+        lang: LangName | None = Query(None, description="Only passages in this language"),
         doc: list[str] | None = Query(None, description="Only passages of these document ids"),
-        mode: Literal["hybrid", "dense", "sparse"] = "hybrid",
+        mode: ModeName = "hybrid",
         offset: int = Query(0, ge=0, le=1000),
     ) -> SearchOut:
-        """Ranked passages for ``q`` with their document, offsets and text."""
+        """Ranked passages for ``q`` with document, offsets, exact quote, highlights and citation."""
         if not q.strip():
             raise HTTPException(status_code=422, detail="query is empty")
-        return search_response(retriever.search(q, k=k, lang=lang, doc_ids=doc, mode=mode, offset=offset), k)
+        return run_search(SearchIn(q=q, k=k, lang=lang, doc=doc, mode=mode, offset=offset))
+
+    @app.post("/search", response_model=SearchOut)
+    def search_post(request: SearchIn) -> SearchOut:
+        """The same search with a JSON body."""
+        return run_search(request)
+
+    @app.get("/documents")
+    def list_documents(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict[str, object]:
+        """Documents in id order, paged."""
+        return {"total": index.store.counts()["documents"], "limit": limit, "offset": offset,
+                "documents": index.store.list_documents(limit, offset)}
+
+    @app.post("/documents", status_code=201, dependencies=[Depends(require_api_key)], openapi_extra={
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": DocumentIn.model_json_schema()},
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "format": "binary"}, "id": {"type": "string"},
+                "title": {"type": "string"}}}}}}})
+    async def add_document(request: Request) -> dict[str, object]:
+        """Add or replace a document from JSON ``{id?, title?, source?, text}`` or a file upload."""
+        document = await _document_from_request(request)
+        outcome = (await run_in_threadpool(index.add_documents, [document]))[0]
+        return {"id": outcome.doc_id, "status": outcome.status, "chunks": outcome.chunks,
+                "title": document.title, "chars": len(document.text)}
+
+    def stored_document(doc_id: str):
+        document = index.store.document(doc_id)
+        if document is None:
+            raise HTTPException(status_code=404, detail=f"unknown document: {doc_id!r}")
+        return document
+
+    @app.get("/documents/{doc_id:path}/span")
+    def document_span(doc_id: str, start: int = Query(..., ge=0), end: int = Query(..., ge=0),
+                      context: int = Query(200, ge=0, le=5000)) -> dict[str, object]:
+        """The cited span ``text[start:end]`` with up to ``context`` characters either side."""
+        document = stored_document(doc_id)
+        if not start < end <= len(document.text):
+            raise HTTPException(status_code=422, detail=f"span must satisfy 0 <= start < end <= "
+                                                        f"{len(document.text)} (the document's length)")
+        before_start, after_end = max(0, start - context), min(len(document.text), end + context)
+        return {"doc_id": document.id, "title": document.title, "source": document.source,
+                "start": start, "end": end, "quote": document.text[start:end],
+                "before": document.text[before_start:start], "after": document.text[end:after_end],
+                "context_start": before_start, "context_end": after_end}
+
+    @app.get("/documents/{doc_id:path}")
+    def get_document(doc_id: str) -> dict[str, object]:
+        """One document with its full stored text (the text citations point into)."""
+        document = stored_document(doc_id)
+        return {"id": document.id, "title": document.title, "source": document.source, "lang": document.lang,
+                "chars": len(document.text), "sha256": document.sha256, "text": document.text}
+
+    @app.delete("/documents/{doc_id:path}", status_code=204, dependencies=[Depends(require_api_key)])
+    def delete_document(doc_id: str) -> Response:
+        """Remove a document, its chunks, vectors and keyword entries in one step."""
+        if not index.delete_document(doc_id):
+            raise HTTPException(status_code=404, detail=f"unknown document: {doc_id!r}")
+        return Response(status_code=204)
+
+    @app.post("/report", responses={200: {"content": {"text/markdown": {}, "application/json": {}}}})
+    def make_report(body: ReportIn, request: Request) -> Response:
+        """A Markdown report (JSON with ``Accept: application/json``) of questions or chosen passages."""
+        if not body.questions and not body.passages:
+            raise HTTPException(status_code=422, detail="give `questions` or `passages`")
+        if body.passages:
+            report = report_for_passages(index.store, [p.model_dump() for p in body.passages], body.title)
+        else:
+            if any(not question.strip() for question in body.questions or []):
+                raise HTTPException(status_code=422, detail="questions must not be blank")
+            report = report_for_questions(retriever, body.questions or [], body.k, body.title)
+        if "application/json" in request.headers.get("accept", ""):
+            return JSONResponse(report.as_dict())
+        return PlainTextResponse(render_markdown(report), media_type="text/markdown; charset=utf-8")
 
     return app
+
+
+async def _document_from_request(request: Request):
+    """Parse a JSON document or a multipart upload into a :class:`Document`."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise HTTPException(status_code=422, detail="multipart upload needs a `file` field")
+        name = upload.filename or "upload.txt"
+        suffix = Path(name).suffix.lower() or ".txt"
+        if suffix not in SUPPORTED_SUFFIXES:
+            raise HTTPException(status_code=415, detail=f"{name}: unsupported file type")
+        text = decode_text(await upload.read(), name)
+        doc_id = form.get("id") if isinstance(form.get("id"), str) else Path(name).stem
+        title = form.get("title") if isinstance(form.get("title"), str) else None
+        return make_document(_document_id(doc_id, text), text, title=title, source=name,
+                             is_html=suffix in (".html", ".htm"))
+    if content_type.startswith("application/json"):
+        try:
+            body = DocumentIn.model_validate_json(await request.body())
+        except ValueError as error:
+            raise HTTPException(status_code=422, detail=_first_error(error)) from None
+        doc_id = _document_id(body.id, body.text)
+        return make_document(doc_id, body.text, title=body.title, source=body.source or f"api:{doc_id}")
+    raise HTTPException(status_code=415, detail="send application/json or multipart/form-data")
+
+
+def _first_error(error: ValueError) -> str:
+    errors = getattr(error, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return f"{'.'.join(str(part) for part in first.get('loc', ()))}: {first.get('msg')}"
+    return str(error)

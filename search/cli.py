@@ -94,6 +94,27 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from search.engine import open_retriever
+    from search.report import render_markdown, report_for_questions
+
+    try:
+        lines = args.questions.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise CliError(f"{args.questions}: not valid UTF-8 text") from error
+    questions = [line.strip() for line in lines if line.strip()]
+    if not questions:
+        raise CliError(f"{args.questions}: no questions (one per line)")
+    report = report_for_questions(open_retriever(args.index, args.model), questions, args.k, args.title)
+    output = json.dumps(report.as_dict(), ensure_ascii=False, indent=2) if args.json else render_markdown(report)
+    if args.output:
+        args.output.write_text(output, encoding="utf-8")
+        print(f"wrote {args.output}: {len(questions)} question(s), {len(report.references)} reference(s)")
+    else:
+        print(output)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from search.evaluation import format_table, run_benchmark
 
@@ -145,7 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--keep-index", type=Path, help="build (or reuse) the benchmark index here")
     evaluate.set_defaults(handler=cmd_eval)
 
-    for sub in (ingest, query, delete, stats, serve, model, evaluate):
+    report = commands.add_parser("report", help="Markdown report of cited passages for a file of questions")
+    report.add_argument("questions", type=Path, help="text file, one question per line")
+    report.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    report.add_argument("-k", type=int, default=3, help="passages per question")
+    report.add_argument("--title", default="Search report")
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(handler=cmd_report)
+
+    for sub in (ingest, query, delete, stats, serve, model, evaluate, report):
         _add_common(sub)
     return parser
 

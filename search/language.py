@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Literal
 
 import jieba
+from jieba.analyse.tfidf import KeywordExtractor
 import opencc
 
 Lang = Literal["en", "zh", "mixed"]
@@ -83,3 +84,22 @@ def keyword_spans(text: str) -> list[tuple[int, int, str]]:
         if WORD_CHAR_RE.search(word) and word.strip():
             spans.append((start, end, normalize(word).lower()))
     return spans
+
+
+#: Words not worth highlighting: jieba's English stop words plus Chinese function words.
+HIGHLIGHT_STOP_WORDS = frozenset(KeywordExtractor.STOP_WORDS) | frozenset(
+    "的 了 是 在 和 与 及 或 吗 呢 吧 啊 也 都 就 而 之 其 这 那 有 个 为 于 以 被 把 对 从 到 比 how what which who why when does do did".split()
+)
+
+
+def highlight_spans(text: str, query: str) -> list[tuple[int, int]]:
+    """Character spans of ``text`` that match the query's words (jieba for Chinese), merged."""
+    terms = {token for token in keyword_tokens(query) if token not in HIGHLIGHT_STOP_WORDS}
+    spans = sorted((start, end) for start, end, token in keyword_spans(text) if token in terms)
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged

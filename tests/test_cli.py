@@ -41,3 +41,16 @@ def test_errors_exit_non_zero_with_message(tmp_path, seed_index_dir, capsys):
 def test_delete_unknown_document_fails(fresh_index_dir, capsys):
     assert main(["delete", "nope", "--index", str(fresh_index_dir)]) == 1
     assert "no such document" in capsys.readouterr().err
+
+
+def test_report_command_writes_markdown(seed_index_dir, tmp_path, capsys):
+    questions = tmp_path / "questions.txt"
+    questions.write_text("韩国珠宝出口增长了多少？\n\nHow much faster are Shuibei lead times?\n", encoding="utf-8")
+    output = tmp_path / "report.md"
+    assert main(["report", str(questions), "-o", str(output), "-k", "2", "--index", str(seed_index_dir)]) == 0
+    text = output.read_text(encoding="utf-8")
+    assert text.startswith("# Search report") and "## 2. How much faster" in text and "## References" in text
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n", encoding="utf-8")
+    assert main(["report", str(empty), "--index", str(seed_index_dir)]) == 1
+    assert "no questions" in capsys.readouterr().err

@@ -1,0 +1,125 @@
+"""Citation-grade API: POST search, documents, spans, reports, errors, limits, API key."""
+
+from __future__ import annotations
+
+import shutil
+
+import httpx
+import pytest
+
+from search.api import create_app
+from search.engine import open_retriever
+from tests.conftest import LiveServer
+
+SEED_EN = "000_be3e8d9fcddfd8b1"
+
+
+@pytest.fixture(scope="module")
+def writable_server(tmp_path_factory, seed_index_dir, embedder):
+    """A real server over a private copy of the seed index (tests here add and delete)."""
+    folder = tmp_path_factory.mktemp("api") / "index"
+    shutil.copytree(seed_index_dir, folder)
+    with LiveServer(create_app(open_retriever(folder, embedder=embedder))) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(writable_server):
+    with httpx.Client(base_url=writable_server.url, timeout=60) as http:
+        yield http
+
+
+def test_post_search_with_highlights_citation_and_exact_quote(client):
+    reply = client.post("/search", json={"q": "水贝珠宝的生产周期比全球平均快多少？", "k": 5})
+    assert reply.status_code == 200, reply.text
+    hits = reply.json()["results"]
+    english = next(hit for hit in hits if hit["doc_id"] == SEED_EN and "30% faster" in hit["text"])
+    document = client.get(f"/documents/{SEED_EN}").json()
+    assert document["text"][english["start"]:english["end"]] == english["quote"] == english["text"]
+    assert english["citation"].startswith(f"[{english['rank']}] ")
+    assert f"chars {english['start']}–{english['end']}" in english["citation"]
+    korean = client.get("/search", params={"q": "韩国珠宝出口", "k": 3}).json()["results"]
+    marked = [hit["text"][s:e] for hit in korean for s, e in hit["highlights"]]
+    assert any("韩国" in word or "珠宝" in word or "出口" in word for word in marked)
+
+
+def test_paging_with_offset(client):
+    first = client.post("/search", json={"q": "jewellery", "k": 2}).json()["results"]
+    second = client.post("/search", json={"q": "jewellery", "k": 2, "offset": 2}).json()["results"]
+    assert [hit["rank"] for hit in second] == [3, 4]
+    assert not {(h["doc_id"], h["chunk_no"]) for h in first} & {(h["doc_id"], h["chunk_no"]) for h in second}
+
+
+def test_document_lifecycle_json_upload_span_delete(client):
+    added = client.post("/documents", json={"id": "zh/pearl", "title": "珍珠", "text": "淡水珍珠产自诸暨。价格今年上涨了20%。"})
+    assert added.status_code == 201 and added.json()["status"] == "added"
+    again = client.post("/documents", json={"id": "zh/pearl", "title": "珍珠", "text": "淡水珍珠产自诸暨。价格今年上涨了20%。"})
+    assert again.json()["status"] == "unchanged"
+    hits = client.get("/search", params={"q": "珍珠价格", "doc": "zh/pearl"}).json()["results"]
+    assert hits and hits[0]["doc_id"] == "zh/pearl"
+    span = client.get("/documents/zh/pearl/span", params={"start": 9, "end": 19, "context": 3}).json()
+    assert span["quote"] == "价格今年上涨了20%" and span["before"] == "诸暨。" and span["after"] == "。"
+    listing = client.get("/documents", params={"limit": 10}).json()
+    assert "zh/pearl" in [doc["id"] for doc in listing["documents"]] and listing["total"] == 3
+    upload = client.post("/documents", files={"file": ("gold.md", "# Gold\n\nGold hit a record high.".encode())})
+    assert upload.status_code == 201 and upload.json()["id"] == "gold"
+    assert client.delete("/documents/zh/pearl").status_code == 204
+    assert client.get("/documents/zh/pearl").status_code == 404
+    assert client.get("/search", params={"q": "珍珠价格", "doc": "zh/pearl"}).json()["results"] == []
+    assert client.delete("/documents/gold").status_code == 204
+
+
+def test_report_markdown_and_json(client):
+    markdown = client.post("/report", json={"questions": ["韩国珠宝出口增长了多少？"], "k": 2})
+    assert markdown.status_code == 200 and markdown.headers["content-type"].startswith("text/markdown")
+    assert "## 1. 韩国珠宝出口增长了多少？" in markdown.text and "## References" in markdown.text
+    assert "[1] " in markdown.text and "chars " in markdown.text
+    as_json = client.post("/report", json={"questions": ["gold"], "k": 1}, headers={"Accept": "application/json"})
+    body = as_json.json()
+    reference = body["references"][0]
+    document = client.get(f"/documents/{reference['doc_id']}").json()
+    assert document["text"][reference["start"]:reference["end"]] == reference["quote"]
+    chosen = client.post("/report", json={"passages": [{"doc_id": SEED_EN, "start": 0, "end": 40, "query": "q"}]})
+    assert chosen.status_code == 200 and "Shenzhen’s Luohu District" in chosen.text
+
+
+@pytest.mark.parametrize("method, path, kwargs, status", [
+    ("get", "/search", {"params": {"q": " "}}, 422),
+    ("post", "/search", {"json": {"q": "   "}}, 422),
+    ("post", "/search", {"json": {"q": "x" * 2001}}, 422),
+    ("post", "/search", {"json": {"q": "gold", "k": 500}}, 422),
+    ("post", "/search", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 422),
+    ("get", "/documents/nope", {}, 404),
+    ("get", "/documents/nope/span", {"params": {"start": 0, "end": 5}}, 404),
+    ("get", f"/documents/{SEED_EN}/span", {"params": {"start": 50, "end": 10}}, 422),
+    ("get", f"/documents/{SEED_EN}/span", {"params": {"start": 0, "end": 10 ** 7}}, 422),
+    ("get", f"/documents/{SEED_EN}/span", {"params": {"start": -1, "end": 5}}, 422),
+    ("delete", "/documents/nope", {}, 404),
+    ("post", "/documents", {"files": {"file": ("bad.txt", b"\xff\xfe\xfa")}}, 422),
+    ("post", "/documents", {"files": {"file": ("x.pdf", b"%PDF-1.4")}}, 415),
+    ("post", "/documents", {"json": {"text": "   "}}, 422),
+    ("post", "/documents", {"content": b"plain", "headers": {"content-type": "text/plain"}}, 415),
+    ("post", "/report", {"json": {}}, 422),
+    ("post", "/report", {"json": {"passages": [{"doc_id": "nope", "start": 0, "end": 3}]}}, 422),
+    ("post", "/report", {"json": {"passages": [{"doc_id": SEED_EN, "start": 0, "end": 10 ** 6}]}}, 422),
+])
+def test_bad_requests_get_4xx_json(client, method, path, kwargs, status):
+    reply = getattr(client, method)(path, **kwargs)
+    assert reply.status_code == status, reply.text
+    assert reply.json()["detail"]
+
+
+def test_body_too_large_is_413(client):
+    reply = client.post("/documents", json={"text": "x" * (11 * 1024 * 1024)})
+    assert reply.status_code == 413 and "larger" in reply.json()["detail"]
+
+
+def test_write_endpoints_require_api_key_when_configured(client, monkeypatch):
+    monkeypatch.setenv("BISEARCH_API_KEY", "s3cret")
+    assert client.post("/documents", json={"text": "Silver demand fell."}).status_code == 401
+    assert client.delete(f"/documents/{SEED_EN}").status_code == 401
+    assert client.get("/search", params={"q": "silver"}).status_code == 200
+    created = client.post("/documents", json={"id": "silver", "text": "Silver demand fell."},
+                          headers={"X-API-Key": "s3cret"})
+    assert created.status_code == 201
+    assert client.delete("/documents/silver", headers={"X-API-Key": "s3cret"}).status_code == 204
