@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field, field_validator
 
 from search import __version__
+from search.engine import ingest_paths
 from search.indexing import ModelMismatchError, SearchIndex
 from search.language import highlight_spans
 from search.loading import SUPPORTED_SUFFIXES, DocumentError, decode_text, make_document
@@ -79,6 +80,10 @@ class DocumentIn(BaseModel):
     title: str | None = Field(None, max_length=500)
     source: str | None = Field(None, max_length=1000)
     text: str = Field(..., min_length=1)
+
+
+class IngestIn(BaseModel):
+    paths: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(..., min_length=1, max_length=100)
 
 
 class PassageIn(BaseModel):
@@ -171,6 +176,13 @@ def _document_id(doc_id: str | None, text: str) -> str:
     if not doc_id.strip() or any(ord(char) < 32 for char in doc_id) or doc_id != doc_id.strip():
         raise DocumentError("document id must be non-blank printable text without surrounding spaces")
     return doc_id
+
+
+def server_config(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info"):
+    """uvicorn settings for the service (long keep-alive: clients queue behind the model)."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_keep_alive=120)
 
 
 # -- the app -----------------------------------------------------------------------------
@@ -269,6 +281,12 @@ def create_app(retriever: Retriever) -> FastAPI:
             raise HTTPException(status_code=404, detail=f"unknown document: {doc_id!r}")
         return Response(status_code=204)
 
+    @app.post("/ingest", dependencies=[Depends(require_api_key)])
+    def ingest(body: IngestIn) -> dict[str, object]:
+        """Ingest files or folders on the server, only inside ``BISEARCH_INGEST_ROOT``."""
+        paths = [_inside_ingest_root(path) for path in body.paths]
+        return ingest_paths(index, paths, root=Path(os.environ["BISEARCH_INGEST_ROOT"])).as_dict()
+
     @app.post("/report", responses={200: {"content": {"text/markdown": {}, "application/json": {}}}})
     def make_report(body: ReportIn, request: Request) -> Response:
         """A Markdown report (JSON with ``Accept: application/json``) of questions or chosen passages."""
@@ -285,6 +303,22 @@ def create_app(retriever: Retriever) -> FastAPI:
         return PlainTextResponse(render_markdown(report), media_type="text/markdown; charset=utf-8")
 
     return app
+
+
+def _inside_ingest_root(path: str) -> Path:
+    """Resolve ``path`` under the ingest root; refuse anything that escapes it."""
+    root_setting = os.environ.get("BISEARCH_INGEST_ROOT")
+    if not root_setting:
+        raise HTTPException(status_code=403, detail="ingest over HTTP is disabled: set BISEARCH_INGEST_ROOT")
+    root = Path(root_setting).resolve()
+    if "\x00" in path:
+        raise HTTPException(status_code=422, detail="path contains a NUL byte")
+    resolved = (root / path).resolve()
+    if not resolved.is_relative_to(root):
+        raise HTTPException(status_code=403, detail=f"{path!r} is outside the ingest root")
+    if not resolved.exists():
+        raise HTTPException(status_code=404, detail=f"{path!r} does not exist under the ingest root")
+    return resolved
 
 
 async def _document_from_request(request: Request):

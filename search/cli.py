@@ -77,11 +77,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from search.api import create_app
+    from search.api import create_app, server_config
     from search.engine import open_retriever
 
     app = create_app(open_retriever(args.index, args.model))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    uvicorn.Server(server_config(app, args.host, args.port)).run()
     return 0
 
 

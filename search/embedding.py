@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -57,6 +58,7 @@ class Embedder:
 
         name, location = resolve_model(model)
         self.model = SentenceTransformer(location, device=device or _default_device())
+        self._query_lock = threading.Lock()  # concurrent queries take turns instead of thrashing
         self.model.max_seq_length = min(self.model.max_seq_length or 512, max_tokens + PROMPT_MARGIN_TOKENS)
         self.info = ModelInfo(
             name=name,
@@ -82,10 +84,11 @@ class Embedder:
 
     def encode_query(self, text: str) -> np.ndarray:
         """One query vector, shape ``(dimension,)``."""
-        vector = self.model.encode(
-            [text], prompt=self.info.query_prompt, normalize_embeddings=True, convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        with self._query_lock:
+            vector = self.model.encode(
+                [text], prompt=self.info.query_prompt, normalize_embeddings=True, convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return np.ascontiguousarray(vector[0], dtype=np.float32)
 
 

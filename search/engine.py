@@ -52,12 +52,15 @@ def open_retriever(index_dir: Path = DEFAULT_INDEX_DIR, model: str | None = None
 
 
 def ingest_paths(index: SearchIndex, paths: list[Path], progress: bool = False,
-                 batch_files: int = INGEST_BATCH_FILES) -> IngestSummary:
-    """Ingest files and folders; unreadable files are reported and skipped, never half-ingested."""
+                 batch_files: int = INGEST_BATCH_FILES, root: Path | None = None) -> IngestSummary:
+    """Ingest files and folders; unreadable files are reported and skipped, never half-ingested.
+
+    With ``root``, files reached through symlinks that point outside it are ignored.
+    """
     from tqdm import tqdm
 
     summary = IngestSummary()
-    files = discover_files(paths)
+    files = discover_files(paths, root)
     missing = [str(path) for path in paths if not path.exists()]
     summary.failed.extend(f"{name}: no such file or folder" for name in missing)
     batch = []

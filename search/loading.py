@@ -114,11 +114,12 @@ def read_document(path: Path, doc_id: str) -> Document:
     return make_document(doc_id, text, source=str(path), is_html=path.suffix.lower() in (".html", ".htm"))
 
 
-def discover_files(paths: list[Path]) -> list[tuple[Path, str]]:
+def discover_files(paths: list[Path], root: Path | None = None) -> list[tuple[Path, str]]:
     """Files to ingest with their document ids.
 
     A file given directly is named by its stem; files found under a folder by their
     path relative to it without the suffix (``docs/en/a.txt`` under ``docs`` is ``en/a``).
+    With ``root``, files that resolve outside it (through symlinks) are left out.
     """
     found: list[tuple[Path, str]] = []
     for path in paths:
@@ -127,4 +128,6 @@ def discover_files(paths: list[Path]) -> list[tuple[Path, str]]:
                 found.append((file, file.relative_to(path).with_suffix("").as_posix()))
         else:
             found.append((path, path.stem))
+    if root is not None:
+        found = [(file, doc_id) for file, doc_id in found if file.resolve().is_relative_to(root.resolve())]
     return found

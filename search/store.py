@@ -6,12 +6,13 @@ from the vectors kept here, so a write is committed by one SQLite transaction.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -94,8 +95,19 @@ def _filter_sql(script: str | None, doc_ids: tuple[str, ...] | None) -> tuple[st
     return (" AND " + " AND ".join(clauses) if clauses else ""), params
 
 
+def _locked(method: Callable) -> Callable:
+    """Run a Store method under the store's lock, so no reader sees a write in progress."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Store", *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class Store:
-    """Thread-safe access to the index's SQLite database."""
+    """Thread-safe access to the index's SQLite database (one connection, one lock)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -115,6 +127,7 @@ class Store:
         self.db.close()
 
     # -- metadata ---------------------------------------------------------
+    @_locked
     def get_meta(self, key: str) -> object | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
@@ -157,16 +170,19 @@ class Store:
         return ids
 
     # -- reads ------------------------------------------------------------
+    @_locked
     def document(self, doc_id: str) -> StoredDocument | None:
         row = self.db.execute(
             "SELECT id, title, source, text, sha256, lang FROM documents WHERE id = ?", (doc_id,)
         ).fetchone()
         return StoredDocument(*row) if row else None
 
+    @_locked
     def document_hash(self, doc_id: str) -> str | None:
         row = self.db.execute("SELECT sha256 FROM documents WHERE id = ?", (doc_id,)).fetchone()
         return row[0] if row else None
 
+    @_locked
     def list_documents(self, limit: int = 50, offset: int = 0) -> list[dict]:
         rows = self.db.execute(
             "SELECT d.id, d.title, d.source, d.lang, length(d.text), d.added_at, "
@@ -176,12 +192,14 @@ class Store:
         keys = ("id", "title", "source", "lang", "chars", "added_at", "chunks")
         return [dict(zip(keys, row)) for row in rows]
 
+    @_locked
     def counts(self) -> dict[str, int]:
         documents = self.db.execute("SELECT count(*) FROM documents").fetchone()[0]
         by_lang = dict(self.db.execute("SELECT lang, count(*) FROM chunks GROUP BY lang").fetchall())
         return {"documents": documents, "chunks": sum(by_lang.values()),
                 **{f"chunks_{lang}": n for lang, n in sorted(by_lang.items())}}
 
+    @_locked
     def chunks_by_id(self, ids: Iterable[int]) -> dict[int, StoredChunk]:
         ids = [int(chunk_id) for chunk_id in ids]
         if not ids:
@@ -192,6 +210,7 @@ class Store:
         ).fetchall()
         return {row[0]: StoredChunk(*row) for row in rows}
 
+    @_locked
     def chunk_ids(self, script: str | None = None, doc_ids: tuple[str, ...] | None = None) -> np.ndarray:
         where, params = _filter_sql(script, doc_ids)
         rows = self.db.execute(f"SELECT c.id FROM chunks c WHERE 1=1{where}", params).fetchall()
@@ -204,6 +223,7 @@ class Store:
             ids = np.array([row[0] for row in rows], dtype=np.int64)
             yield ids, np.stack([np.frombuffer(row[1], dtype=np.float32) for row in rows])
 
+    @_locked
     def vectors_of(self, ids: list[int]) -> dict[int, np.ndarray]:
         if not ids:
             return {}
@@ -212,6 +232,7 @@ class Store:
         ).fetchall()
         return {row[0]: np.frombuffer(row[1], dtype=np.float32) for row in rows}
 
+    @_locked
     def keyword_search(self, tokens: list[str], limit: int, script: str | None = None,
                        doc_ids: tuple[str, ...] | None = None) -> list[tuple[int, float]]:
         """BM25 (FTS5) top ``limit`` chunk ids, best first."""

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from search.api import server_config
 from search.engine import ingest_paths, load_embedder, open_retriever
 from search.retrieval import Retriever
 
@@ -66,7 +67,7 @@ class LiveServer:
     def __init__(self, app) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(server_config(app, port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> "LiveServer":

@@ -9,7 +9,7 @@ import pytest
 
 from search.api import create_app
 from search.engine import open_retriever
-from tests.conftest import LiveServer
+from conftest import LiveServer
 
 SEED_EN = "000_be3e8d9fcddfd8b1"
 
@@ -123,3 +123,26 @@ def test_write_endpoints_require_api_key_when_configured(client, monkeypatch):
                           headers={"X-API-Key": "s3cret"})
     assert created.status_code == 201
     assert client.delete("/documents/silver", headers={"X-API-Key": "s3cret"}).status_code == 204
+
+
+def test_ingest_endpoint_stays_inside_its_root(client, tmp_path, monkeypatch):
+    assert client.post("/ingest", json={"paths": ["x"]}).status_code == 403  # disabled without a root
+    root = tmp_path / "allowed"
+    (root / "notes").mkdir(parents=True)
+    (root / "notes" / "opal.md").write_text("# Opal\n\nAustralian opal output rose.", encoding="utf-8")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("Private ledger of diamond prices.", encoding="utf-8")
+    (root / "notes" / "link.txt").symlink_to(secret)
+    monkeypatch.setenv("BISEARCH_INGEST_ROOT", str(root))
+
+    for escape in ("../secret.txt", str(secret), "notes/../../secret.txt"):
+        reply = client.post("/ingest", json={"paths": [escape]})
+        assert reply.status_code == 403, (escape, reply.text)
+        assert "outside" in reply.json()["detail"]
+    assert client.post("/ingest", json={"paths": ["missing"]}).status_code == 404
+
+    summary = client.post("/ingest", json={"paths": ["notes"]})
+    assert summary.status_code == 200, summary.text
+    assert summary.json()["added"] == 1  # opal.md; the symlink to secret.txt is left out
+    hits = client.get("/search", params={"q": "diamond ledger", "k": 100}).json()["results"]
+    assert all("Private ledger" not in hit["quote"] for hit in hits)

@@ -1,0 +1,81 @@
+"""A bounded HTTP load test: N concurrent clients query ``/search`` for T seconds.
+
+``python -m search.loadtest --url http://127.0.0.1:8000 --clients 50 --seconds 30``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import httpx
+
+DEFAULT_QUERIES = ("韩国珠宝出口增长了多少？", "How much faster are Shuibei lead times?", "黄金", "gold",
+                   "水贝珠宝的生产周期比全球平均快多少？", "cross-border e-commerce jewellery")
+
+
+@dataclass
+class LoadResult:
+    clients: int
+    seconds: float
+    requests: int
+    errors: int
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    error_samples: list[str]
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The ``share`` quantile (0..1) of ``values``; 0 when empty."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def _client(http: httpx.AsyncClient, deadline: float, queries, latencies: list[float],
+                  errors: list[str]) -> None:
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        try:
+            reply = await http.get("/search", params={"q": next(queries), "k": 10})
+            if reply.status_code != 200:
+                errors.append(f"HTTP {reply.status_code}: {reply.text[:200]}")
+        except httpx.HTTPError as error:
+            errors.append(f"{type(error).__name__}: {error}")
+        latencies.append((time.perf_counter() - started) * 1000)
+
+
+async def run_load(url: str, clients: int = 50, seconds: float = 30.0,
+                   queries: tuple[str, ...] = DEFAULT_QUERIES) -> LoadResult:
+    """Run the load and summarise it; the loop stops by itself after ``seconds``."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    cycle = itertools.cycle(queries)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=url, timeout=max(60.0, seconds * 2), limits=limits) as http:
+        await asyncio.gather(*(_client(http, started + seconds, cycle, latencies, errors) for _ in range(clients)))
+    elapsed = time.monotonic() - started
+    return LoadResult(clients, round(elapsed, 1), len(latencies), len(errors),
+                      round(len(latencies) / elapsed, 2), round(statistics.median(latencies or [0]), 1),
+                      round(percentile(latencies, 0.99), 1), errors[:5])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args()
+    print(json.dumps(asdict(asyncio.run(run_load(args.url, args.clients, args.seconds))), ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Concurrency, crashes and load: queries during writes, SIGKILL mid-ingest, 50 clients."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+
+from search.api import create_app
+from search.engine import open_retriever
+from search.indexing import SearchIndex
+from search.loadtest import run_load
+from conftest import ROOT, LiveServer
+
+TOGGLED_TEXT = " ".join(f"Paragraph {i}: jade bangles from Myanmar are graded by colour and translucency."
+                        for i in range(40))
+
+
+@pytest.fixture(scope="module")
+def busy_server(tmp_path_factory, seed_index_dir, embedder):
+    folder = tmp_path_factory.mktemp("busy") / "index"
+    shutil.copytree(seed_index_dir, folder)
+    with LiveServer(create_app(open_retriever(folder, embedder=embedder))) as server:
+        yield server
+
+
+def test_queries_during_adds_and_deletes_see_whole_documents(busy_server):
+    with httpx.Client(base_url=busy_server.url, timeout=60) as http:
+        chunks_of_toggled = http.post("/documents", json={"id": "jade", "text": TOGGLED_TEXT}).json()["chunks"]
+        assert chunks_of_toggled > 1
+        http.delete("/documents/jade")
+    failures: list[str] = []
+    seen_counts: set[int] = set()
+    stop = threading.Event()
+
+    def reader() -> None:
+        with httpx.Client(base_url=busy_server.url, timeout=60) as http:
+            while not stop.is_set():
+                reply = http.get("/search", params={"q": "jade bangles colour", "k": 100, "doc": "jade"})
+                if reply.status_code != 200:
+                    failures.append(f"{reply.status_code} {reply.text[:200]}")
+                    continue
+                results = reply.json()["results"]
+                seen_counts.add(len(results))
+                failures.extend(f"bad quote in {hit['doc_id']}" for hit in results if hit["quote"] != hit["text"])
+
+    readers = [threading.Thread(target=reader) for _ in range(3)]
+    for thread in readers:
+        thread.start()
+    deadline = time.monotonic() + 60
+    with httpx.Client(base_url=busy_server.url, timeout=60) as http:
+        for _ in range(3):
+            assert http.post("/documents", json={"id": "jade", "text": TOGGLED_TEXT}).status_code == 201
+            time.sleep(0.3)
+            assert http.delete("/documents/jade").status_code == 204
+            time.sleep(0.3)
+            assert time.monotonic() < deadline
+    stop.set()
+    for thread in readers:
+        thread.join(timeout=60)
+    assert not failures, failures[:3]
+    assert seen_counts <= {0, chunks_of_toggled}, f"torn results: saw {seen_counts}, document has {chunks_of_toggled}"
+
+
+def test_fifty_clients_for_thirty_seconds_get_no_errors(busy_server):
+    result = asyncio.run(run_load(busy_server.url, clients=50, seconds=30))
+    print(f"\nload: {result}")
+    assert result.errors == 0, result.error_samples
+    assert result.requests >= 50
+
+
+def _wait_for_generation(folder, above: int, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        index = SearchIndex(folder)
+        generation = index.store.generation()
+        index.close()
+        if generation > above:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the ingest never committed a batch")
+
+
+def test_sigkill_mid_ingest_leaves_a_loadable_old_or_new_state(tmp_path, seed_index_dir, embedder):
+    folder = tmp_path / "index"
+    shutil.copytree(seed_index_dir, folder)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for number in range(48):
+        (corpus / f"note{number:02d}.txt").write_text(
+            f"Note {number}. " + " ".join(f"Gem lot {number}-{i} was certified in Antwerp." for i in range(30)),
+            encoding="utf-8")
+    before = SearchIndex(folder)
+    start_generation, start_docs = before.store.generation(), before.store.counts()["documents"]
+    before.close()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "search.cli", "ingest", str(corpus), "--index", str(folder), "-q"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for_generation(folder, start_generation, process, timeout=240)
+        process.send_signal(signal.SIGKILL)  # the second batch is being embedded or written
+    finally:
+        process.kill()
+        process.wait()
+    after = SearchIndex(folder, embedder)
+    counts = after.store.counts()
+    assert counts["documents"] in (start_docs + 32, start_docs + 48), counts
+    assert len(after.vectors) == counts["chunks"]
+    for summary in after.store.list_documents(limit=100):
+        assert summary["chunks"] > 0, summary
+    retriever = open_retriever(folder, embedder=embedder)
+    assert retriever.search("Gem lot certified in Antwerp", k=3).hits
