@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY_BYTES = int(os.environ.get("BISEARCH_MAX_BODY_BYTES", 10 * 1024 * 1024))
 MAX_DOC_ID_CHARS = 200
+MAX_OFFSET = 10**9  # character offsets and paging never go beyond this (SQLite and JSON stay in range)
 API_KEY_HEADER = "X-API-Key"
 ModeName = Literal["hybrid", "dense", "sparse"]
 LangName = Literal["en", "zh"]
@@ -88,8 +89,8 @@ class IngestIn(BaseModel):
 
 class PassageIn(BaseModel):
     doc_id: str = Field(..., min_length=1, max_length=MAX_DOC_ID_CHARS)
-    start: int = Field(..., ge=0)
-    end: int = Field(..., ge=1)
+    start: int = Field(..., ge=0, le=MAX_OFFSET)
+    end: int = Field(..., ge=1, le=MAX_OFFSET)
     query: str | None = Field(None, max_length=MAX_QUERY_CHARS)
 
 
@@ -229,7 +230,7 @@ def create_app(retriever: Retriever) -> FastAPI:
         return run_search(request)
 
     @app.get("/documents")
-    def list_documents(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict[str, object]:
+    def list_documents(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> dict[str, object]:
         """Documents in id order, paged."""
         return {"total": index.store.counts()["documents"], "limit": limit, "offset": offset,
                 "documents": index.store.list_documents(limit, offset)}
@@ -254,7 +255,7 @@ def create_app(retriever: Retriever) -> FastAPI:
         return document
 
     @app.get("/documents/{doc_id:path}/span")
-    def document_span(doc_id: str, start: int = Query(..., ge=0), end: int = Query(..., ge=0),
+    def document_span(doc_id: str, start: int = Query(..., ge=0, le=MAX_OFFSET), end: int = Query(..., ge=0, le=MAX_OFFSET),
                       context: int = Query(200, ge=0, le=5000)) -> dict[str, object]:
         """The cited span ``text[start:end]`` with up to ``context`` characters either side."""
         document = stored_document(doc_id)

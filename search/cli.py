@@ -8,7 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
-from search.engine import DEFAULT_INDEX_DIR
+from search.engine import DEFAULT_INDEX_DIR, open_retriever
+
+MATRYOSHKA_DIMS = (768, 512, 256, 128)
 
 log = logging.getLogger("bisearch")
 
@@ -20,12 +22,20 @@ class CliError(Exception):
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR, help="index folder (default: %(default)s)")
     parser.add_argument("--model", default=None, help="sentence-transformers folder or hub id (default: EmbeddingGemma)")
+    parser.add_argument("--dim", type=int, choices=MATRYOSHKA_DIMS, default=None,
+                        help="vector size of a new index (Matryoshka truncation; default: the model's full size)")
+    parser.add_argument("--int8", action="store_true", help="run the model with dynamic int8 Linear layers (CPU)")
+
+
+def _open(args: argparse.Namespace):
+    """The retriever for the command's --index, --model, --dim and --int8."""
+    return open_retriever(args.index, args.model, dimension=args.dim, quantize=args.int8)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from search.engine import ingest_paths, open_retriever
+    from search.engine import ingest_paths
 
-    retriever = open_retriever(args.index, args.model)
+    retriever = _open(args)
     summary = ingest_paths(retriever.index, args.paths, progress=not args.quiet)
     for error in summary.failed:
         print(f"skipped: {error}", file=sys.stderr)
@@ -37,9 +47,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_query(args: argparse.Namespace) -> int:
     from search.api import search_response
-    from search.engine import open_retriever
-
-    retriever = open_retriever(args.index, args.model)
+    retriever = _open(args)
     result = retriever.search(args.text, k=args.k, lang=args.lang, doc_ids=args.doc, mode=args.mode)
     if args.json:
         print(search_response(result, args.k).model_dump_json(indent=2))
@@ -78,9 +86,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from search.api import create_app, server_config
-    from search.engine import open_retriever
-
-    app = create_app(open_retriever(args.index, args.model))
+    app = create_app(_open(args))
     uvicorn.Server(server_config(app, args.host, args.port)).run()
     return 0
 
@@ -95,7 +101,6 @@ def cmd_model(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from search.engine import open_retriever
     from search.report import render_markdown, report_for_questions
 
     try:
@@ -105,7 +110,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     questions = [line.strip() for line in lines if line.strip()]
     if not questions:
         raise CliError(f"{args.questions}: no questions (one per line)")
-    report = report_for_questions(open_retriever(args.index, args.model), questions, args.k, args.title)
+    report = report_for_questions(_open(args), questions, args.k, args.title)
     output = json.dumps(report.as_dict(), ensure_ascii=False, indent=2) if args.json else render_markdown(report)
     if args.output:
         args.output.write_text(output, encoding="utf-8")
@@ -118,7 +123,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from search.evaluation import format_table, run_benchmark
 
-    report = run_benchmark(args.bench_dir, mode=args.mode, index_dir=args.keep_index, model=args.model)
+    report = run_benchmark(args.bench_dir, mode=args.mode, index_dir=args.keep_index, model=args.model,
+                           dimension=args.dim, quantize=args.int8)
     print(json.dumps(report, ensure_ascii=False) if args.json else format_table(report))
     return 0
 

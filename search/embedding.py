@@ -52,12 +52,16 @@ def _prompt(model, names: tuple[str, ...]) -> str:
 class Embedder:
     """Encode queries and passages into L2-normalised float32 vectors."""
 
-    def __init__(self, model: str | None = None, device: str | None = None, max_tokens: int = 256):
+    def __init__(self, model: str | None = None, device: str | None = None, max_tokens: int = 256,
+                 dimension: int | None = None, quantize: bool = False):
+        """``dimension`` truncates Matryoshka vectors (e.g. 256 of 768); ``quantize`` uses int8 Linear layers."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer  # heavy import, done lazily
 
         name, location = resolve_model(model)
-        self.model = SentenceTransformer(location, device=device or _default_device())
+        self.model = SentenceTransformer(location, device=device or _default_device(), truncate_dim=dimension)
+        if quantize:
+            self.model = quantize_int8(self.model)
         self._query_lock = threading.Lock()  # concurrent queries take turns instead of thrashing
         self.model.max_seq_length = min(self.model.max_seq_length or 512, max_tokens + PROMPT_MARGIN_TOKENS)
         self.info = ModelInfo(
@@ -90,6 +94,14 @@ class Embedder:
                 show_progress_bar=False,
             )
         return np.ascontiguousarray(vector[0], dtype=np.float32)
+
+
+def quantize_int8(model):
+    """Dynamic int8 quantisation of the model's Linear layers (CPU inference)."""
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    return quantize_dynamic(model.to("cpu"), {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def _default_device() -> str:

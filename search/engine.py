@@ -38,16 +38,25 @@ class IngestSummary:
                 "failed": len(self.failed), "chunks_added": self.chunks_added, "errors": self.failed}
 
 
-@lru_cache(maxsize=2)
-def load_embedder(model: str | None = None, chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> Embedder:
-    """One loaded model per (model, chunk size) and process."""
-    return Embedder(model, max_tokens=chunk_tokens)
+@lru_cache(maxsize=4)
+def load_embedder(model: str | None = None, chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+                  dimension: int | None = None, quantize: bool = False) -> Embedder:
+    """One loaded model per (model, chunk size, dimension, quantisation) and process."""
+    return Embedder(model, max_tokens=chunk_tokens, dimension=dimension, quantize=quantize)
 
 
 def open_retriever(index_dir: Path = DEFAULT_INDEX_DIR, model: str | None = None,
-                   embedder: Embedder | None = None, chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> Retriever:
-    """Load the model (unless given) and open the index at ``index_dir``."""
-    embedder = embedder or load_embedder(model, chunk_tokens)
+                   embedder: Embedder | None = None, chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+                   dimension: int | None = None, quantize: bool = False) -> Retriever:
+    """Load the model (unless given) and open the index at ``index_dir``.
+
+    ``dimension`` truncates vectors for a new index; an existing index keeps the
+    dimension it was built with.
+    """
+    if embedder is None:
+        recorded = SearchIndex(index_dir).model_info
+        embedder = load_embedder(model, chunk_tokens, dimension or (recorded.dimension if recorded else None),
+                                 quantize)
     return Retriever(SearchIndex(index_dir, embedder, chunk_tokens), embedder)
 
 

@@ -93,25 +93,25 @@ def evaluate(retriever: Retriever, queries: list[BenchQuery], mode: str) -> dict
 
 
 def run_benchmark(bench_dir: Path, mode: str = "hybrid", index_dir: Path | None = None,
-                  model: str | None = None) -> dict[str, object]:
+                  model: str | None = None, dimension: int | None = None, quantize: bool = False) -> dict[str, object]:
     """Build an index of the benchmark (fresh unless ``index_dir`` is given) and score ``mode``."""
     queries = load_queries(bench_dir)
     with tempfile.TemporaryDirectory(prefix="bisearch-eval-") as scratch:
         folder = index_dir or Path(scratch)
-        retriever = open_retriever(folder, model)
+        retriever = open_retriever(folder, model, dimension=dimension, quantize=quantize)
         started = time.perf_counter()
         ingest_paths(retriever.index, [bench_dir / "docs"])
         ingest_s = round(time.perf_counter() - started, 1)
         docs = retriever.index.store.counts()["documents"]
         scores = evaluate(retriever, queries, mode)
         retriever.index.close()
-    return {"mode": mode, "docs": docs, "queries": len(queries), "ingest_s": ingest_s,
+    return {"mode": mode, "dimension": retriever.embedder.info.dimension, "int8": quantize, "docs": docs, "queries": len(queries), "ingest_s": ingest_s,
             "query_ms_p50": scores.pop("query_ms_p50"), **scores}
 
 
 def format_table(report: dict[str, object]) -> str:
     """A readable table of an evaluation report."""
-    lines = [f"mode {report['mode']}: {report['docs']} docs, {report['queries']} queries, "
+    lines = [f"mode {report['mode']} ({report['dimension']}-d{', int8' if report['int8'] else ''}): {report['docs']} docs, {report['queries']} queries, "
              f"ingest {report['ingest_s']} s, query p50 {report['query_ms_p50']} ms",
              f"{'setting':8} {'lang':4} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'MRR@10':>7}"]
     for setting in ("mixed", "cross", "xonly"):

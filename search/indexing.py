@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Iterable, Literal
 
 import numpy as np
-from tqdm import tqdm
 
 from search.chunking import Chunker
 from search.embedding import Embedder, ModelInfo
 from search.language import detect_language, keyword_tokens
 from search.loading import Document
 from search.store import NewChunk, Store, StoredDocument
-from search.vectors import VectorIndex, VectorIndexError, snapshot_path
+from search.vectors import IndexSettings, VectorIndex, VectorIndexError, snapshot_path
 
 log = logging.getLogger(__name__)
 DB_NAME = "index.sqlite"
@@ -50,8 +49,10 @@ class SearchIndex:
     vectors kept in SQLite, so a crash between the two steps loses nothing.
     """
 
-    def __init__(self, folder: Path, embedder: Embedder | None = None, chunk_tokens: int = DEFAULT_CHUNK_TOKENS):
+    def __init__(self, folder: Path, embedder: Embedder | None = None, chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+                 settings: IndexSettings | None = None):
         self.folder = Path(folder)
+        self.settings = settings or IndexSettings.from_env()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.store = Store(self.folder / DB_NAME)
         self.lock: threading.RLock = self.store.lock
@@ -99,20 +100,24 @@ class SearchIndex:
         path = snapshot_path(self.folder, generation)
         if path.exists():
             try:
-                vectors = VectorIndex.load(path, self._dimension())
-                if len(vectors) == self.store.counts()["chunks"]:
+                vectors = VectorIndex.load(path, self._dimension(), self.settings)
+                count = self.store.counts()["chunks"]
+                if len(vectors) == count and vectors.kind == self.settings.kind_for(count):
                     return vectors
-                log.warning("%s does not match the database; rebuilding it", path)
+                log.warning("%s does not match the database or the index settings; rebuilding it", path)
             except VectorIndexError as error:
                 log.warning("%s; rebuilding it from %s", error, self.store.path)
         return self._rebuild_vectors(generation)
 
     def _rebuild_vectors(self, generation: int) -> VectorIndex:
-        vectors = VectorIndex(self._dimension())
-        for ids, batch in self.store.iter_vectors():
-            vectors.add(ids, batch)
+        vectors = VectorIndex.build(self._dimension(), self.store.iter_vectors, self.store.counts()["chunks"],
+                                    self.settings, sample=self.store.sample_vectors)
         vectors.save(self.folder, generation)
         return vectors
+
+    def dense_search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """Top ``k`` ``(chunk id, cosine)``; approximate candidates are re-scored exactly."""
+        return self.vectors.search(query, k, allowed, exact=self.store.vectors_of)
 
     # -- writes ----------------------------------------------------------------
     def _prepare(self, documents: list[Document], progress: bool) -> list[_Prepared]:
@@ -167,12 +172,19 @@ class SearchIndex:
 
     def _apply(self, vectors: VectorIndex, removed: list[int],
                added: list[tuple[list[int], list[NewChunk]]]) -> None:
-        """Mirror a committed transaction in FAISS and save the new snapshot."""
+        """Mirror a committed transaction in FAISS and save the new snapshot.
+
+        When the index outgrows its kind (or cannot delete in place) it is rebuilt instead.
+        """
+        self._generation = self.store.generation()
+        count = self.store.counts()["chunks"]
+        if vectors.kind != self.settings.kind_for(count) or (removed and not vectors.can_remove):
+            self._vectors = self._rebuild_vectors(self._generation)
+            return
         vectors.remove(removed)
         for ids, chunks in added:
             if ids:
                 vectors.add(np.array(ids, dtype=np.int64), np.stack([chunk.vector for chunk in chunks]))
-        self._generation = self.store.generation()
         vectors.save(self.folder, self._generation)
 
     def stats(self) -> dict[str, object]:

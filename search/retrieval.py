@@ -132,7 +132,7 @@ class Retriever:
         if mode == "sparse":
             return {}, keyword
         allowed = store.chunk_ids(script, docs) if (script or docs) else None
-        dense = dict(self.index.vectors.search(query_vector, pool, allowed))
+        dense = dict(self.index.dense_search(query_vector, pool, allowed))
         if mode == "hybrid":
             missing = [chunk_id for chunk_id in keyword if chunk_id not in dense]
             for chunk_id, vector in store.vectors_of(missing).items():

@@ -224,6 +224,12 @@ class Store:
             yield ids, np.stack([np.frombuffer(row[1], dtype=np.float32) for row in rows])
 
     @_locked
+    def sample_vectors(self, count: int) -> np.ndarray:
+        """Up to ``count`` stored vectors picked at random (training data for IVF-PQ)."""
+        rows = self.db.execute("SELECT vector FROM chunks ORDER BY random() LIMIT ?", (count,)).fetchall()
+        return np.stack([np.frombuffer(row[0], dtype=np.float32) for row in rows])
+
+    @_locked
     def vectors_of(self, ids: list[int]) -> dict[int, np.ndarray]:
         if not ids:
             return {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from search.cli import main
-from tests.conftest import SEEDS
 
 
 def test_ingest_reports_summary_and_skips_bad_files(tmp_path, capsys):
@@ -54,3 +53,16 @@ def test_report_command_writes_markdown(seed_index_dir, tmp_path, capsys):
     empty.write_text("\n", encoding="utf-8")
     assert main(["report", str(empty), "--index", str(seed_index_dir)]) == 1
     assert "no questions" in capsys.readouterr().err
+
+
+def test_matryoshka_dimension_is_recorded_and_reused(tmp_path, capsys):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "pearl.md").write_text("# Pearls\n\n淡水珍珠的产量在去年增长。", encoding="utf-8")
+    index = str(tmp_path / "idx")
+    assert main(["ingest", str(tmp_path / "docs"), "--index", index, "--dim", "256", "-q"]) == 0
+    assert main(["stats", "--index", index]) == 0
+    assert '"dimension": 256' in capsys.readouterr().out
+    assert main(["query", "freshwater pearl output", "--index", index, "--json"]) == 0  # 256-d reused
+    assert json.loads(capsys.readouterr().out)["results"][0]["doc_id"] == "pearl"
+    assert main(["query", "pearls", "--index", index, "--dim", "128"]) == 1
+    assert "256" in capsys.readouterr().err

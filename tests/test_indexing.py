@@ -26,7 +26,7 @@ def test_round_trip_offsets_and_metadata(seed_retriever):
 
 
 def test_reingest_unchanged_adds_nothing(fresh_index_dir, embedder):
-    from tests.conftest import SEEDS
+    from conftest import SEEDS
 
     index = open_retriever(fresh_index_dir, embedder=embedder).index
     before = index.stats()

@@ -1,0 +1,313 @@
+"""``make bench``: speed as ratios against the bare model and FAISS in the same run, and index scale.
+
+* ingest: passages/s of the product's ingest ÷ passages/s of bare ``model.encode_document``
+  on the same chunk texts, measured in alternating rounds so machine noise hits both.
+* query: p50/p99 of ``GET /search`` over HTTP on 127.0.0.1 (a ``bisearch serve`` process)
+  ÷ bare ``model.encode_query`` + FAISS exact search, query by query, alternating.
+* scale: flat, HNSW and IVF-PQ (re-scored) on synthetic clustered unit vectors: build time,
+  size, query latency and recall@10 against exact search.
+
+Numbers are printed as one table and written as JSON; nothing here is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import faiss
+import httpx
+import numpy as np
+from tqdm import tqdm
+
+from search.chunking import Chunker
+from search.embedding import Embedder
+from search.engine import load_embedder
+from search.evaluation import load_queries
+from search.indexing import DEFAULT_CHUNK_TOKENS, SearchIndex
+from search.loading import Document, discover_files, read_document
+from search.vectors import IndexSettings, VectorIndex
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_BENCH = ROOT.parent / "shared" / "bench" / "maintguide"
+SCALE_KINDS = ("flat", "hnsw", "ivfpq")
+
+
+# -- helpers ------------------------------------------------------------------------------
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(float(np.percentile(samples_ms, 50)), 2),
+            "p99_ms": round(float(np.percentile(samples_ms, 99)), 2)}
+
+
+def timed(function: Callable[[], object]) -> float:
+    """Seconds one call of ``function`` takes."""
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# -- ingest ---------------------------------------------------------------------------------
+def bench_corpus(sources: list[Path], chunker: Chunker, passages: int) -> list[Document]:
+    """The source documents, copied under new ids until they hold at least ``passages`` chunks."""
+    originals = [read_document(path, doc_id) for path, doc_id in discover_files(sources)]
+    per_copy = sum(len(chunker.chunk(document.text)) for document in originals)
+    copies = max(1, -(-passages // per_copy))
+    return [dataclasses.replace(document, id=f"copy{copy}/{document.id}")
+            for copy in range(copies) for document in originals]
+
+
+def chunk_texts(embedder: Embedder, documents: list[Document], count: int) -> list[str]:
+    """The first ``count`` chunk texts of ``documents``."""
+    chunker = Chunker(embedder.tokenizer, DEFAULT_CHUNK_TOKENS)
+    texts: list[str] = []
+    for document in documents:
+        texts += [chunk.text for chunk in chunker.chunk(document.text)]
+        if len(texts) >= count:
+            break
+    return texts[:count]
+
+
+def rounds_of(documents: list[Document], size: int) -> list[list[Document]]:
+    return [documents[start:start + size] for start in range(0, len(documents), size)]
+
+
+def measure_ingest(embedder: Embedder, documents: list[Document], index_dir: Path,
+                   round_documents: int = 16) -> dict[str, object]:
+    """Product ingest vs bare ``encode_document`` on the same chunks, in alternating rounds."""
+    index = SearchIndex(index_dir, embedder, settings=IndexSettings())
+    bare_s = product_s = 0.0
+    passages = 0
+    for batch in tqdm(rounds_of(documents, round_documents), desc="ingest rounds", unit="round"):
+        texts = [chunk.text for document in batch for chunk in index.chunker.chunk(document.text)]
+        passages += len(texts)
+        bare_s += timed(lambda: embedder.model.encode_document(texts))
+        product_s += timed(lambda: index.add_documents(batch))
+    index.close()
+    bare_rate, product_rate = passages / bare_s, passages / product_s
+    return {"passages": passages, "documents": len(documents),
+            "bare_passages_per_s": round(bare_rate, 3), "ingest_passages_per_s": round(product_rate, 3),
+            "ratio": round(product_rate / bare_rate, 3)}
+
+
+def measure_int8_speedup(embedder: Embedder, texts: list[str]) -> dict[str, object]:
+    """Bare encode speed of the int8-quantised model against the float model on ``texts``."""
+    quantized = Embedder(quantize=True, max_tokens=DEFAULT_CHUNK_TOKENS)
+    float_s = timed(lambda: embedder.model.encode_document(texts))
+    int8_s = timed(lambda: quantized.model.encode_document(texts))
+    return {"passages": len(texts), "float_passages_per_s": round(len(texts) / float_s, 3),
+            "int8_passages_per_s": round(len(texts) / int8_s, 3), "speedup": round(float_s / int8_s, 3)}
+
+
+# -- query ----------------------------------------------------------------------------------
+class ServerProcess:
+    """``bisearch serve`` on 127.0.0.1 in its own process, for as long as the block runs."""
+
+    def __init__(self, index_dir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.command = [sys.executable, "-m", "search.cli", "serve", "--index", str(index_dir),
+                        "--port", str(self.port)]
+
+    def __enter__(self) -> "ServerProcess":
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        raise RuntimeError("server did not start within 300 s")
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def exact_faiss(index_dir: Path) -> faiss.Index:
+    """A bare FAISS exact index of the same vectors the service searches."""
+    index = SearchIndex(index_dir)
+    flat = None
+    for ids, vectors in index.store.iter_vectors():
+        flat = flat or faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
+        flat.add_with_ids(vectors, ids)
+    index.close()
+    return flat
+
+
+def measure_query(embedder: Embedder, index_dir: Path, queries: list[str], k: int = 10,
+                  warmup: int = 5) -> dict[str, object]:
+    """Latency of ``GET /search`` over HTTP vs bare encode + FAISS, query by query."""
+    flat = exact_faiss(index_dir)
+    bare_ms, http_ms = [], []
+
+    def bare(text: str) -> None:
+        flat.search(embedder.model.encode_query([text]).astype(np.float32), k)
+
+    with ServerProcess(index_dir) as server, httpx.Client(base_url=server.url, timeout=120) as http:
+        def over_http(text: str) -> None:
+            http.get("/search", params={"q": text, "k": k}).raise_for_status()
+
+        for text in queries[:warmup]:
+            bare(text), over_http(text)
+        for text in tqdm(queries, desc="queries", unit="q"):
+            bare_ms.append(1000 * timed(lambda: bare(text)))
+            http_ms.append(1000 * timed(lambda: over_http(text)))
+    bare_p, http_p = percentiles(bare_ms), percentiles(http_ms)
+    return {"queries": len(queries), "passages": int(flat.ntotal), "bare": bare_p, "http": http_p,
+            "p50_ratio": round(http_p["p50_ms"] / bare_p["p50_ms"], 3),
+            "p99_ratio": round(http_p["p99_ms"] / bare_p["p99_ms"], 3)}
+
+
+# -- scale ----------------------------------------------------------------------------------
+def clustered_unit_vectors(count: int, dimension: int, seed: int = 0, topics: int = 10_000) -> np.ndarray:
+    """Unit vectors around random topic centres: neighbourhoods like real embeddings have."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((topics, dimension), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    vectors = np.empty((count, dimension), dtype=np.float32)
+    for start in range(0, count, 100_000):
+        stop = min(count, start + 100_000)
+        noise = rng.standard_normal((stop - start, dimension), dtype=np.float32) * (0.8 / np.sqrt(dimension))
+        block = centres[rng.integers(0, topics, stop - start)] + noise
+        vectors[start:stop] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return vectors
+
+
+def random_rows(vectors: np.ndarray, count: int) -> np.ndarray:
+    rows = np.random.default_rng(1).choice(len(vectors), min(count, len(vectors)), replace=False)
+    return vectors[np.sort(rows)]
+
+
+def index_bytes(index: faiss.Index) -> int:
+    """Size of the index as FAISS writes it (what it holds in RAM, give or take)."""
+    with tempfile.NamedTemporaryFile(suffix=".faiss") as file:
+        faiss.write_index(index, file.name)
+        return os.path.getsize(file.name)
+
+
+def measure_kind(kind: str, vectors: np.ndarray, queries: np.ndarray, truth: list[set[int]],
+                 k: int = 10) -> dict[str, object]:
+    """Build one index kind over ``vectors`` and score it against exact ``truth``."""
+    ids = np.arange(len(vectors), dtype=np.int64)
+    settings = IndexSettings(kind=kind)
+    started = time.perf_counter()
+    index = VectorIndex.build(vectors.shape[1], lambda: iter([(ids, vectors)]), len(vectors), settings,
+                              sample=lambda n: random_rows(vectors, n))
+    build_s = time.perf_counter() - started
+    exact = (lambda wanted: {i: vectors[i] for i in wanted}) if kind == "ivfpq" else None
+    latencies, hits = [], 0
+    for query, expected in zip(queries, truth):
+        started = time.perf_counter()
+        found = index.search(query, k, exact=exact)
+        latencies.append(1000 * (time.perf_counter() - started))
+        hits += len(expected & {i for i, _ in found})
+    size = index_bytes(index.index)
+    return {"kind": kind, "build_s": round(build_s, 1), "index_mb": round(size / 2**20, 1),
+            "bytes_per_vector": round(size / len(vectors), 1), **percentiles(latencies),
+            "recall_at_10": round(hits / (k * len(queries)), 4),
+            "rerank_source": "float vectors outside the index (SQLite in the service)" if exact else None}
+
+
+def measure_scale(count: int, dimension: int, queries: int = 200, k: int = 10) -> list[dict[str, object]]:
+    """All index kinds at one size and dimension."""
+    vectors = clustered_unit_vectors(count, dimension)
+    rng = np.random.default_rng(2)
+    probes = vectors[rng.choice(count, queries, replace=False)] + rng.standard_normal(
+        (queries, dimension), dtype=np.float32) * (0.3 / np.sqrt(dimension))
+    probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+    exact = faiss.IndexFlatIP(dimension)
+    exact.add(vectors)
+    truth = [set(row.tolist()) for row in exact.search(probes, k)[1]]
+    del exact
+    rows = []
+    for kind in SCALE_KINDS:
+        row = measure_kind(kind, vectors, probes, truth, k)
+        rows.append({"vectors": count, "dimension": dimension, **row})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+# -- report ---------------------------------------------------------------------------------
+def summary_table(results: dict[str, object]) -> str:
+    """The printed summary of everything measured in this run."""
+    lines = []
+    if ingest := results.get("ingest"):
+        lines.append(f"ingest  {ingest['passages']} passages: service {ingest['ingest_passages_per_s']}/s, "
+                     f"bare encode_document {ingest['bare_passages_per_s']}/s -> ratio {ingest['ratio']} (goal >= 0.9)")
+    if int8 := results.get("int8"):
+        lines.append(f"int8    bare encode {int8['int8_passages_per_s']}/s vs float {int8['float_passages_per_s']}/s "
+                     f"-> speed-up {int8['speedup']} ({int8['passages']} passages)")
+    if query := results.get("query"):
+        lines.append(f"query   {query['queries']} queries over {query['passages']} passages: HTTP p50 "
+                     f"{query['http']['p50_ms']} ms / p99 {query['http']['p99_ms']} ms; bare p50 "
+                     f"{query['bare']['p50_ms']} ms / p99 {query['bare']['p99_ms']} ms -> ratio p50 "
+                     f"{query['p50_ratio']} (goal <= 1.3), p99 {query['p99_ratio']}")
+    if scale := results.get("scale"):
+        lines.append(f"{'vectors':>9} {'dim':>4} {'kind':6} {'build s':>8} {'MB':>8} {'B/vec':>7} "
+                     f"{'p50 ms':>7} {'p99 ms':>7} {'R@10':>6}")
+        for row in scale:
+            lines.append(f"{row['vectors']:>9} {row['dimension']:>4} {row['kind']:6} {row['build_s']:>8} "
+                         f"{row['index_mb']:>8} {row['bytes_per_vector']:>7} {row['p50_ms']:>7} "
+                         f"{row['p99_ms']:>7} {row['recall_at_10']:>6}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m search.benchmark", description=__doc__.split("\n")[0])
+    parser.add_argument("--sections", default="ingest,query,scale", help="comma list of ingest, query, scale")
+    parser.add_argument("--bench-dir", type=Path, default=DEFAULT_BENCH)
+    parser.add_argument("--passages", type=int, default=2000, help="ingest corpus size (default: %(default)s)")
+    parser.add_argument("--sizes", default="100000,1000000", help="scale: vector counts")
+    parser.add_argument("--dims", default="768,256", help="scale: dimensions (Matryoshka)")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench.json")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sections = set(args.sections.split(","))
+    results: dict[str, object] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                              "faiss": faiss.__version__}, "started": time.strftime("%FT%T%z")}
+    with tempfile.TemporaryDirectory(prefix="bisearch-bench-") as scratch:
+        index_dir = Path(scratch) / "index"
+        if sections & {"ingest", "query"}:
+            embedder = load_embedder()
+            documents = bench_corpus([args.bench_dir / "docs", ROOT / "seeds"], Chunker(embedder.tokenizer, DEFAULT_CHUNK_TOKENS),
+                                     args.passages)
+            results["ingest"] = measure_ingest(embedder, documents, index_dir)
+            results["int8"] = measure_int8_speedup(embedder, chunk_texts(embedder, documents, 32))
+        if "query" in sections:
+            queries = [query.text for query in load_queries(args.bench_dir)]
+            results["query"] = measure_query(load_embedder(), index_dir, queries)
+    if "scale" in sections:
+        results["scale"] = [row for count in map(int, args.sizes.split(","))
+                            for dimension in map(int, args.dims.split(","))
+                            for row in measure_scale(count, dimension)]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    print(summary_table(results))
+    print(f"written: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
