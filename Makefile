@@ -35,5 +35,9 @@ run: install index
 test: install
 	$(BIN)/python -m pytest -q
 
+# Speed as ratios against the bare model and FAISS, plus index scale (tens of minutes on 2 cores).
+bench: install
+	$(BIN)/python -m search.benchmark $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) $(INDEX)/index.sqlite* $(INDEX)/vectors-*.faiss

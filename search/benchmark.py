@@ -282,6 +282,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def save(results: dict[str, object], path: Path) -> None:
+    """Write the results so far (each section lands even if a later one is stopped)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sections = set(args.sections.split(","))
@@ -294,16 +300,19 @@ def main(argv: list[str] | None = None) -> int:
             documents = bench_corpus([args.bench_dir / "docs", ROOT / "seeds"], Chunker(embedder.tokenizer, DEFAULT_CHUNK_TOKENS),
                                      args.passages)
             results["ingest"] = measure_ingest(embedder, documents, index_dir)
+            save(results, args.out)
             results["int8"] = measure_int8_speedup(embedder, chunk_texts(embedder, documents, 32))
         if "query" in sections:
             queries = [query.text for query in load_queries(args.bench_dir)]
             results["query"] = measure_query(load_embedder(), index_dir, queries)
+            save(results, args.out)
     if "scale" in sections:
-        results["scale"] = [row for count in map(int, args.sizes.split(","))
-                            for dimension in map(int, args.dims.split(","))
-                            for row in measure_scale(count, dimension)]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+        results["scale"] = []
+        for count in map(int, args.sizes.split(",")):
+            for dimension in map(int, args.dims.split(",")):
+                results["scale"] += measure_scale(count, dimension)
+                save(results, args.out)
+    save(results, args.out)
     print(summary_table(results))
     print(f"written: {args.out}")
     return 0

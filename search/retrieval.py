@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 
 from search.embedding import Embedder
-from search.indexing import SearchIndex
+from search.backend import SearchBackend
 from search.language import Lang, detect_language, keyword_tokens, normalize
 from search.store import StoredChunk
 
@@ -79,7 +79,7 @@ def interleave(ranked: list[int], groups: dict[int, str], lead: str) -> list[int
 class Retriever:
     """Ranked, cited passages for a query."""
 
-    def __init__(self, index: SearchIndex, embedder: Embedder, keyword_weight: float = KEYWORD_WEIGHT):
+    def __init__(self, index: SearchBackend, embedder: Embedder, keyword_weight: float = KEYWORD_WEIGHT):
         self.index = index
         self.embedder = embedder
         self.keyword_weight = keyword_weight

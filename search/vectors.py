@@ -45,8 +45,8 @@ class IndexSettings:
     min_approximate: int = 10_000  # fewer vectors than this are always searched exactly
     hnsw_m: int = 32
     ef_search: int = 128
-    nprobe: int = 64
-    pq_bytes_per_dim: float = 1 / 8  # 768-d -> PQ96: 96 bytes per vector instead of 3,072
+    nprobe: int | None = None  # IVF lists searched; None: an eighth of them (at least 64)
+    pq_bytes_per_dim: float = 1 / 4  # 768-d -> PQ192: 192 bytes per vector instead of 3,072
     rerank: int = 10  # approximate kinds fetch k * rerank candidates and re-score them exactly
 
     def __post_init__(self) -> None:
@@ -58,7 +58,7 @@ class IndexSettings:
         env = os.environ
         return cls(kind=env.get("BISEARCH_INDEX_KIND", cls.kind),
                    exact_limit=int(env.get("BISEARCH_INDEX_EXACT_LIMIT", cls.exact_limit)),
-                   nprobe=int(env.get("BISEARCH_INDEX_NPROBE", cls.nprobe)),
+                   nprobe=int(env["BISEARCH_INDEX_NPROBE"]) if env.get("BISEARCH_INDEX_NPROBE") else None,
                    ef_search=int(env.get("BISEARCH_INDEX_EF_SEARCH", cls.ef_search)))
 
     def kind_for(self, count: int) -> str:
@@ -155,7 +155,8 @@ class VectorIndex:
     def _search_parameters(self, allowed: np.ndarray | None) -> faiss.SearchParameters | None:
         selector = faiss.IDSelectorBatch(allowed.astype(np.int64)) if allowed is not None else None
         if self.kind == "ivfpq":
-            return faiss.SearchParametersIVF(sel=selector, nprobe=self.settings.nprobe)
+            lists = faiss.extract_index_ivf(self.index).nlist
+            return faiss.SearchParametersIVF(sel=selector, nprobe=self.settings.nprobe or max(64, lists // 8))
         if self.kind == "hnsw":
             return faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.settings.ef_search, 1))
         return faiss.SearchParameters(sel=selector) if selector is not None else None

@@ -80,3 +80,10 @@ def test_query_with_another_model_is_refused(fresh_index_dir, embedder, monkeypa
     monkeypatch.setattr(embedder, "info", other)
     with pytest.raises(ModelMismatchError, match="other-model"):
         SearchIndex(fresh_index_dir, embedder)
+
+
+def test_search_index_implements_the_backend_interface(seed_retriever):
+    from search.backend import PassageStore, SearchBackend
+
+    assert isinstance(seed_retriever.index, SearchBackend)
+    assert isinstance(seed_retriever.index.store, PassageStore)

@@ -65,7 +65,7 @@ def test_kind_follows_size_and_settings():
     assert IndexSettings(kind="hnsw").kind_for(20_000) == "hnsw"
     with pytest.raises(VectorIndexError, match="unknown index kind"):
         IndexSettings(kind="annoy")
-    assert pq_subquantizers(768, 1 / 8) == 96 and pq_subquantizers(256, 1 / 8) == 32
+    assert pq_subquantizers(768, 1 / 4) == 192 and pq_subquantizers(256, 1 / 8) == 32
     assert ivf_lists(1_000_000) == 4000 and ivf_lists(20_000) == 512
 
 
