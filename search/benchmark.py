@@ -64,12 +64,18 @@ def free_port() -> int:
 
 # -- ingest ---------------------------------------------------------------------------------
 def bench_corpus(sources: list[Path], chunker: Chunker, passages: int) -> list[Document]:
-    """The source documents, copied under new ids until they hold at least ``passages`` chunks."""
+    """Copies of the source documents under new ids, just enough to hold ``passages`` chunks."""
     originals = [read_document(path, doc_id) for path, doc_id in discover_files(sources)]
-    per_copy = sum(len(chunker.chunk(document.text)) for document in originals)
-    copies = max(1, -(-passages // per_copy))
-    return [dataclasses.replace(document, id=f"copy{copy}/{document.id}")
-            for copy in range(copies) for document in originals]
+    sizes = [len(chunker.chunk(document.text)) for document in originals]
+    corpus, total, copy = [], 0, 0
+    while total < passages:
+        for document, size in zip(originals, sizes):
+            if total >= passages:
+                break
+            corpus.append(dataclasses.replace(document, id=f"copy{copy}/{document.id}"))
+            total += size
+        copy += 1
+    return corpus
 
 
 def chunk_texts(embedder: Embedder, documents: list[Document], count: int) -> list[str]:

@@ -87,7 +87,7 @@ def new_faiss_index(kind: str, dimension: int, settings: IndexSettings, count: i
         return faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
     if kind == "hnsw":
         graph = faiss.IndexHNSWFlat(dimension, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        graph.hnsw.efConstruction = 80
+        graph.hnsw.efConstruction = 40
         return faiss.IndexIDMap2(graph)
     if kind == "ivfpq":
         quantizer = faiss.IndexFlatIP(dimension)
