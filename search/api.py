@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, field_validator
 from search import __version__
 from search.engine import ingest_paths
 from search.indexing import ModelMismatchError, SearchIndex
-from search.language import highlight_spans
+from search.language import highlight_spans, highlight_terms
 from search.loading import SUPPORTED_SUFFIXES, DocumentError, decode_text, make_document
 from search.report import ReportError, format_citation, render_markdown, report_for_passages, report_for_questions
 from search.retrieval import MAX_QUERY_CHARS, QueryError, Retriever, SearchResult
@@ -36,7 +36,8 @@ class SearchIn(BaseModel):
     q: str = Field(..., min_length=1, max_length=MAX_QUERY_CHARS, description="Question, English or Chinese")
     k: int = Field(10, ge=1, le=100)
     lang: LangName | None = Field(None, description="Only passages in this language")
-    doc: list[str] | None = Field(None, max_length=100, description="Only passages of these document ids")
+    doc: list[Annotated[str, Field(min_length=1, max_length=MAX_DOC_ID_CHARS)]] | None = Field(
+        None, max_length=100, description="Only passages of these document ids")
     mode: ModeName = "hybrid"
     offset: int = Field(0, ge=0, le=1000)
 
@@ -104,9 +105,10 @@ class ReportIn(BaseModel):
 
 def search_response(result: SearchResult, k: int, offset: int = 0) -> SearchOut:
     """The JSON shape of a search result: every hit with its quote, highlights and citation."""
+    terms = highlight_terms(result.query)
     results = [
         HitOut(**{key: value for key, value in hit.as_dict().items() if key != "chunk_id"}, quote=hit.text,
-               highlights=highlight_spans(hit.text, result.query),
+               highlights=highlight_spans(hit.text, terms),
                citation=format_citation(hit.rank, hit.title, hit.source or hit.doc_id, hit.start, hit.end))
         for hit in result.hits
     ]
@@ -211,18 +213,9 @@ def create_app(retriever: Retriever) -> FastAPI:
         return search_response(result, request.k, request.offset)
 
     @app.get("/search", response_model=SearchOut)
-    def search_get(
-        q: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS, description="Question, English or Chinese"),
-        k: int = Query(10, ge=1, le=100),
-        lang: LangName | None = Query(None, description="Only passages in this language"),
-        doc: list[str] | None = Query(None, description="Only passages of these document ids"),
-        mode: ModeName = "hybrid",
-        offset: int = Query(0, ge=0, le=1000),
-    ) -> SearchOut:
+    def search_get(request: Annotated[SearchIn, Query()]) -> SearchOut:
         """Ranked passages for ``q`` with document, offsets, exact quote, highlights and citation."""
-        if not q.strip():
-            raise HTTPException(status_code=422, detail="query is empty")
-        return run_search(SearchIn(q=q, k=k, lang=lang, doc=doc, mode=mode, offset=offset))
+        return run_search(request)
 
     @app.post("/search", response_model=SearchOut)
     def search_post(request: SearchIn) -> SearchOut:

@@ -74,8 +74,11 @@ def ingest_paths(index: SearchIndex, paths: list[Path], progress: bool = False,
     summary.failed.extend(f"{name}: no such file or folder" for name in missing)
     batch = []
     bar = tqdm(total=len(files), unit="file", disable=not progress)
+    first_file: dict[str, Path] = {}
     for position, (path, doc_id) in enumerate(files, start=1):
-        if path.exists():
+        if first_file.setdefault(doc_id, path) != path:
+            summary.failed.append(f"{path}: same document id {doc_id!r} as {first_file[doc_id]}; rename one of them")
+        elif path.exists():
             try:
                 batch.append(read_document(path, doc_id))
             except (DocumentError, OSError) as error:

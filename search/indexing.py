@@ -101,7 +101,7 @@ class SearchIndex:
         if path.exists():
             try:
                 vectors = VectorIndex.load(path, self._dimension(), self.settings)
-                count = self.store.counts()["chunks"]
+                count = self.store.chunk_count()
                 if len(vectors) == count and vectors.kind == self.settings.kind_for(count):
                     return vectors
                 log.warning("%s does not match the database or the index settings; rebuilding it", path)
@@ -110,7 +110,7 @@ class SearchIndex:
         return self._rebuild_vectors(generation)
 
     def _rebuild_vectors(self, generation: int) -> VectorIndex:
-        vectors = VectorIndex.build(self._dimension(), self.store.iter_vectors, self.store.counts()["chunks"],
+        vectors = VectorIndex.build(self._dimension(), self.store.iter_vectors, self.store.chunk_count(),
                                     self.settings, sample=self.store.sample_vectors)
         vectors.save(self.folder, generation)
         return vectors
@@ -141,8 +141,11 @@ class SearchIndex:
         return prepared
 
     def add_documents(self, documents: Iterable[Document], progress: bool = False) -> list[IngestOutcome]:
-        """Add new documents, replace changed ones, skip unchanged ones; one atomic write."""
-        prepared = self._prepare(list(documents), progress)
+        """Add new documents, replace changed ones, skip unchanged ones; one atomic write.
+
+        When one batch holds the same id twice, the last one wins.
+        """
+        prepared = self._prepare(list({document.id: document for document in documents}.values()), progress)
         changed = [item for item in prepared if item.status != "unchanged"]
         if changed:
             with self.lock:
@@ -177,15 +180,19 @@ class SearchIndex:
         When the index outgrows its kind (or cannot delete in place) it is rebuilt instead.
         """
         self._generation = self.store.generation()
-        count = self.store.counts()["chunks"]
-        if vectors.kind != self.settings.kind_for(count) or (removed and not vectors.can_remove):
-            self._vectors = self._rebuild_vectors(self._generation)
-            return
-        vectors.remove(removed)
-        for ids, chunks in added:
-            if ids:
-                vectors.add(np.array(ids, dtype=np.int64), np.stack([chunk.vector for chunk in chunks]))
-        vectors.save(self.folder, self._generation)
+        try:
+            count = self.store.chunk_count()
+            if vectors.kind != self.settings.kind_for(count) or (removed and not vectors.can_remove):
+                self._vectors = self._rebuild_vectors(self._generation)
+                return
+            vectors.remove(removed)
+            for ids, chunks in added:
+                if ids:
+                    vectors.add(np.array(ids, dtype=np.int64), np.stack([chunk.vector for chunk in chunks]))
+            vectors.save(self.folder, self._generation)
+        except BaseException:
+            self._vectors = None  # the committed SQLite state is rebuilt into FAISS on the next read
+            raise
 
     def stats(self) -> dict[str, object]:
         info = self.model_info

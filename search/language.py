@@ -73,29 +73,54 @@ def keyword_tokens(text: str) -> list[str]:
     return [word.lower() for word in (w.strip() for w in words) if word and WORD_CHAR_RE.search(word)]
 
 
-def keyword_spans(text: str) -> list[tuple[int, int, str]]:
-    """``(start, end, token)`` for each keyword token, with offsets into ``text`` itself.
-
-    NFKC and the traditional-to-simplified step change characters but are applied per
-    jieba token here, so offsets always point into the original text.
-    """
-    spans = []
-    for word, start, end in jieba.tokenize(text, mode="search"):
-        if WORD_CHAR_RE.search(word) and word.strip():
-            spans.append((start, end, normalize(word).lower()))
-    return spans
-
-
 #: Words not worth highlighting: jieba's English stop words plus Chinese function words.
 HIGHLIGHT_STOP_WORDS = frozenset(KeywordExtractor.STOP_WORDS) | frozenset(
     "的 了 是 在 和 与 及 或 吗 呢 吧 啊 也 都 就 而 之 其 这 那 有 个 为 于 以 被 把 对 从 到 比 how what which who why when does do did".split()
 )
 
 
-def highlight_spans(text: str, query: str) -> list[tuple[int, int]]:
-    """Character spans of ``text`` that match the query's words (jieba for Chinese), merged."""
-    terms = {token for token in keyword_tokens(query) if token not in HIGHLIGHT_STOP_WORDS}
-    spans = sorted((start, end) for start, end, token in keyword_spans(text) if token in terms)
+def highlight_terms(query: str) -> frozenset[str]:
+    """The query's keyword tokens worth highlighting (stop words dropped)."""
+    return frozenset(token for token in keyword_tokens(query) if token not in HIGHLIGHT_STOP_WORDS)
+
+
+def _folded_with_positions(text: str) -> tuple[str, list[int] | None]:
+    """``text`` normalised like keyword tokens (NFKC, simplified, lower case), and for each
+    of its characters the offset in ``text`` it came from (None: offsets are unchanged)."""
+    if text.isascii():
+        return text.lower(), None
+    simplified = _to_simplified_converter().convert(text) if HAN_RE.search(text) else text
+    if len(simplified) != len(text):
+        simplified = text
+    whole = unicodedata.normalize("NFKC", simplified).lower()
+    if len(whole) == len(text) and not any(map(unicodedata.combining, simplified)):
+        return whole, None
+    folded, positions = [], []
+    for offset, char in enumerate(simplified):
+        normal = unicodedata.normalize("NFKC", char).lower()
+        folded.append(normal)
+        positions.extend([offset] * len(normal))
+    return "".join(folded), positions
+
+
+@lru_cache(maxsize=4096)
+def _term_pattern(term: str) -> re.Pattern:
+    """Chinese terms match anywhere; Latin words and numbers only as whole words."""
+    edge = r"(?<![0-9a-z])" if term[0].isascii() and term[0].isalnum() else ""
+    tail = r"(?![0-9a-z])" if term[-1].isascii() and term[-1].isalnum() else ""
+    return re.compile(edge + re.escape(term) + tail)
+
+
+def highlight_spans(text: str, terms: frozenset[str]) -> list[tuple[int, int]]:
+    """Merged ``[start, end)`` spans of ``text`` where the query ``terms`` occur.
+
+    Matching runs on a normalised copy (full-width, traditional characters, case), and
+    the spans are mapped back, so they always index the original ``text``.
+    """
+    folded, positions = _folded_with_positions(text)
+    spans = sorted((match.start(), match.end()) for term in terms for match in _term_pattern(term).finditer(folded))
+    if positions is not None:
+        spans = [(positions[start], positions[end - 1] + 1) for start, end in spans]
     merged: list[tuple[int, int]] = []
     for start, end in spans:
         if merged and start <= merged[-1][1]:

@@ -100,6 +100,9 @@ class Retriever:
         with self.index.lock:
             dense, keyword = self._candidates(query_vector, keyword_tokens(normalized), mode, pool, script, docs)
             chunks = self.index.store.chunks_by_id(set(dense) | set(keyword))
+        # A chunk another process deleted after this FAISS snapshot was loaded is dropped.
+        dense, keyword = ({chunk_id: score for chunk_id, score in candidates.items() if chunk_id in chunks}
+                          for candidates in (dense, keyword))
         scored = self._fuse(dense, keyword, chunks, query_lang, mode)
         ranked = sorted(scored, key=lambda chunk_id: scored[chunk_id][0], reverse=True)
         if ranked and dense and (balance if balance is not None else (script is None and mode == "hybrid")):

@@ -193,6 +193,10 @@ class Store:
         return [dict(zip(keys, row)) for row in rows]
 
     @_locked
+    def chunk_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+
+    @_locked
     def counts(self) -> dict[str, int]:
         documents = self.db.execute("SELECT count(*) FROM documents").fetchone()[0]
         by_lang = dict(self.db.execute("SELECT lang, count(*) FROM chunks GROUP BY lang").fetchall())
@@ -261,7 +265,11 @@ class _Transaction:
 
     def __enter__(self) -> Store:
         self.store.lock.acquire()
-        self.store.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.store.db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.store.lock.release()
+            raise
         return self.store
 
     def __exit__(self, kind, value, traceback) -> None:

@@ -36,6 +36,12 @@ def snapshot_path(folder: Path, generation: int) -> Path:
     return folder / f"{SNAPSHOT_PREFIX}{generation}{SNAPSHOT_SUFFIX}"
 
 
+def snapshot_generation(path: Path) -> int:
+    """The generation a snapshot file was written for (-1 for a stray name)."""
+    number = path.name[len(SNAPSHOT_PREFIX):-len(SNAPSHOT_SUFFIX)]
+    return int(number) if number.isdigit() else -1
+
+
 @dataclass(frozen=True)
 class IndexSettings:
     """Which FAISS index to use and how to search it (env: ``BISEARCH_INDEX_*``)."""
@@ -195,7 +201,7 @@ class VectorIndex:
             if os.path.exists(temp):
                 os.unlink(temp)
         for old in folder.glob(f"{SNAPSHOT_PREFIX}*{SNAPSHOT_SUFFIX}"):
-            if old != target:
+            if snapshot_generation(old) < generation:
                 old.unlink(missing_ok=True)
         return target
 

@@ -87,3 +87,49 @@ def test_search_index_implements_the_backend_interface(seed_retriever):
 
     assert isinstance(seed_retriever.index, SearchBackend)
     assert isinstance(seed_retriever.index.store, PassageStore)
+
+
+def test_same_id_twice_in_one_ingest_is_reported_not_corrupting(fresh_index_dir, embedder, tmp_path):
+    folder = tmp_path / "twins"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Silver demand in India rose sharply.", encoding="utf-8")
+    (folder / "a.md").write_text("# 白银\n印度的白银需求大幅上升。", encoding="utf-8")
+    retriever = open_retriever(fresh_index_dir, embedder=embedder)
+    summary = ingest_paths(retriever.index, [folder])
+    assert summary.count("added") == 1 and len(summary.failed) == 1 and "same document id 'a'" in summary.failed[0]
+    twice = [make_document("b", "Pearl prices fell.", source="mem"), make_document("b", "珍珠价格下跌。", source="mem")]
+    assert [outcome.status for outcome in retriever.index.add_documents(twice)] == ["added"]
+    assert retriever.index.store.document("b").text == "珍珠价格下跌。"
+    assert len(retriever.index.vectors) == retriever.index.store.chunk_count()
+    assert retriever.search("silver demand", k=20).hits
+
+
+def test_failed_transaction_start_releases_the_lock(fresh_index_dir):
+    import sqlite3
+    import threading
+
+    index = SearchIndex(fresh_index_dir)
+    other = sqlite3.connect(fresh_index_dir / "index.sqlite", isolation_level=None, timeout=0)
+    other.execute("BEGIN IMMEDIATE")
+    index.store.db.execute("PRAGMA busy_timeout = 0")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        with index.store.transaction():
+            pass
+    other.execute("ROLLBACK")
+    reader = threading.Thread(target=index.store.counts)
+    reader.start()
+    reader.join(timeout=10)
+    assert not reader.is_alive(), "the store lock was left held"
+
+
+def test_failed_faiss_update_is_recovered_from_sqlite(fresh_index_dir, embedder, monkeypatch):
+    from search.vectors import VectorIndex
+
+    retriever = open_retriever(fresh_index_dir, embedder=embedder)
+    monkeypatch.setattr(VectorIndex, "save", lambda *args: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        retriever.index.add_documents([make_document("ruby", "Ruby auctions in Geneva set records.", source="mem")])
+    monkeypatch.undo()
+    hits = retriever.search("ruby auctions Geneva", k=3).hits
+    assert hits[0].doc_id == "ruby"
+    assert len(retriever.index.vectors) == retriever.index.store.chunk_count()
