@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -18,8 +19,8 @@ from search.engine import ingest_paths
 from search.indexing import ModelMismatchError, SearchIndex
 from search.language import highlight_spans, highlight_terms
 from search.loading import SUPPORTED_SUFFIXES, DocumentError, decode_text, make_document
-from search.report import ReportError, format_citation, render_markdown, report_for_passages, report_for_questions
-from search.retrieval import MAX_QUERY_CHARS, QueryError, Retriever, SearchResult
+from search.report import DEFAULT_TITLE, ReportError, format_citation, render_markdown, report_for_passages, report_for_questions
+from search.retrieval import MAX_QUERY_CHARS, Hit, QueryError, Retriever, SearchResult
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -49,22 +50,13 @@ class SearchIn(BaseModel):
         return value
 
 
-class HitOut(BaseModel):
-    rank: int
-    score: float
-    doc_id: str
-    title: str
-    source: str
-    chunk_no: int
-    lang: str
-    start: int
-    end: int
-    text: str
-    quote: str = Field(description="Exactly document.text[start:end]")
-    highlights: list[tuple[int, int]] = Field(description="[start, end) spans of query words inside text")
-    citation: str
-    dense_score: float | None = None
-    keyword_score: float | None = None
+@dataclass
+class CitedHit(Hit):
+    """A hit as the API returns it, with its exact quote, highlights and ready citation."""
+
+    quote: str = ""  # exactly document.text[start:end]
+    highlights: list[tuple[int, int]] = field(default_factory=list)  # [start, end) of query words in text
+    citation: str = ""
 
 
 class SearchOut(BaseModel):
@@ -74,7 +66,7 @@ class SearchOut(BaseModel):
     k: int
     offset: int
     took_ms: float
-    results: list[HitOut]
+    results: list[CitedHit]
 
 
 class DocumentIn(BaseModel):
@@ -100,16 +92,15 @@ class ReportIn(BaseModel):
         None, max_length=50)
     k: int = Field(3, ge=1, le=10)
     passages: list[PassageIn] | None = Field(None, max_length=200)
-    title: str = Field("Search report", min_length=1, max_length=200)
+    title: str = Field(DEFAULT_TITLE, min_length=1, max_length=200)
 
 
 def search_response(result: SearchResult, k: int, offset: int = 0) -> SearchOut:
     """The JSON shape of a search result: every hit with its quote, highlights and citation."""
     terms = highlight_terms(result.query)
     results = [
-        HitOut(**{key: value for key, value in hit.as_dict().items() if key != "chunk_id"}, quote=hit.text,
-               highlights=highlight_spans(hit.text, terms),
-               citation=format_citation(hit.rank, hit.title, hit.source or hit.doc_id, hit.start, hit.end))
+        CitedHit(**hit.as_dict(), quote=hit.text, highlights=highlight_spans(hit.text, terms),
+                 citation=format_citation(hit.rank, hit.title, hit.source or hit.doc_id, hit.start, hit.end))
         for hit in result.hits
     ]
     return SearchOut(query=result.query, query_lang=result.query_lang, mode=result.mode, k=k, offset=offset,

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from search.engine import DEFAULT_INDEX_DIR, open_retriever
+from search.report import DEFAULT_TITLE
 
 MATRYOSHKA_DIMS = (768, 512, 256, 128)
 
@@ -176,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("questions", type=Path, help="text file, one question per line")
     report.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     report.add_argument("-k", type=int, default=3, help="passages per question")
-    report.add_argument("--title", default="Search report")
+    report.add_argument("--title", default=DEFAULT_TITLE)
     report.add_argument("--json", action="store_true")
     report.set_defaults(handler=cmd_report)
 

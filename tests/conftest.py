@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from search.api import server_config
+from search.api import create_app, server_config
 from search.engine import ingest_paths, load_embedder, open_retriever
 from search.retrieval import Retriever
 
@@ -87,7 +87,14 @@ class LiveServer:
 @pytest.fixture(scope="session")
 def live_server(seed_retriever):
     """The real app over the seed index, served over HTTP on 127.0.0.1."""
-    from search.api import create_app
-
     with LiveServer(create_app(seed_retriever)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def writable_server(request, tmp_path_factory, seed_index_dir, embedder):
+    """A real server over this test module's private copy of the seed index (for writes)."""
+    folder = tmp_path_factory.mktemp(request.module.__name__) / "index"
+    shutil.copytree(seed_index_dir, folder)
+    with LiveServer(create_app(open_retriever(folder, embedder=embedder))) as server:
         yield server

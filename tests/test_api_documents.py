@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-
 import httpx
 import pytest
 
-from search.api import create_app
-from search.engine import open_retriever
-from conftest import LiveServer
-
 SEED_EN = "000_be3e8d9fcddfd8b1"
-
-
-@pytest.fixture(scope="module")
-def writable_server(tmp_path_factory, seed_index_dir, embedder):
-    """A real server over a private copy of the seed index (tests here add and delete)."""
-    folder = tmp_path_factory.mktemp("api") / "index"
-    shutil.copytree(seed_index_dir, folder)
-    with LiveServer(create_app(open_retriever(folder, embedder=embedder))) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -6,31 +6,15 @@ fields) for every operation, sent over HTTP to a real server on 127.0.0.1.
 
 from __future__ import annotations
 
-import shutil
-
-import pytest
 import schemathesis
 from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given, settings
 
-from conftest import LiveServer
-from search.api import create_app
-from search.engine import open_retriever
-
 EXAMPLES_PER_OPERATION = 30
 
 
-@pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory, seed_index_dir, embedder):
-    """A writable server over a copy of the seed index (fuzzed writes must not touch others)."""
-    folder = tmp_path_factory.mktemp("fuzz") / "index"
-    shutil.copytree(seed_index_dir, folder)
-    with LiveServer(create_app(open_retriever(folder, embedder=embedder))) as server:
-        yield server
-
-
-def test_no_input_gives_a_server_error(fuzz_server):
-    schema = schemathesis.openapi.from_url(fuzz_server.url + "/openapi.json")
+def test_no_input_gives_a_server_error(writable_server):
+    schema = schemathesis.openapi.from_url(writable_server.url + "/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 8
     for operation in operations:

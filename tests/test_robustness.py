@@ -12,28 +12,18 @@ import threading
 import time
 
 import httpx
-import pytest
 
-from search.api import create_app
 from search.engine import open_retriever
 from search.indexing import SearchIndex
 from search.loadtest import run_load
-from conftest import ROOT, LiveServer
+from conftest import ROOT
 
 TOGGLED_TEXT = " ".join(f"Paragraph {i}: jade bangles from Myanmar are graded by colour and translucency."
                         for i in range(40))
 
 
-@pytest.fixture(scope="module")
-def busy_server(tmp_path_factory, seed_index_dir, embedder):
-    folder = tmp_path_factory.mktemp("busy") / "index"
-    shutil.copytree(seed_index_dir, folder)
-    with LiveServer(create_app(open_retriever(folder, embedder=embedder))) as server:
-        yield server
-
-
-def test_queries_during_adds_and_deletes_see_whole_documents(busy_server):
-    with httpx.Client(base_url=busy_server.url, timeout=60) as http:
+def test_queries_during_adds_and_deletes_see_whole_documents(writable_server):
+    with httpx.Client(base_url=writable_server.url, timeout=60) as http:
         chunks_of_toggled = http.post("/documents", json={"id": "jade", "text": TOGGLED_TEXT}).json()["chunks"]
         assert chunks_of_toggled > 1
         http.delete("/documents/jade")
@@ -42,7 +32,7 @@ def test_queries_during_adds_and_deletes_see_whole_documents(busy_server):
     stop = threading.Event()
 
     def reader() -> None:
-        with httpx.Client(base_url=busy_server.url, timeout=60) as http:
+        with httpx.Client(base_url=writable_server.url, timeout=60) as http:
             while not stop.is_set():
                 reply = http.get("/search", params={"q": "jade bangles colour", "k": 100, "doc": "jade"})
                 if reply.status_code != 200:
@@ -56,7 +46,7 @@ def test_queries_during_adds_and_deletes_see_whole_documents(busy_server):
     for thread in readers:
         thread.start()
     deadline = time.monotonic() + 60
-    with httpx.Client(base_url=busy_server.url, timeout=60) as http:
+    with httpx.Client(base_url=writable_server.url, timeout=60) as http:
         for _ in range(3):
             assert http.post("/documents", json={"id": "jade", "text": TOGGLED_TEXT}).status_code == 201
             time.sleep(0.3)
@@ -70,8 +60,8 @@ def test_queries_during_adds_and_deletes_see_whole_documents(busy_server):
     assert seen_counts <= {0, chunks_of_toggled}, f"torn results: saw {seen_counts}, document has {chunks_of_toggled}"
 
 
-def test_fifty_clients_for_thirty_seconds_get_no_errors(busy_server):
-    result = asyncio.run(run_load(busy_server.url, clients=50, seconds=30))
+def test_fifty_clients_for_thirty_seconds_get_no_errors(writable_server):
+    result = asyncio.run(run_load(writable_server.url, clients=50, seconds=30))
     print(f"\nload: {result}")
     assert result.errors == 0, result.error_samples
     assert result.requests >= 50
