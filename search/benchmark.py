@@ -36,6 +36,7 @@ from search.engine import load_embedder
 from search.evaluation import load_queries
 from search.indexing import DEFAULT_CHUNK_TOKENS, SearchIndex
 from search.loading import Document, discover_files, read_document
+from search.loadtest import percentiles
 from search.vectors import IndexSettings, VectorIndex
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,11 +45,6 @@ SCALE_KINDS = ("flat", "hnsw", "ivfpq")
 
 
 # -- helpers ------------------------------------------------------------------------------
-def percentiles(samples_ms: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(float(np.percentile(samples_ms, 50)), 2),
-            "p99_ms": round(float(np.percentile(samples_ms, 99)), 2)}
-
-
 def timed(function: Callable[[], object]) -> float:
     """Seconds one call of ``function`` takes."""
     started = time.perf_counter()

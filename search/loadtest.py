@@ -9,11 +9,11 @@ import argparse
 import asyncio
 import itertools
 import json
-import statistics
 import time
 from dataclasses import asdict, dataclass
 
 import httpx
+import numpy as np
 
 DEFAULT_QUERIES = ("韩国珠宝出口增长了多少？", "How much faster are Shuibei lead times?", "黄金", "gold",
                    "水贝珠宝的生产周期比全球平均快多少？", "cross-border e-commerce jewellery")
@@ -31,12 +31,11 @@ class LoadResult:
     error_samples: list[str]
 
 
-def percentile(values: list[float], share: float) -> float:
-    """The ``share`` quantile (0..1) of ``values``; 0 when empty."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    """p50 and p99 of latencies in milliseconds (0 when there are none)."""
+    samples = samples_ms or [0.0]
+    return {"p50_ms": round(float(np.percentile(samples, 50)), 2),
+            "p99_ms": round(float(np.percentile(samples, 99)), 2)}
 
 
 async def _client(http: httpx.AsyncClient, deadline: float, queries, latencies: list[float],
@@ -64,8 +63,7 @@ async def run_load(url: str, clients: int = 50, seconds: float = 30.0,
         await asyncio.gather(*(_client(http, started + seconds, cycle, latencies, errors) for _ in range(clients)))
     elapsed = time.monotonic() - started
     return LoadResult(clients, round(elapsed, 1), len(latencies), len(errors),
-                      round(len(latencies) / elapsed, 2), round(statistics.median(latencies or [0]), 1),
-                      round(percentile(latencies, 0.99), 1), errors[:5])
+                      round(len(latencies) / elapsed, 2), **percentiles(latencies), error_samples=errors[:5])
 
 
 def main() -> None:
