@@ -136,8 +136,7 @@ class SearchIndex:
         texts = [chunk.text for _, chunk in pending]
         vectors = self.embedder.encode_documents(texts, progress=progress)
         for (item, chunk), vector in zip(pending, vectors):
-            item.chunks.append(NewChunk(chunk.chunk_no, chunk.start, chunk.end, chunk.lang, chunk.script, chunk.text,
-                                        keyword_tokens(chunk.text), vector))
+            item.chunks.append(NewChunk(chunk, keyword_tokens(chunk.text), vector))
         return prepared
 
     def add_documents(self, documents: Iterable[Document], progress: bool = False) -> list[IngestOutcome]:

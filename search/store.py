@@ -16,6 +16,8 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from search.chunking import Chunk
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (
@@ -52,14 +54,9 @@ class StoredDocument:
 
 @dataclass(frozen=True)
 class NewChunk:
-    """A chunk ready to store: its offsets, language, text, keyword tokens and vector."""
+    """A chunk ready to store: the chunker's passage, its keyword tokens and its vector."""
 
-    chunk_no: int
-    start: int
-    end: int
-    lang: str
-    script: str
-    text: str
+    passage: Chunk
     tokens: list[str]
     vector: np.ndarray
 
@@ -159,11 +156,12 @@ class Store:
         )
         ids = []
         for chunk in chunks:
+            passage = chunk.passage
             cursor = self.db.execute(
                 'INSERT INTO chunks(doc_id, chunk_no, start, "end", lang, script, text, vector) '
                 'VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-                (document.id, chunk.chunk_no, chunk.start, chunk.end, chunk.lang, chunk.script, chunk.text,
-                 np.asarray(chunk.vector, dtype=np.float32).tobytes()),
+                (document.id, passage.chunk_no, passage.start, passage.end, passage.lang, passage.script,
+                 passage.text, np.asarray(chunk.vector, dtype=np.float32).tobytes()),
             )
             ids.append(int(cursor.lastrowid))
             self.db.execute("INSERT INTO chunks_fts(rowid, tokens) VALUES (?, ?)", (ids[-1], " ".join(chunk.tokens)))
