@@ -109,12 +109,12 @@ class Chunker:
 
     def count_tokens(self, text: str) -> int:
         """Number of model tokens in ``text`` (no special tokens)."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def _split_long(self, text: str, start: int, end: int) -> list[tuple[int, int]]:
         """Cut an over-long span at token boundaries into spans within the limit."""
-        offsets = self.tokenizer(text[start:end], add_special_tokens=False,
-                                 return_offsets_mapping=True)["offset_mapping"]
+        offsets = self.tokenizer(text[start:end], add_special_tokens=False, return_offsets_mapping=True,
+                                 verbose=False)["offset_mapping"]  # over-long on purpose: no warning
         spans: list[tuple[int, int]] = []
         first = 0
         while first < len(offsets):
