@@ -21,6 +21,7 @@ from search.language import highlight_spans, highlight_terms
 from search.loading import SUPPORTED_SUFFIXES, DocumentError, decode_text, make_document
 from search.report import DEFAULT_TITLE, ReportError, format_citation, render_markdown, report_for_passages, report_for_questions
 from search.retrieval import MAX_QUERY_CHARS, Hit, QueryError, Retriever, SearchResult
+from search.store import StoreError
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -154,6 +155,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DocumentError, handler(422))
     app.add_exception_handler(ReportError, handler(422))
     app.add_exception_handler(ModelMismatchError, handler(409))
+    app.add_exception_handler(StoreError, handler(503))
 
 
 def require_api_key(request: Request) -> None:
@@ -298,10 +300,13 @@ def _inside_ingest_root(path: str) -> Path:
     root = Path(root_setting).resolve()
     if "\x00" in path:
         raise HTTPException(status_code=422, detail="path contains a NUL byte")
-    resolved = (root / path).resolve()
+    try:
+        resolved = (root / path).resolve()
+    except (OSError, RuntimeError) as error:  # e.g. a name too long for the file system, a symlink loop
+        raise HTTPException(status_code=422, detail=f"cannot use path {path[:200]!r}: {error}") from error
     if not resolved.is_relative_to(root):
         raise HTTPException(status_code=403, detail=f"{path!r} is outside the ingest root")
-    if not resolved.exists():
+    if not os.path.exists(resolved):
         raise HTTPException(status_code=404, detail=f"{path!r} does not exist under the ingest root")
     return resolved
 

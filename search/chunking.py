@@ -23,6 +23,7 @@ _TERMINAL_RE = re.compile(
     rf"([{CJK_TERMINALS}]+[{CLOSERS}]*)|([.!?]+[{CLOSERS}]*(?=\s|$))|(\n[ \t]*\n\s*)|(\n)"
 )
 _WORD_BEFORE_RE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
+ABBREVIATION_WINDOW = 32  # characters before a period searched for the word it ends (keeps splitting linear)
 
 
 class Tokenizer(Protocol):
@@ -46,7 +47,7 @@ class Chunk:
 
 def _is_abbreviation(text: str, dot: int) -> bool:
     """True when the period at ``dot`` ends an abbreviation such as "Dr." or "U.S."."""
-    match = _WORD_BEFORE_RE.search(text, 0, dot)
+    match = _WORD_BEFORE_RE.search(text, max(0, dot - ABBREVIATION_WINDOW), dot)
     if not match:
         return False
     word = match.group(1)

@@ -194,10 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     from search.model_store import ModelError
     from search.retrieval import QueryError
     from search.store import StoreError
+    from search.vectors import VectorIndexError
 
     try:
         return args.handler(args)
-    except (CliError, ModelMismatchError, ModelError, QueryError, StoreError, OSError, ValueError) as error:
+    except (CliError, ModelMismatchError, ModelError, QueryError, StoreError, VectorIndexError, OSError,
+            ValueError) as error:
         print(f"bisearch: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

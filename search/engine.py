@@ -70,7 +70,7 @@ def ingest_paths(index: SearchIndex, paths: list[Path], progress: bool = False,
 
     summary = IngestSummary()
     files = discover_files(paths, root)
-    missing = [str(path) for path in paths if not path.exists()]
+    missing = [str(path) for path in paths if not os.path.exists(path)]
     summary.failed.extend(f"{name}: no such file or folder" for name in missing)
     batch = []
     bar = tqdm(total=len(files), unit="file", disable=not progress)
@@ -78,7 +78,7 @@ def ingest_paths(index: SearchIndex, paths: list[Path], progress: bool = False,
     for position, (path, doc_id) in enumerate(files, start=1):
         if first_file.setdefault(doc_id, path) != path:
             summary.failed.append(f"{path}: same document id {doc_id!r} as {first_file[doc_id]}; rename one of them")
-        elif path.exists():
+        elif os.path.exists(path):
             try:
                 batch.append(read_document(path, doc_id))
             except (DocumentError, OSError) as error:

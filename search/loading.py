@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -123,7 +124,7 @@ def discover_files(paths: list[Path], root: Path | None = None) -> list[tuple[Pa
     """
     found: list[tuple[Path, str]] = []
     for path in paths:
-        if path.is_dir():
+        if os.path.isdir(path):  # False, not an error, for names the file system rejects
             for file in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES):
                 found.append((file, file.relative_to(path).with_suffix("").as_posix()))
         else:

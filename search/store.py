@@ -98,9 +98,20 @@ def _locked(method: Callable) -> Callable:
     @functools.wraps(method)
     def wrapper(self: "Store", *args, **kwargs):
         with self.lock:
-            return method(self, *args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.DatabaseError as error:
+                if type(error) is sqlite3.DatabaseError:  # corrupt or not a database (not locked, not a constraint)
+                    raise damaged(self.path, error) from error
+                raise
 
     return wrapper
+
+
+def damaged(path: Path, error: Exception) -> StoreError:
+    """The error for an unreadable index database: names the file and how to rebuild it."""
+    return StoreError(f"{path} is not a readable index database ({error}); "
+                      f"delete the index folder and run `bisearch ingest` again to rebuild it")
 
 
 class Store:
@@ -114,10 +125,7 @@ class Store:
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as error:
-            raise StoreError(
-                f"{path} is not a readable index database ({error}); "
-                f"delete the index folder and run `bisearch ingest` again to rebuild it"
-            ) from error
+            raise damaged(path, error) from error
         self.lock = threading.RLock()
 
     def close(self) -> None:
@@ -273,9 +281,18 @@ class _Transaction:
     def __exit__(self, kind, value, traceback) -> None:
         try:
             if kind is None:
-                self.store.set_meta("generation", self.store.generation() + 1)
-                self.store.db.execute("COMMIT")
+                try:
+                    self.store.set_meta("generation", self.store.generation() + 1)
+                    self.store.db.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
             else:
-                self.store.db.execute("ROLLBACK")
+                self._rollback()
         finally:
             self.store.lock.release()
+
+    def _rollback(self) -> None:
+        """Undo the open transaction (a failed COMMIT may leave one open)."""
+        if self.store.db.in_transaction:
+            self.store.db.execute("ROLLBACK")

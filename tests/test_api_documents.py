@@ -125,6 +125,7 @@ def test_ingest_endpoint_stays_inside_its_root(client, tmp_path, monkeypatch):
         assert reply.status_code == 403, (escape, reply.text)
         assert "outside" in reply.json()["detail"]
     assert client.post("/ingest", json={"paths": ["missing"]}).status_code == 404
+    assert client.post("/ingest", json={"paths": ["n" * 300]}).status_code == 404  # too long for the file system
 
     summary = client.post("/ingest", json={"paths": ["notes"]})
     assert summary.status_code == 200, summary.text

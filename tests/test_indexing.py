@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from search.embedding import ModelInfo
 from search.engine import ingest_paths, open_retriever
 from search.indexing import ModelMismatchError, SearchIndex
 from search.loading import make_document
-from search.store import StoreError
+from search.store import Store, StoreError
 from search.vectors import SNAPSHOT_PREFIX
 
 
@@ -73,6 +75,39 @@ def test_corrupt_database_gives_clear_error(tmp_path):
     (tmp_path / "index.sqlite").write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match="index.sqlite.*rebuild"):
         SearchIndex(tmp_path)
+
+
+def test_database_damaged_after_opening_gives_clear_error_when_read(tmp_path):
+    path = tmp_path / "index.sqlite"
+    store = Store(path)
+    with store.transaction():
+        for number in range(300):
+            store.set_meta(f"filler-{number}", "x" * 2000)
+    store.close()
+    size = path.stat().st_size
+    with open(path, "r+b") as file:  # header and schema intact, data pages overwritten
+        file.seek(size // 2)
+        file.write(b"\xff" * (size // 4))
+    damaged = Store(path)
+    with pytest.raises(StoreError, match="index.sqlite.*rebuild"):
+        for number in range(300):
+            damaged.get_meta(f"filler-{number}")
+
+
+def test_failed_commit_leaves_the_store_writable(tmp_path, monkeypatch):
+    store = Store(tmp_path / "index.sqlite")
+
+    def disk_full(key, value):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "set_meta", disk_full)
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        with store.transaction():
+            pass
+    monkeypatch.undo()
+    with store.transaction():
+        store.set_meta("written", 1)
+    assert store.get_meta("written") == 1
 
 
 def test_query_with_another_model_is_refused(fresh_index_dir, embedder, monkeypatch):
