@@ -7,13 +7,18 @@ INDEX ?= index
 HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
+SEEDED := $(INDEX)/.seeded
+
+# A recipe that fails leaves no half-made target behind (a later `make run` redoes it).
+.DELETE_ON_ERROR:
 
 .PHONY: install model index run test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# torch first, pinned to the CPU wheel: a bare `torch` requirement pulls CUDA packages.
+# torch first and pinned (this machine's pip finds the CPU wheel): a bare `torch`
+# requirement would pull CUDA packages.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -24,10 +29,12 @@ model: $(STAMP)
 
 install: $(STAMP) model
 
-$(INDEX)/index.sqlite: $(STAMP) $(wildcard seeds/*)
+# The stamp is written only after the ingest succeeded, so a failed first ingest is retried.
+$(SEEDED): $(STAMP) $(wildcard seeds/*)
 	$(BIN)/bisearch ingest seeds --index $(INDEX)
+	touch $(SEEDED)
 
-index: $(INDEX)/index.sqlite
+index: $(SEEDED)
 
 run: install index
 	$(BIN)/bisearch serve --index $(INDEX) --host $(HOST) --port $(PORT)
@@ -40,4 +47,4 @@ bench: install
 	$(BIN)/python -m search.benchmark $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(INDEX)/index.sqlite* $(INDEX)/vectors-*.faiss
+	rm -rf $(VENV) $(INDEX)/index.sqlite* $(INDEX)/vectors-*.faiss $(SEEDED)

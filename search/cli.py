@@ -33,6 +33,14 @@ def _open(args: argparse.Namespace):
     return open_retriever(args.index, args.model, dimension=args.dim, quantize=args.int8)
 
 
+def _require_index(args: argparse.Namespace) -> None:
+    """Read commands refuse a folder without an index instead of creating an empty one."""
+    from search.indexing import DB_NAME
+
+    if not (args.index / DB_NAME).is_file():
+        raise CliError(f"no index at {args.index}: run `bisearch ingest PATH --index {args.index}` first")
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from search.engine import ingest_paths
 
@@ -48,6 +56,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_query(args: argparse.Namespace) -> int:
     from search.api import search_response
+    _require_index(args)
     retriever = _open(args)
     result = retriever.search(args.text, k=args.k, lang=args.lang, doc_ids=args.doc, mode=args.mode)
     if args.json:
@@ -66,6 +75,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 def cmd_delete(args: argparse.Namespace) -> int:
     from search.indexing import SearchIndex
 
+    _require_index(args)
     index = SearchIndex(args.index)
     missing = [doc_id for doc_id in args.doc_ids if not index.delete_document(doc_id)]
     for doc_id in missing:
@@ -77,8 +87,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     from search.indexing import SearchIndex
 
-    if not args.index.exists():
-        raise CliError(f"no index at {args.index}: run `bisearch ingest PATH --index {args.index}` first")
+    _require_index(args)
     print(json.dumps(SearchIndex(args.index).stats(), indent=2, ensure_ascii=False))
     return 0
 
@@ -111,6 +120,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     questions = [line.strip() for line in lines if line.strip()]
     if not questions:
         raise CliError(f"{args.questions}: no questions (one per line)")
+    _require_index(args)
     report = report_for_questions(_open(args), questions, args.k, args.title)
     output = json.dumps(report.as_dict(), ensure_ascii=False, indent=2) if args.json else render_markdown(report)
     if args.output:

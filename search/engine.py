@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from search.embedding import Embedder
+from search.embedding import Embedder, ModelInfo
 from search.indexing import DEFAULT_CHUNK_TOKENS, IngestOutcome, SearchIndex
 from search.loading import DocumentError, discover_files, read_document
+from search.model_store import DEFAULT_MODEL_NAME
 from search.retrieval import Retriever
 
 DEFAULT_INDEX_DIR = Path(os.environ.get("BISEARCH_INDEX", "index"))
@@ -38,11 +39,36 @@ class IngestSummary:
                 "failed": len(self.failed), "chunks_added": self.chunks_added, "errors": self.failed}
 
 
-@lru_cache(maxsize=4)
+_native_dimensions: dict[str, int] = {}  # model -> full vector size, once loaded untruncated
+
+
 def load_embedder(model: str | None = None, chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
                   dimension: int | None = None, quantize: bool = False) -> Embedder:
-    """One loaded model per (model, chunk size, dimension, quantisation) and process."""
+    """One loaded model per (model, chunk size, dimension, quantisation) and process.
+
+    Asking for the model's full size reuses the untruncated model already loaded.
+    """
+    name = model or os.environ.get("BISEARCH_MODEL") or DEFAULT_MODEL_NAME
+    if dimension is not None and dimension == _native_dimensions.get(name):
+        dimension = None
+    embedder = _cached_embedder(name, chunk_tokens, dimension, quantize)
+    if dimension is None:
+        _native_dimensions[name] = embedder.info.dimension
+    return embedder
+
+
+@lru_cache(maxsize=4)
+def _cached_embedder(model: str, chunk_tokens: int, dimension: int | None, quantize: bool) -> Embedder:
     return Embedder(model, max_tokens=chunk_tokens, dimension=dimension, quantize=quantize)
+
+
+def _recorded_model(index_dir: Path) -> ModelInfo | None:
+    """The model an existing index was built with (None for a new index)."""
+    index = SearchIndex(index_dir)
+    try:
+        return index.model_info
+    finally:
+        index.store.close()
 
 
 def open_retriever(index_dir: Path = DEFAULT_INDEX_DIR, model: str | None = None,
@@ -54,7 +80,7 @@ def open_retriever(index_dir: Path = DEFAULT_INDEX_DIR, model: str | None = None
     dimension it was built with.
     """
     if embedder is None:
-        recorded = SearchIndex(index_dir).model_info
+        recorded = _recorded_model(index_dir)
         embedder = load_embedder(model, chunk_tokens, dimension or (recorded.dimension if recorded else None),
                                  quantize)
     return Retriever(SearchIndex(index_dir, embedder, chunk_tokens), embedder)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from search.cli import main
+from search.engine import _cached_embedder
 
 
 def test_ingest_reports_summary_and_skips_bad_files(tmp_path, capsys):
@@ -20,17 +21,21 @@ def test_ingest_reports_summary_and_skips_bad_files(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["documents"] == 1
 
 
-def test_query_json_and_text(seed_index_dir, capsys):
+def test_query_json_and_text(seed_index_dir, embedder, capsys):
+    models_loaded = _cached_embedder.cache_info().currsize
     assert main(["query", "韩国珠宝出口增长了多少？", "-k", "3", "--json", "--index", str(seed_index_dir)]) == 0
     body = json.loads(capsys.readouterr().out)
     assert body["query_lang"] == "zh" and len(body["results"]) == 3
     assert main(["query", "Shuibei lead times", "--lang", "en", "--index", str(seed_index_dir)]) == 0
     assert "000_be3e8d9fcddfd8b1" in capsys.readouterr().out
+    assert _cached_embedder.cache_info().currsize == models_loaded  # the CLI reused the loaded model
 
 
 def test_errors_exit_non_zero_with_message(tmp_path, seed_index_dir, capsys):
-    assert main(["stats", "--index", str(tmp_path / "nothing")]) == 1
-    assert "no index" in capsys.readouterr().err
+    for command in (["stats"], ["query", "gold"], ["delete", "x"]):
+        assert main([*command, "--index", str(tmp_path / "nothing")]) == 1
+        assert "no index" in capsys.readouterr().err
+    assert not (tmp_path / "nothing").exists()  # a mistyped --index is not created
     assert main(["query", "   ", "--index", str(seed_index_dir)]) == 1
     assert "empty" in capsys.readouterr().err
     assert main(["ingest", str(tmp_path / "missing.txt"), "--index", str(tmp_path / "i2"), "-q"]) == 1
