@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import httpx
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -228,3 +229,14 @@ def test_api_error_is_shown(page: Page, live_server) -> None:
     text = error.inner_text()
     assert "[object Object]" not in text and "HTTP 422" not in text, text
     expect(page.locator(".result")).to_have_count(0)
+
+
+def test_highlights_stay_on_their_words_after_rare_characters(page: Page, writable_server) -> None:
+    """Highlight spans count code points; characters beyond the BMP must not shift the marks."""
+    text = "𠀀𠀁𠀂 The sapphire ledger of 𪚥 rare stones lists sapphire prices by carat."
+    added = httpx.post(writable_server.url + "/documents", json={"id": "rare", "title": "Rare", "text": text})
+    assert added.status_code == 201, added.text
+    page.goto(writable_server.url + "/")
+    search(page, "sapphire ledger")
+    marks = page.locator('.result[data-doc-id="rare"] .passage mark').all_inner_texts()
+    assert marks and {mark.lower() for mark in marks} <= {"sapphire", "ledger"}, marks
