@@ -86,6 +86,18 @@ def open_retriever(index_dir: Path = DEFAULT_INDEX_DIR, model: str | None = None
     return Retriever(SearchIndex(index_dir, embedder, chunk_tokens), embedder)
 
 
+def _other_file_with_id(index: SearchIndex, doc_id: str, path: Path) -> str | None:
+    """The source of the stored document ``doc_id`` when it is another file that still exists.
+
+    Re-ingesting the same file (or one whose old source is gone: moved, renamed) replaces it;
+    a second file that merely shares the name must not silently overwrite the first.
+    """
+    stored = index.store.document(doc_id)
+    if stored is None or not stored.source or not os.path.isfile(stored.source) or not os.path.exists(path):
+        return None
+    return None if os.path.samefile(stored.source, path) else stored.source
+
+
 def ingest_paths(index: SearchIndex, paths: list[Path], progress: bool = False,
                  batch_files: int = INGEST_BATCH_FILES, root: Path | None = None) -> IngestSummary:
     """Ingest files and folders; unreadable files are reported and skipped, never half-ingested.
@@ -104,6 +116,9 @@ def ingest_paths(index: SearchIndex, paths: list[Path], progress: bool = False,
     for position, (path, doc_id) in enumerate(files, start=1):
         if first_file.setdefault(doc_id, path) != path:
             summary.failed.append(f"{path}: same document id {doc_id!r} as {first_file[doc_id]}; rename one of them")
+        elif owner := _other_file_with_id(index, doc_id, path):
+            summary.failed.append(f"{path}: document id {doc_id!r} already holds {owner}; "
+                                  f"rename the file or delete that document first")
         elif os.path.exists(path):
             try:
                 batch.append(read_document(path, doc_id))

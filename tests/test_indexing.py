@@ -139,8 +139,24 @@ def test_same_id_twice_in_one_ingest_is_reported_not_corrupting(fresh_index_dir,
     assert retriever.search("silver demand", k=20).hits
 
 
+def test_another_file_with_the_same_id_does_not_overwrite_it(fresh_index_dir, embedder, tmp_path):
+    first, second, moved = (tmp_path / folder / "report.txt" for folder in ("one", "two", "three"))
+    for file, text in ((first, "Ruby auctions set records."), (second, "翡翠拍卖创下纪录。")):
+        file.parent.mkdir()
+        file.write_text(text, encoding="utf-8")
+    index = open_retriever(fresh_index_dir, embedder=embedder).index
+    assert ingest_paths(index, [first]).count("added") == 1
+    clash = ingest_paths(index, [second])
+    assert clash.outcomes == [] and "already holds" in clash.failed[0] and str(first) in clash.failed[0]
+    assert index.store.document("report").text == "Ruby auctions set records."
+    first.write_text("Ruby auctions set new records.", encoding="utf-8")
+    assert ingest_paths(index, [first]).count("replaced") == 1  # the same file, changed
+    moved.parent.mkdir()
+    first.rename(moved)
+    assert ingest_paths(index, [moved]).count("unchanged") == 1  # its old place is gone: the same document
+
+
 def test_failed_transaction_start_releases_the_lock(fresh_index_dir):
-    import sqlite3
     import threading
 
     index = SearchIndex(fresh_index_dir)
