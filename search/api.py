@@ -19,7 +19,8 @@ from search.engine import ingest_paths
 from search.indexing import ModelMismatchError, SearchIndex
 from search.language import highlight_spans, highlight_terms
 from search.loading import SUPPORTED_SUFFIXES, DocumentError, decode_text, make_document
-from search.report import DEFAULT_TITLE, ReportError, format_citation, render_markdown, report_for_passages, report_for_questions
+from search.report import (DEFAULT_TITLE, ReportError, format_citation, render_markdown, report_for_passages,
+                           report_for_questions)
 from search.retrieval import MAX_QUERY_CHARS, Hit, QueryError, Retriever, SearchResult
 from search.store import StoreError
 

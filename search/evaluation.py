@@ -105,13 +105,14 @@ def run_benchmark(bench_dir: Path, mode: str = "hybrid", index_dir: Path | None 
         docs = retriever.index.store.counts()["documents"]
         scores = evaluate(retriever, queries, mode)
         retriever.index.close()
-    return {"mode": mode, "dimension": retriever.embedder.info.dimension, "int8": quantize, "docs": docs, "queries": len(queries), "ingest_s": ingest_s,
-            "query_ms_p50": scores.pop("query_ms_p50"), **scores}
+    return {"mode": mode, "dimension": retriever.embedder.info.dimension, "int8": quantize, "docs": docs,
+            "queries": len(queries), "ingest_s": ingest_s, "query_ms_p50": scores.pop("query_ms_p50"), **scores}
 
 
 def format_table(report: dict[str, object]) -> str:
     """A readable table of an evaluation report."""
-    lines = [f"mode {report['mode']} ({report['dimension']}-d{', int8' if report['int8'] else ''}): {report['docs']} docs, {report['queries']} queries, "
+    model = f"{report['dimension']}-d{', int8' if report['int8'] else ''}"
+    lines = [f"mode {report['mode']} ({model}): {report['docs']} docs, {report['queries']} queries, "
              f"ingest {report['ingest_s']} s, query p50 {report['query_ms_p50']} ms",
              f"{'setting':8} {'lang':4} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'MRR@10':>7}"]
     for setting in ("mixed", "cross", "xonly"):

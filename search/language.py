@@ -75,7 +75,8 @@ def keyword_tokens(text: str) -> list[str]:
 
 #: Words not worth highlighting: jieba's English stop words plus Chinese function words.
 HIGHLIGHT_STOP_WORDS = frozenset(KeywordExtractor.STOP_WORDS) | frozenset(
-    "的 了 是 在 和 与 及 或 吗 呢 吧 啊 也 都 就 而 之 其 这 那 有 个 为 于 以 被 把 对 从 到 比 how what which who why when does do did".split()
+    "的 了 是 在 和 与 及 或 吗 呢 吧 啊 也 都 就 而 之 其 这 那 有 个 为 于 以 被 把 对 从 到 比 "
+    "how what which who why when does do did".split()
 )
 
 
