@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,7 +62,9 @@ class Embedder:
         self.model = SentenceTransformer(location, device=device or _default_device(), truncate_dim=dimension)
         if quantize:
             self.model = quantize_int8(self.model)
-        self._query_lock = threading.Lock()  # concurrent queries take turns instead of thrashing
+        # Every query runs on this one thread: concurrent queries take turns instead of thrashing,
+        # and torch keeps a single OpenMP team instead of one per server worker thread.
+        self._query_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bisearch-query")
         self.model.max_seq_length = min(self.model.max_seq_length or 512, max_tokens + PROMPT_MARGIN_TOKENS)
         self.info = ModelInfo(
             name=name,
@@ -88,11 +90,11 @@ class Embedder:
 
     def encode_query(self, text: str) -> np.ndarray:
         """One query vector, shape ``(dimension,)``."""
-        with self._query_lock:
-            vector = self.model.encode(
-                [text], prompt=self.info.query_prompt, normalize_embeddings=True, convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+        return self._query_thread.submit(self._encode_query, text).result()
+
+    def _encode_query(self, text: str) -> np.ndarray:
+        vector = self.model.encode([text], prompt=self.info.query_prompt, normalize_embeddings=True,
+                                   convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(vector[0], dtype=np.float32)
 
 
