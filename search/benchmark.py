@@ -299,8 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         index_dir = Path(scratch) / "index"
         if sections & {"ingest", "query"}:
             embedder = load_embedder()
-            documents = bench_corpus([args.bench_dir / "docs", ROOT / "seeds"], Chunker(embedder.tokenizer, DEFAULT_CHUNK_TOKENS),
-                                     args.passages)
+            chunker = Chunker(embedder.tokenizer, DEFAULT_CHUNK_TOKENS)
+            documents = bench_corpus([args.bench_dir / "docs", ROOT / "seeds"], chunker, args.passages)
             results["ingest"] = measure_ingest(embedder, documents, index_dir)
             save(results, args.out)
             results["int8"] = measure_int8_speedup(embedder, chunk_texts(embedder, documents, 32))
