@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
+import anyio
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
@@ -30,6 +31,7 @@ MAX_BODY_BYTES = int(os.environ.get("BISEARCH_MAX_BODY_BYTES", 10 * 1024 * 1024)
 MAX_DOC_ID_CHARS = 200
 MAX_OFFSET = 10**9  # character offsets and paging never go beyond this (SQLite and JSON stay in range)
 API_KEY_HEADER = "X-API-Key"
+SEARCH_THREADS = 4  # searches running at once; the rest wait on the event loop (the model takes turns anyway)
 ModeName = Literal["hybrid", "dense", "sparse"]
 LangName = Literal["en", "zh"]
 
@@ -206,15 +208,19 @@ def create_app(retriever: Retriever) -> FastAPI:
                                   mode=request.mode, offset=request.offset)
         return search_response(result, request.k, request.offset)
 
+    # Searches wait for the model on the event loop, not in the shared thread pool, so a queue of
+    # searches never starves /health, the page or document requests of threads.
+    search_slots = anyio.CapacityLimiter(SEARCH_THREADS)
+
     @app.get("/search", response_model=SearchOut)
-    def search_get(request: Annotated[SearchIn, Query()]) -> SearchOut:
+    async def search_get(request: Annotated[SearchIn, Query()]) -> SearchOut:
         """Ranked passages for ``q`` with document, offsets, exact quote, highlights and citation."""
-        return run_search(request)
+        return await anyio.to_thread.run_sync(run_search, request, limiter=search_slots)
 
     @app.post("/search", response_model=SearchOut)
-    def search_post(request: SearchIn) -> SearchOut:
+    async def search_post(request: SearchIn) -> SearchOut:
         """The same search with a JSON body."""
-        return run_search(request)
+        return await anyio.to_thread.run_sync(run_search, request, limiter=search_slots)
 
     @app.get("/documents")
     def list_documents(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> dict[str, object]:
