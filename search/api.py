@@ -101,7 +101,7 @@ class ReportIn(BaseModel):
 
 def search_response(result: SearchResult, k: int, offset: int = 0) -> SearchOut:
     """The JSON shape of a search result: every hit with its quote, highlights and citation."""
-    terms = highlight_terms(result.query)
+    terms = highlight_terms(result.tokens)
     results = [
         CitedHit(**hit.as_dict(), quote=hit.text, highlights=highlight_spans(hit.text, terms),
                  citation=format_citation(hit.rank, hit.title, hit.source or hit.doc_id, hit.start, hit.end))

@@ -6,7 +6,7 @@ import logging
 import re
 import unicodedata
 from functools import lru_cache
-from typing import Literal
+from typing import Iterable, Literal
 
 import jieba
 from jieba.analyse.tfidf import KeywordExtractor
@@ -80,9 +80,9 @@ HIGHLIGHT_STOP_WORDS = frozenset(KeywordExtractor.STOP_WORDS) | frozenset(
 )
 
 
-def highlight_terms(query: str) -> frozenset[str]:
-    """The query's keyword tokens worth highlighting (stop words dropped)."""
-    return frozenset(token for token in keyword_tokens(query) if token not in HIGHLIGHT_STOP_WORDS)
+def highlight_terms(tokens: Iterable[str]) -> frozenset[str]:
+    """The query's keyword tokens (from :func:`keyword_tokens`) worth highlighting: no stop words."""
+    return frozenset(token for token in tokens if token not in HIGHLIGHT_STOP_WORDS)
 
 
 def _folded_with_positions(text: str) -> tuple[str, list[int] | None]:

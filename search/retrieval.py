@@ -54,6 +54,7 @@ class SearchResult:
     mode: str
     hits: list[Hit] = field(default_factory=list)
     took_ms: float = 0.0
+    tokens: list[str] = field(default_factory=list)  # the query's keyword tokens (BM25, highlights)
 
 
 def check_lang(lang: str | None) -> str | None:
@@ -96,9 +97,10 @@ class Retriever:
         normalized = normalize(query)
         wanted = k + offset
         pool = max(MIN_CANDIDATES, 4 * wanted)
+        tokens = keyword_tokens(query)  # normalised inside, as ``normalized`` is
         query_vector = self.embedder.encode_query(normalized) if mode != "sparse" else None
         with self.index.lock:
-            dense, keyword = self._candidates(query_vector, keyword_tokens(normalized), mode, pool, script, docs)
+            dense, keyword = self._candidates(query_vector, tokens, mode, pool, script, docs)
             chunks = self.index.store.chunks_by_id(set(dense) | set(keyword))
         # A chunk another process deleted after this FAISS snapshot was loaded is dropped.
         dense, keyword = ({chunk_id: score for chunk_id, score in candidates.items() if chunk_id in chunks}
@@ -110,7 +112,7 @@ class Retriever:
             ranked = interleave(ranked, groups, lead=groups[max(dense, key=dense.__getitem__)])
         hits = [self._hit(rank, chunks[chunk_id], scored[chunk_id])
                 for rank, chunk_id in enumerate(ranked[offset:wanted], start=offset + 1)]
-        return SearchResult(query, query_lang, mode, hits, round((time.perf_counter() - started) * 1000, 2))
+        return SearchResult(query, query_lang, mode, hits, round((time.perf_counter() - started) * 1000, 2), tokens)
 
     @staticmethod
     def _validated(query: str, k: int, mode: str, offset: int) -> str:

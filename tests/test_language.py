@@ -2,11 +2,11 @@
 
 from hypothesis import given, strategies as st
 
-from search.language import highlight_spans, highlight_terms, normalize
+from search.language import highlight_spans, highlight_terms, keyword_tokens, normalize
 
 
 def marked(text: str, query: str) -> list[str]:
-    return [text[start:end] for start, end in highlight_spans(text, highlight_terms(query))]
+    return [text[start:end] for start, end in highlight_spans(text, highlight_terms(keyword_tokens(query)))]
 
 
 def test_english_words_match_whole_words_in_any_case():
@@ -32,7 +32,7 @@ def test_numbers_match_as_whole_tokens():
                max_size=60),
        st.sampled_from(["黄金", "ab", "价", "kg", "fi", "é"]))
 def test_spans_always_lie_inside_the_original_text_and_cover_the_term(text, query):
-    spans = highlight_spans(text, highlight_terms(query))
+    spans = highlight_spans(text, highlight_terms(keyword_tokens(query)))
     assert all(0 <= start < end <= len(text) for start, end in spans)
     assert all(query in normalize(text[start:end]).lower() for start, end in spans)
     assert spans == sorted(spans) and all(a[1] < b[0] for a, b in zip(spans, spans[1:]))
