@@ -19,8 +19,10 @@ ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof sr jr st vs etc eg ie inc ltd co corp no fig approx dept est "
     "jan feb mar apr jun jul aug sep sept oct nov dec mt ft vol ed al".split()
 )
+# Linear on any input: runs are matched possessively and a Latin terminator run can only start
+# where the previous character is not one (a run of 32k dots once cost O(n²) backtracking).
 _TERMINAL_RE = re.compile(
-    rf"([{CJK_TERMINALS}]+[{CLOSERS}]*)|([.!?]+[{CLOSERS}]*(?=\s|$))|(\n[ \t]*\n\s*)|(\n)"
+    rf"([{CJK_TERMINALS}]++[{CLOSERS}]*+)|((?<![.!?])[.!?]++[{CLOSERS}]*+(?=\s|$))|(\n[ \t]*+\n\s*+)|(\n)"
 )
 _WORD_BEFORE_RE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
 ABBREVIATION_WINDOW = 32  # characters before a period searched for the word it ends (keeps splitting linear)

@@ -15,6 +15,8 @@ BLOCK_TAGS = frozenset(
 )
 SKIPPED_TAGS = frozenset({"script", "style", "noscript", "template"})
 TITLE_MAX_CHARS = 200
+#: Blank lines (with any spaces); a run of spaces is entered only at its start, so matching is linear.
+BLANK_LINES_RE = re.compile(r"(?<![ \t])[ \t]*+\n[ \t\n]*\n")
 
 
 class DocumentError(ValueError):
@@ -72,7 +74,7 @@ def html_to_text(html: str) -> tuple[str, str]:
     parser = _TextExtractor()
     parser.feed(html)
     parser.close()
-    text = re.sub(r"[ \t]*\n[ \t\n]*\n", "\n\n", "".join(parser.parts))
+    text = BLANK_LINES_RE.sub("\n\n", "".join(parser.parts))
     return " ".join("".join(parser.title).split()), text.strip()
 
 

@@ -93,3 +93,46 @@ def test_offsets_point_at_exact_chunk_text(tokenizer, pieces, limit):
     assert all(i in covered for i, char in enumerate(text) if not char.isspace())
     for start, end in split_sentences(text):
         assert text[start:end].strip() == text[start:end]
+
+
+# -- hostile input: splitting stays linear ------------------------------------------------------
+ADVERSARIAL_RUNS = [".", "!", "?", "!?", "...\"", ".)", "。", "！？", "…", "；", "\n", "\n \n", " \t", "e.g.",
+                    "U.S.", "Dr.", "Mr. ", "a.", "中\n", "x\n"]
+HOSTILE_CHARS = 1_000_000  # quadratic splitting took 24 s at 32k characters, hours at this size
+
+
+class _Budget(Exception):
+    pass
+
+
+def _split_within(text: str, seconds: int) -> list[tuple[int, int]]:
+    """Split ``text``; a hang guard (SIGALRM interrupts the regex engine) turns hours into a failure."""
+    import signal
+
+    def stop(*_):
+        raise _Budget(f"splitting {len(text)} characters ran past {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        return split_sentences(text)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@settings(max_examples=len(ADVERSARIAL_RUNS) * 2, deadline=None)
+@given(run=st.sampled_from(ADVERSARIAL_RUNS), tail=st.sampled_from(["x", "", " y", "中"]))
+def test_splitting_is_linear_on_long_runs_of_terminators(run, tail):
+    text = run * (HOSTILE_CHARS // len(run)) + tail
+    spans = _split_within(text, 20)
+    # the work is bounded by the output too: spans are ordered, disjoint and inside the text
+    assert all(0 <= start < end <= len(text) for start, end in spans)
+    assert all(end <= following for (_, end), (following, _) in zip(spans, spans[1:]))
+
+
+def test_html_blank_line_folding_is_linear_on_long_space_runs():
+    from search.loading import html_to_text
+
+    title, text = html_to_text("<p>" + " \t" * 500_000 + "x</p>")
+    assert text == "x"
