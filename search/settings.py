@@ -1,0 +1,53 @@
+"""Every setting a user can change, read once from ``BISEARCH_*`` environment variables.
+
+Built once (``cli.main``, ``create_app`` or a test) and passed down; no module reads the
+environment on its own. CLI flags override the environment by building a copy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from search.model_store import DEFAULT_MODEL_NAME
+
+MATRYOSHKA_DIMS = (768, 512, 256, 128)
+
+
+class Settings(BaseSettings):
+    """The service's settings (environment: ``BISEARCH_<NAME>``)."""
+
+    model_config = SettingsConfigDict(env_prefix="BISEARCH_", frozen=True, extra="ignore")
+
+    # where the index lives and which storage backend keeps it
+    index: Path = Field(Path("index"), description="index folder of the local backend")
+    backend: Literal["local", "milvus"] = Field("local", description="storage backend")
+    milvus_uri: str | None = Field(None, description="Milvus: a file path (Milvus Lite) or http://host:19530")
+
+    # the model
+    model: str = Field(DEFAULT_MODEL_NAME, description="sentence-transformers folder or hub id")
+    model_dir: Path | None = Field(None, description="where the default model is assembled (default: user cache)")
+    dim: int | None = Field(None, description="Matryoshka vector size of a new index (768/512/256/128)")
+    int8: bool = Field(False, description="dynamic int8 Linear layers on CPU")
+    device: str | None = Field(None, description="torch device (default: cuda when present, else cpu)")
+    chunk_tokens: int = Field(256, ge=8, le=2048, description="model tokens per passage")
+
+    # the FAISS index of the local backend
+    index_kind: Literal["auto", "flat", "hnsw", "ivfpq"] = Field("auto", description="FAISS index kind")
+    index_exact_limit: int = Field(200_000, ge=1, description="auto: exact search below this many passages")
+    index_nprobe: int | None = Field(None, ge=1, description="IVF lists searched (default: an eighth, >= 64)")
+    index_ef_search: int = Field(128, ge=1, description="HNSW search depth")
+
+    # the HTTP service
+    api_key: str | None = Field(None, description="required X-API-Key on write endpoints when set")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest request body or upload")
+    ingest_root: Path | None = Field(None, description="POST /ingest reads files only under this folder")
+    search_threads: int = Field(4, ge=1, le=64, description="searches running at once")
+
+    def with_overrides(self, **values: object) -> "Settings":
+        """A copy with the given (non-None) values, e.g. CLI flags over the environment."""
+        given = {key: value for key, value in values.items() if value is not None}
+        return type(self)(**{**self.model_dump(), **given}) if given else self

@@ -1,0 +1,129 @@
+"""The project's vocabulary: languages, search modes, documents, passages, filters, models.
+
+One name per concept, used by loading, ingest, the backends, retrieval, the API and the CLI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+
+
+class Lang(str, Enum):
+    """A text's dominant language (by script): the value users filter on and see."""
+
+    EN = "en"
+    ZH = "zh"
+
+
+class Mode(str, Enum):
+    """How candidates are found: meaning (dense), words (sparse, BM25) or both (hybrid)."""
+
+    HYBRID = "hybrid"
+    DENSE = "dense"
+    SPARSE = "sparse"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What an index records about the model that built it."""
+
+    name: str
+    dimension: int
+    query_prompt: str
+    document_prompt: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Document:
+    """A document as stored: ``text`` is what every citation's offsets point into.
+
+    ``pages`` holds the start offset of each physical page (page 1 first) for paged formats
+    (PDF), ``page_labels`` the printed labels when the file defines them, and ``sections``
+    the ``(start offset, heading)`` of each heading in order (DOCX, HTML, Markdown).
+    """
+
+    id: str
+    title: str
+    source: str
+    text: str
+    lang: Lang = Lang.EN
+    pages: tuple[int, ...] = ()
+    page_labels: tuple[str, ...] = ()
+    sections: tuple[tuple[int, str], ...] = ()
+    media_type: str = "text/plain"
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A cited piece of a document: ``text == document.text[start:end]``.
+
+    ``lang`` is the dominant script; ``mixed`` says both scripts carry real weight.
+    ``id`` is the storage id a backend assigns; page and section fields are filled for
+    documents that have them.
+    """
+
+    doc_id: str
+    chunk_no: int
+    start: int
+    end: int
+    text: str
+    lang: Lang
+    mixed: bool = False
+    title: str = ""
+    source: str = ""
+    id: int | None = None
+    page: int | None = None
+    page_end: int | None = None
+    page_label: str | None = None
+    section: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "lang": self.lang.value}
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which passages a search may return: one language and/or some documents (empty: all)."""
+
+    lang: Lang | None = None
+    doc_ids: tuple[str, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return self.lang is None and not self.doc_ids
+
+
+@dataclass(frozen=True)
+class KeywordQuery:
+    """A keyword search: jieba tokens (local BM25) and the normalised text (engines with analysers)."""
+
+    tokens: tuple[str, ...]
+    text: str
+
+
+Scored = list[tuple[int, float]]
+"""``(passage id, score)`` pairs, best first."""
+
+
+@dataclass
+class DocumentSummary:
+    """A document in a listing: no text."""
+
+    id: str
+    title: str
+    source: str
+    lang: Lang
+    chars: int
+    chunks: int
+    media_type: str = "text/plain"
+    added_at: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
