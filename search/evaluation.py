@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from search.engine import ingest_paths, open_retriever
+from search.engine import open_ingester
 from search.retrieval import Retriever
+from search.settings import Settings
 
 CUTOFFS = (1, 5, 10)
 LANGS = ("en", "zh")
@@ -53,7 +54,7 @@ def ranked_documents(retriever: Retriever, query: str, mode: str, lang: str | No
                      k: int = 10) -> list[str]:
     """Document ids in the order of their first passage among the top ``k`` passages."""
     hits = retriever.search(query, k=k, mode=mode, lang=lang).hits
-    return list(dict.fromkeys(hit.doc_id for hit in hits))
+    return list(dict.fromkeys(hit.passage.doc_id for hit in hits))
 
 
 def first_rank(documents: list[str], relevant: set[str]) -> int | None:
@@ -92,27 +93,32 @@ def evaluate(retriever: Retriever, queries: list[BenchQuery], mode: str) -> dict
     return result
 
 
-def run_benchmark(bench_dir: Path, mode: str = "hybrid", index_dir: Path | None = None,
-                  model: str | None = None, dimension: int | None = None, quantize: bool = False) -> dict[str, object]:
-    """Build an index of the benchmark (fresh unless ``index_dir`` is given) and score ``mode``."""
+def run_benchmark(bench_dir: Path, settings: Settings, mode: str = "hybrid",
+                  index_dir: Path | None = None) -> dict[str, object]:
+    """Build an index of the benchmark (fresh unless ``index_dir`` is given) and score ``mode``.
+
+    ``settings`` picks the model, vector size and backend (a Milvus collection is used as given).
+    """
     queries = load_queries(bench_dir)
     with tempfile.TemporaryDirectory(prefix="bisearch-eval-") as scratch:
-        folder = index_dir or Path(scratch)
-        retriever = open_retriever(folder, model, dimension=dimension, quantize=quantize)
+        settings = settings.with_overrides(index=index_dir or Path(scratch))
+        ingester = open_ingester(settings)
         started = time.perf_counter()
-        ingest_paths(retriever.index, [bench_dir / "docs"])
+        ingester.ingest_paths([bench_dir / "docs"])
         ingest_s = round(time.perf_counter() - started, 1)
-        docs = retriever.index.store.counts()["documents"]
+        retriever = Retriever(ingester.backend, ingester.embedder)
+        docs = ingester.backend.stats()["documents"]
         scores = evaluate(retriever, queries, mode)
-        retriever.index.close()
-    return {"mode": mode, "dimension": retriever.embedder.info.dimension, "int8": quantize, "docs": docs,
-            "queries": len(queries), "ingest_s": ingest_s, "query_ms_p50": scores.pop("query_ms_p50"), **scores}
+        ingester.backend.close()
+    return {"mode": mode, "backend": settings.backend, "dimension": ingester.embedder.info.dimension,
+            "int8": settings.int8, "docs": docs, "queries": len(queries), "ingest_s": ingest_s,
+            "query_ms_p50": scores.pop("query_ms_p50"), **scores}
 
 
 def format_table(report: dict[str, object]) -> str:
     """A readable table of an evaluation report."""
     model = f"{report['dimension']}-d{', int8' if report['int8'] else ''}"
-    lines = [f"mode {report['mode']} ({model}): {report['docs']} docs, {report['queries']} queries, "
+    lines = [f"mode {report['mode']} ({model}, {report['backend']}): {report['docs']} docs, {report['queries']} queries, "
              f"ingest {report['ingest_s']} s, query p50 {report['query_ms_p50']} ms",
              f"{'setting':8} {'lang':4} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'MRR@10':>7}"]
     for setting in ("mixed", "cross", "xonly"):

@@ -6,28 +6,24 @@ import logging
 import re
 import unicodedata
 from functools import lru_cache
-from typing import Iterable, Literal
+from typing import Iterable
 
 import jieba
 from jieba.analyse.tfidf import KeywordExtractor
 import opencc
 
-Lang = Literal["en", "zh", "mixed"]
+from search.types import Lang
+
 
 HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 LATIN_WORD_RE = re.compile(r"[A-Za-z\u00c0-\u024f]+")
 WORD_CHAR_RE = re.compile(r"\w", re.UNICODE)
 #: One Latin word carries about as much meaning as this many Han characters.
 HAN_PER_LATIN_WORD = 1.5
-#: Share of Han content at or above which a text is Chinese (and at or below 1 - it, English).
+#: Share of one script above which a text counts as written in that script alone (not mixed).
 DOMINANT_SHARE = 0.8
 
 jieba.setLogLevel(logging.WARNING)
-
-
-def is_han(char: str) -> bool:
-    """True for a CJK unified ideograph."""
-    return HAN_RE.match(char) is not None
 
 
 def han_share(text: str) -> float | None:
@@ -40,18 +36,14 @@ def han_share(text: str) -> float | None:
 
 
 def detect_language(text: str) -> Lang:
-    """Classify text by script as ``en``, ``zh`` or ``mixed`` (no letters at all: ``en``)."""
+    """The dominant language by script: ``zh`` when at least half the content is Chinese, else ``en``."""
+    return Lang.ZH if (han_share(text) or 0.0) >= 0.5 else Lang.EN
+
+
+def is_mixed(text: str) -> bool:
+    """True when both scripts carry real weight (each more than ``1 - DOMINANT_SHARE`` of the content)."""
     share = han_share(text)
-    if share is None or share <= 1 - DOMINANT_SHARE:
-        return "en"
-    if share >= DOMINANT_SHARE:
-        return "zh"
-    return "mixed"
-
-
-def dominant_script(text: str) -> Literal["en", "zh"]:
-    """``zh`` when at least half of the text's content is Chinese, else ``en``."""
-    return "zh" if (han_share(text) or 0.0) >= 0.5 else "en"
+    return share is not None and 1 - DOMINANT_SHARE < share < DOMINANT_SHARE
 
 
 @lru_cache(maxsize=1)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+
+from search.language import detect_language
+from search.types import Document
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
 BLOCK_TAGS = frozenset(
@@ -21,20 +22,6 @@ BLANK_LINES_RE = re.compile(r"(?<![ \t])[ \t]*+\n[ \t\n]*\n")
 
 class DocumentError(ValueError):
     """A file or text that cannot become a document (binary, not UTF-8, empty)."""
-
-
-@dataclass(frozen=True)
-class Document:
-    """A document as stored: ``text`` is what citations' offsets point into."""
-
-    id: str
-    title: str
-    source: str
-    text: str
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
 
 class _TextExtractor(HTMLParser):
@@ -106,7 +93,8 @@ def make_document(doc_id: str, text: str, title: str | None = None, source: str 
         html_title, text = html_to_text(text)
     if not text.strip():
         raise DocumentError(f"{source or doc_id}: no text to index")
-    return Document(doc_id, (title or html_title or first_line_title(text))[:TITLE_MAX_CHARS], source, text)
+    return Document(doc_id, (title or html_title or first_line_title(text))[:TITLE_MAX_CHARS], source, text,
+                    detect_language(text), media_type="text/html" if is_html else "text/plain")
 
 
 def read_document(path: Path, doc_id: str) -> Document:

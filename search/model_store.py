@@ -42,9 +42,8 @@ class ModelError(RuntimeError):
     """The model could not be fetched, assembled or verified."""
 
 
-def default_model_dir() -> Path:
-    """Where the assembled default model lives (``BISEARCH_MODEL_DIR`` overrides)."""
-    override = os.environ.get("BISEARCH_MODEL_DIR")
+def default_model_dir(override: Path | None = None) -> Path:
+    """Where the assembled default model lives (``Settings.model_dir`` overrides the user cache)."""
     if override:
         return Path(override).expanduser()
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")

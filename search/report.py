@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from search.backends.base import Backend
+from search.language import detect_language
 from search.retrieval import Hit, Retriever
-from search.store import Store
+from search.types import Lang
 
 DEFAULT_TITLE = "Search report"
 
@@ -24,7 +26,7 @@ class Reference:
     source: str
     start: int
     end: int
-    lang: str
+    lang: Lang
     quote: str
 
     @property
@@ -44,7 +46,7 @@ class Report:
     sections: list[Section] = field(default_factory=list)
     references: list[Reference] = field(default_factory=list)
 
-    def cite(self, doc_id: str, title: str, source: str, start: int, end: int, lang: str, quote: str) -> Reference:
+    def cite(self, doc_id: str, title: str, source: str, start: int, end: int, lang: Lang, quote: str) -> Reference:
         """The reference for a span, numbered on first use and shared afterwards."""
         for reference in self.references:
             if (reference.doc_id, reference.start, reference.end) == (doc_id, start, end):
@@ -55,7 +57,7 @@ class Report:
 
     def as_dict(self) -> dict[str, object]:
         def with_citation(reference: Reference) -> dict[str, object]:
-            return {**asdict(reference), "citation": reference.citation}
+            return {**asdict(reference), "lang": reference.lang.value, "citation": reference.citation}
 
         return {"title": self.title,
                 "sections": [{"heading": s.heading, "references": [r.number for r in s.references]}
@@ -82,20 +84,20 @@ def report_for_questions(retriever: Retriever, questions: list[str], k: int = 3,
 
 
 def _cite_hit(report: Report, hit: Hit) -> Reference:
-    return report.cite(hit.doc_id, hit.title, hit.source, hit.start, hit.end, hit.lang, hit.text)
+    passage = hit.passage
+    return report.cite(passage.doc_id, passage.title, passage.source, passage.start, passage.end, passage.lang,
+                       passage.text)
 
 
-def report_for_passages(store: Store, passages: list[dict], title: str = DEFAULT_TITLE) -> Report:
+def report_for_passages(backend: Backend, passages: list[dict], title: str = DEFAULT_TITLE) -> Report:
     """Quote spans chosen by a person (``doc_id``, ``start``, ``end``, optional ``query``).
 
     Quotes are read again from the stored document, so they are exact.
     """
-    from search.language import detect_language
-
     report = Report(title)
     sections: dict[str, Section] = {}
     for passage in passages:
-        document = store.document(passage["doc_id"])
+        document = backend.document(passage["doc_id"])
         if document is None:
             raise ReportError(f"unknown document: {passage['doc_id']!r}")
         start, end = passage["start"], passage["end"]
@@ -125,5 +127,5 @@ def render_markdown(report: Report) -> str:
             lines += [_blockquote(reference.quote) + f" [{reference.number}]", ""]
     lines += ["## References", ""]
     for reference in report.references:
-        lines.append(f"{reference.citation} — document `{reference.doc_id}` ({reference.lang})")
+        lines.append(f"{reference.citation} — document `{reference.doc_id}` ({reference.lang.value})")
     return "\n".join(lines).rstrip() + "\n"

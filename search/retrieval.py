@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 
+from search.backends.base import Backend
 from search.embedding import Embedder
-from search.backend import SearchBackend
-from search.language import Lang, detect_language, keyword_tokens, normalize
-from search.store import StoredChunk
+from search.language import detect_language, is_mixed, keyword_tokens, normalize
+from search.types import Filter, KeywordQuery, Lang, Mode, Passage
 
-Mode = Literal["dense", "sparse", "hybrid"]
-MODES: tuple[str, ...] = ("dense", "sparse", "hybrid")
 MAX_QUERY_CHARS = 2000
 MIN_CANDIDATES = 100
 #: Weight of the normalised BM25 score added to the cosine similarity in hybrid mode.
@@ -27,46 +25,42 @@ class QueryError(ValueError):
 
 @dataclass
 class Hit:
-    """One ranked passage with everything needed to cite it."""
+    """One ranked passage with its scores (the passage carries everything needed to cite it)."""
 
     rank: int
     score: float
-    doc_id: str
-    title: str
-    source: str
-    chunk_no: int
-    lang: str
-    start: int
-    end: int
-    text: str
-    chunk_id: int
+    passage: Passage
     dense_score: float | None = None
     keyword_score: float | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return {"rank": self.rank, "score": self.score, **self.passage.as_dict(),
+                "dense_score": self.dense_score, "keyword_score": self.keyword_score}
 
 
 @dataclass
 class SearchResult:
     query: str
     query_lang: Lang
-    mode: str
+    mode: Mode
     hits: list[Hit] = field(default_factory=list)
     took_ms: float = 0.0
     tokens: list[str] = field(default_factory=list)  # the query's keyword tokens (BM25, highlights)
 
 
-def check_lang(lang: str | None) -> str | None:
-    """Validate a passage-language filter (it selects passages by their dominant script)."""
-    if lang not in (None, "en", "zh"):
-        raise QueryError(f"lang must be 'en' or 'zh', not {lang!r}")
-    return lang
+def parse_enum(kind: type[Enum], value: object, name: str):
+    """``value`` as a member of ``kind`` (None stays None), or a QueryError naming the choices."""
+    if value is None or isinstance(value, kind):
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        raise QueryError(f"{name} must be one of {', '.join(member.value for member in kind)}, not {value!r}") from None
 
 
-def interleave(ranked: list[int], groups: dict[int, str], lead: str) -> list[int]:
-    """Alternate the best passages of each script, starting with the ``lead`` script."""
-    queues: dict[str, list[int]] = {lead: []}
+def interleave(ranked: list[int], groups: dict[int, Lang], lead: Lang) -> list[int]:
+    """Alternate the best passages of each language, starting with the ``lead`` language."""
+    queues: dict[Lang, list[int]] = {lead: []}
     for chunk_id in ranked:
         queues.setdefault(groups[chunk_id], []).append(chunk_id)
     merged: list[int] = []
@@ -78,44 +72,43 @@ def interleave(ranked: list[int], groups: dict[int, str], lead: str) -> list[int
 
 
 class Retriever:
-    """Ranked, cited passages for a query."""
+    """Ranked, cited passages for a query, from any storage backend."""
 
-    def __init__(self, index: SearchBackend, embedder: Embedder, keyword_weight: float = KEYWORD_WEIGHT):
-        self.index = index
+    def __init__(self, backend: Backend, embedder: Embedder, keyword_weight: float = KEYWORD_WEIGHT):
+        self.backend = backend
         self.embedder = embedder
         self.keyword_weight = keyword_weight
 
-    def search(self, query: str, k: int = 10, lang: str | None = None, doc_ids: list[str] | None = None,
-               mode: str = "hybrid", balance: bool | None = None, offset: int = 0) -> SearchResult:
-        """Run a query; ``balance`` (default: on in hybrid mode without a language filter)
-        alternates the best English and Chinese passages. The language of the passage
-        closest in meaning leads, so keyword evidence never decides which language wins."""
+    def search(self, query: str, k: int = 10, lang: Lang | str | None = None, doc_ids: list[str] | None = None,
+               mode: Mode | str = Mode.HYBRID, offset: int = 0) -> SearchResult:
+        """Run a query. Hybrid results without a language filter alternate the best English and
+        Chinese passages; the language of the passage closest in meaning leads, so keyword
+        evidence never decides which language wins."""
         started = time.perf_counter()
-        query = self._validated(query, k, mode, offset)
-        script, docs = check_lang(lang), tuple(doc_ids) if doc_ids else None
-        query_lang = detect_language(query)
-        normalized = normalize(query)
+        query, mode = self._validated(query, k, mode, offset)
+        where = Filter(parse_enum(Lang, lang, "lang"), tuple(doc_ids or ()))
+        query_lang, mixed_query = detect_language(query), is_mixed(query)
         wanted = k + offset
         pool = max(MIN_CANDIDATES, 4 * wanted)
-        tokens = keyword_tokens(query)  # normalised inside, as ``normalized`` is
-        query_vector = self.embedder.encode_query(normalized) if mode != "sparse" else None
-        with self.index.lock:
-            dense, keyword = self._candidates(query_vector, tokens, mode, pool, script, docs)
-            chunks = self.index.store.chunks_by_id(set(dense) | set(keyword))
-        # A chunk another process deleted after this FAISS snapshot was loaded is dropped.
-        dense, keyword = ({chunk_id: score for chunk_id, score in candidates.items() if chunk_id in chunks}
+        tokens = keyword_tokens(query)  # normalised inside
+        query_vector = self.embedder.encode_query(normalize(query)) if mode != Mode.SPARSE else None
+        dense, keyword = self._candidates(query_vector, KeywordQuery(tuple(tokens), normalize(query)), mode, pool,
+                                          where)
+        passages = self.backend.passages(set(dense) | set(keyword))
+        # A passage another process deleted since its vector was found is dropped.
+        dense, keyword = ({chunk_id: score for chunk_id, score in candidates.items() if chunk_id in passages}
                           for candidates in (dense, keyword))
-        scored = self._fuse(dense, keyword, chunks, query_lang, mode)
+        scored = self._fuse(dense, keyword, passages, None if mixed_query else query_lang, mode)
         ranked = sorted(scored, key=lambda chunk_id: scored[chunk_id][0], reverse=True)
-        if ranked and dense and (balance if balance is not None else (script is None and mode == "hybrid")):
-            groups = {chunk_id: chunks[chunk_id].script for chunk_id in ranked}
+        if ranked and dense and where.lang is None and mode == Mode.HYBRID:
+            groups = {chunk_id: passages[chunk_id].lang for chunk_id in ranked}
             ranked = interleave(ranked, groups, lead=groups[max(dense, key=dense.__getitem__)])
-        hits = [self._hit(rank, chunks[chunk_id], scored[chunk_id])
+        hits = [Hit(rank, round(scored[chunk_id][0], 6), passages[chunk_id], *_rounded(scored[chunk_id][1:]))
                 for rank, chunk_id in enumerate(ranked[offset:wanted], start=offset + 1)]
         return SearchResult(query, query_lang, mode, hits, round((time.perf_counter() - started) * 1000, 2), tokens)
 
     @staticmethod
-    def _validated(query: str, k: int, mode: str, offset: int) -> str:
+    def _validated(query: str, k: int, mode: Mode | str, offset: int) -> tuple[str, Mode]:
         query = (query or "").strip()
         if not query:
             raise QueryError("query is empty")
@@ -125,36 +118,33 @@ class Retriever:
             raise QueryError("k must be between 1 and 100")
         if offset < 0:
             raise QueryError("offset must not be negative")
-        if mode not in MODES:
-            raise QueryError(f"mode must be one of {', '.join(MODES)}")
-        return query
+        return query, parse_enum(Mode, mode, "mode")
 
-    def _candidates(self, query_vector: np.ndarray | None, tokens: list[str], mode: str, pool: int,
-                    script: str | None, docs: tuple[str, ...] | None) -> tuple[dict[int, float], dict[int, float]]:
-        """Dense ``{chunk id: cosine}`` and keyword ``{chunk id: BM25}`` candidate pools."""
-        store = self.index.store
-        keyword = dict(store.keyword_search(tokens, pool, script, docs)) if mode != "dense" else {}
-        if mode == "sparse":
+    def _candidates(self, query_vector: np.ndarray | None, keywords: KeywordQuery, mode: Mode, pool: int,
+                    where: Filter) -> tuple[dict[int, float], dict[int, float]]:
+        """Dense ``{passage id: cosine}`` and keyword ``{passage id: BM25}`` candidate pools."""
+        keyword = dict(self.backend.keyword_search(keywords, pool, where)) if mode != Mode.DENSE else {}
+        if mode == Mode.SPARSE:
             return {}, keyword
-        allowed = store.chunk_ids(script, docs) if (script or docs) else None
-        dense = dict(self.index.dense_search(query_vector, pool, allowed))
-        if mode == "hybrid":
+        dense = dict(self.backend.dense_search(query_vector, pool, where))
+        if mode == Mode.HYBRID:
             missing = [chunk_id for chunk_id in keyword if chunk_id not in dense]
-            for chunk_id, vector in store.vectors_of(missing).items():
+            for chunk_id, vector in self.backend.vectors(missing).items():
                 dense[chunk_id] = float(vector @ query_vector)
         return dense, keyword
 
-    def _fuse(self, dense: dict[int, float], keyword: dict[int, float], chunks: dict[int, StoredChunk],
-              query_lang: Lang, mode: str) -> dict[int, tuple[float, float | None, float | None]]:
-        """``chunk id -> (score, dense, keyword)``.
+    def _fuse(self, dense: dict[int, float], keyword: dict[int, float], passages: dict[int, Passage],
+              bonus_lang: Lang | None, mode: Mode) -> dict[int, tuple[float, float | None, float | None]]:
+        """``passage id -> (score, dense, keyword)``.
 
         Hybrid: cosine plus a bonus from the min-max normalised BM25 score, given only to
-        passages in the query's own script, where keyword matching is meaningful. A
-        passage in the other language is never pushed down by words it cannot contain.
+        passages in the query's own language (``bonus_lang``; None for a mixed query: all),
+        where keyword matching is meaningful. A passage in the other language is never
+        pushed down by words it cannot contain.
         """
-        if mode == "sparse":
+        if mode == Mode.SPARSE:
             return {chunk_id: (score, None, score) for chunk_id, score in keyword.items()}
-        if mode == "dense":
+        if mode == Mode.DENSE:
             return {chunk_id: (score, score, None) for chunk_id, score in dense.items()}
         low, high = min(keyword.values(), default=0.0), max(keyword.values(), default=0.0)
         spread = (high - low) or 1.0
@@ -162,14 +152,11 @@ class Retriever:
         for chunk_id, cosine in dense.items():
             bm25 = keyword.get(chunk_id)
             bonus = 0.0
-            if bm25 is not None and (query_lang == "mixed" or chunks[chunk_id].script == query_lang):
+            if bm25 is not None and bonus_lang in (None, passages[chunk_id].lang):
                 bonus = self.keyword_weight * (bm25 - low) / spread
             scored[chunk_id] = (cosine + bonus, cosine, bm25)
         return scored
 
-    @staticmethod
-    def _hit(rank: int, chunk: StoredChunk, scores: tuple[float, float | None, float | None]) -> Hit:
-        score, dense, keyword = scores
-        return Hit(rank, round(score, 6), chunk.doc_id, chunk.title, chunk.source, chunk.chunk_no, chunk.lang,
-                   chunk.start, chunk.end, chunk.text, chunk.id,
-                   None if dense is None else round(dense, 6), None if keyword is None else round(keyword, 6))
+
+def _rounded(scores: tuple[float | None, ...]) -> list[float | None]:
+    return [None if score is None else round(score, 6) for score in scores]

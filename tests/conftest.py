@@ -12,8 +12,9 @@ import pytest
 import uvicorn
 
 from search.api import create_app, server_config
-from search.engine import ingest_paths, load_embedder, open_retriever
+from search.engine import load_embedder, open_ingester, open_retriever
 from search.retrieval import Retriever
+from search.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -22,7 +23,7 @@ SEEDS = ROOT / "seeds"
 @pytest.fixture(scope="session")
 def embedder():
     """The real default model, loaded once."""
-    return load_embedder()
+    return load_embedder(Settings())
 
 
 @pytest.fixture(scope="session")
@@ -34,17 +35,17 @@ def tokenizer(embedder):
 def seed_index_dir(tmp_path_factory, embedder) -> Path:
     """A real index of seeds/, built once (tests copy it before writing)."""
     folder = tmp_path_factory.mktemp("seed-index")
-    retriever = open_retriever(folder, embedder=embedder)
-    summary = ingest_paths(retriever.index, [SEEDS])
+    ingester = open_ingester(index_settings(folder), embedder=embedder)
+    summary = ingester.ingest_paths([SEEDS])
     assert summary.count("added") == 2 and not summary.failed
-    retriever.index.close()
+    ingester.backend.close()
     return folder
 
 
 @pytest.fixture(scope="session")
 def seed_retriever(seed_index_dir, embedder) -> Retriever:
     """Read-only retriever over the seed index."""
-    return open_retriever(seed_index_dir, embedder=embedder)
+    return open_retriever(index_settings(seed_index_dir), embedder=embedder)
 
 
 @pytest.fixture
@@ -53,6 +54,11 @@ def fresh_index_dir(tmp_path, seed_index_dir) -> Path:
     target = tmp_path / "index"
     shutil.copytree(seed_index_dir, target)
     return target
+
+
+def index_settings(folder: Path, **values) -> Settings:
+    """Settings for a local index in ``folder`` (the environment's other settings kept)."""
+    return Settings().with_overrides(index=folder, **values)
 
 
 def free_port() -> int:
@@ -87,7 +93,7 @@ class LiveServer:
 @pytest.fixture(scope="session")
 def live_server(seed_retriever):
     """The real app over the seed index, served over HTTP on 127.0.0.1."""
-    with LiveServer(create_app(seed_retriever)) as server:
+    with LiveServer(create_app(seed_retriever, index_settings(seed_retriever.backend.folder))) as server:
         yield server
 
 
@@ -96,5 +102,6 @@ def writable_server(request, tmp_path_factory, seed_index_dir, embedder):
     """A real server over this test module's private copy of the seed index (for writes)."""
     folder = tmp_path_factory.mktemp(request.module.__name__) / "index"
     shutil.copytree(seed_index_dir, folder)
-    with LiveServer(create_app(open_retriever(folder, embedder=embedder))) as server:
+    settings = index_settings(folder)
+    with LiveServer(create_app(open_retriever(settings, embedder=embedder), settings)) as server:
         yield server

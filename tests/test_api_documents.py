@@ -99,8 +99,14 @@ def test_body_too_large_is_413(client):
     assert reply.status_code == 413 and "larger" in reply.json()["detail"]
 
 
-def test_write_endpoints_require_api_key_when_configured(client, monkeypatch):
-    monkeypatch.setenv("BISEARCH_API_KEY", "s3cret")
+def configure(server, monkeypatch, **values) -> None:
+    """Run the server with other settings for one test."""
+    state = server.server.config.app.state
+    monkeypatch.setitem(state._state, "settings", state.settings.with_overrides(**values))
+
+
+def test_write_endpoints_require_api_key_when_configured(client, writable_server, monkeypatch):
+    configure(writable_server, monkeypatch, api_key="s3cret")
     assert client.post("/documents", json={"text": "Silver demand fell."}).status_code == 401
     assert client.delete(f"/documents/{SEED_EN}").status_code == 401
     assert client.get("/search", params={"q": "silver"}).status_code == 200
@@ -110,7 +116,7 @@ def test_write_endpoints_require_api_key_when_configured(client, monkeypatch):
     assert client.delete("/documents/silver", headers={"X-API-Key": "s3cret"}).status_code == 204
 
 
-def test_ingest_endpoint_stays_inside_its_root(client, tmp_path, monkeypatch):
+def test_ingest_endpoint_stays_inside_its_root(client, writable_server, tmp_path, monkeypatch):
     assert client.post("/ingest", json={"paths": ["x"]}).status_code == 403  # disabled without a root
     root = tmp_path / "allowed"
     (root / "notes").mkdir(parents=True)
@@ -118,7 +124,7 @@ def test_ingest_endpoint_stays_inside_its_root(client, tmp_path, monkeypatch):
     secret = tmp_path / "secret.txt"
     secret.write_text("Private ledger of diamond prices.", encoding="utf-8")
     (root / "notes" / "link.txt").symlink_to(secret)
-    monkeypatch.setenv("BISEARCH_INGEST_ROOT", str(root))
+    configure(writable_server, monkeypatch, ingest_root=root)
 
     for escape in ("../secret.txt", str(secret), "notes/../../secret.txt"):
         reply = client.post("/ingest", json={"paths": [escape]})

@@ -8,33 +8,33 @@ from search.retrieval import QueryError
 
 
 def texts(result) -> list[str]:
-    return [hit.text for hit in result.hits]
+    return [hit.passage.text for hit in result.hits]
 
 
 def test_english_question_finds_shuibei_lead_times(seed_retriever):
     result = seed_retriever.search("How much faster are jewelry production lead times in Shuibei?", k=3)
     assert result.query_lang == "en"
-    assert "30% faster" in result.hits[0].text
-    assert result.hits[0].doc_id == "000_be3e8d9fcddfd8b1"
+    assert "30% faster" in result.hits[0].passage.text
+    assert result.hits[0].passage.doc_id == "000_be3e8d9fcddfd8b1"
 
 
 def test_chinese_question_finds_korean_export_growth(seed_retriever):
     result = seed_retriever.search("韩国珠宝出口增长了多少？", k=3)
     assert result.query_lang == "zh"
     assert any("31.4 per cent" in text for text in texts(result))
-    assert result.hits[0].doc_id == "002_cfda2912b89432fe"
+    assert result.hits[0].passage.doc_id == "002_cfda2912b89432fe"
 
 
 def test_chinese_question_finds_english_passage_across_languages(seed_retriever):
     result = seed_retriever.search("水贝珠宝的生产周期比全球平均快多少？", k=3)
-    english = [hit for hit in result.hits if hit.doc_id == "000_be3e8d9fcddfd8b1" and hit.lang == "en"]
-    assert english and "30% faster" in english[0].text
+    english = [hit for hit in result.hits if hit.passage.doc_id == "000_be3e8d9fcddfd8b1" and hit.passage.lang == "en"]
+    assert english and "30% faster" in english[0].passage.text
 
 
 def test_traditional_and_full_width_queries_work_like_simplified(seed_retriever):
     simplified = seed_retriever.search("韩国珠宝出口增长了多少?", k=3)
     traditional = seed_retriever.search("韓國珠寶出口增長了多少？", k=3)
-    assert [h.chunk_id for h in traditional.hits] == [h.chunk_id for h in simplified.hits]
+    assert [h.passage.id for h in traditional.hits] == [h.passage.id for h in simplified.hits]
 
 
 @pytest.mark.parametrize("word", ["黄金", "gold"])
@@ -45,16 +45,16 @@ def test_one_word_queries_return_passages(seed_retriever, word):
 
 def test_language_filter_and_document_filter(seed_retriever):
     only_en = seed_retriever.search("jewellery exports", k=10, lang="en")
-    assert only_en.hits and all(hit.lang in ("en", "mixed") for hit in only_en.hits)
+    assert only_en.hits and all(hit.passage.lang == "en" for hit in only_en.hits)  # the label is the filter's value
     one_doc = seed_retriever.search("jewellery", k=10, doc_ids=["000_be3e8d9fcddfd8b1"])
-    assert one_doc.hits and {hit.doc_id for hit in one_doc.hits} == {"000_be3e8d9fcddfd8b1"}
+    assert one_doc.hits and {hit.passage.doc_id for hit in one_doc.hits} == {"000_be3e8d9fcddfd8b1"}
 
 
 def test_hits_carry_exact_citation_fields(seed_retriever):
-    store = seed_retriever.index.store
+    backend = seed_retriever.backend
     for hit in seed_retriever.search("cross-border e-commerce", k=5).hits:
-        assert store.document(hit.doc_id).text[hit.start:hit.end] == hit.text
-        assert hit.title and hit.source and hit.rank >= 1
+        assert backend.document(hit.passage.doc_id).text[hit.passage.start:hit.passage.end] == hit.passage.text
+        assert hit.passage.title and hit.passage.source and hit.rank >= 1
 
 
 @pytest.mark.parametrize("kwargs", [{"query": "  "}, {"query": "x" * 5000}, {"query": "ok", "k": 0},

@@ -13,10 +13,10 @@ import time
 
 import httpx
 
+from search.backends.store import Store
 from search.engine import open_retriever
-from search.indexing import SearchIndex
 from search.loadtest import run_load
-from conftest import ROOT
+from conftest import ROOT, index_settings
 
 TOGGLED_TEXT = " ".join(f"Paragraph {i}: jade bangles from Myanmar are graded by colour and translucency."
                         for i in range(40))
@@ -70,9 +70,9 @@ def test_fifty_clients_for_thirty_seconds_get_no_errors(writable_server):
 def _wait_for_generation(folder, above: int, process: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
-        index = SearchIndex(folder)
-        generation = index.store.generation()
-        index.close()
+        store = Store(folder / "index.sqlite")
+        generation = store.generation()
+        store.close()
         if generation > above:
             return
         time.sleep(0.2)
@@ -88,8 +88,8 @@ def test_sigkill_mid_ingest_leaves_a_loadable_old_or_new_state(tmp_path, seed_in
         (corpus / f"note{number:02d}.txt").write_text(
             f"Note {number}. " + " ".join(f"Gem lot {number}-{i} was certified in Antwerp." for i in range(30)),
             encoding="utf-8")
-    before = SearchIndex(folder)
-    start_generation, start_docs = before.store.generation(), before.store.counts()["documents"]
+    before = Store(folder / "index.sqlite")
+    start_generation, start_docs = before.generation(), before.counts()["documents"]
     before.close()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen([sys.executable, "-m", "search.cli", "ingest", str(corpus), "--index", str(folder), "-q"],
@@ -100,11 +100,13 @@ def test_sigkill_mid_ingest_leaves_a_loadable_old_or_new_state(tmp_path, seed_in
     finally:
         process.kill()
         process.wait()
-    after = SearchIndex(folder, embedder)
-    counts = after.store.counts()
+    after = Store(folder / "index.sqlite")
+    counts = after.counts()
     assert counts["documents"] in (start_docs + 32, start_docs + 48), counts
-    assert len(after.vectors) == counts["chunks"]
-    for summary in after.store.list_documents(limit=100):
-        assert summary["chunks"] > 0, summary
-    retriever = open_retriever(folder, embedder=embedder)
+    for summary in after.documents(limit=100):
+        assert summary.chunks > 0, summary
+    after.close()
+    retriever = open_retriever(index_settings(folder), embedder=embedder)
+    view = retriever.backend._current_view()
+    assert len(view.base) + len(view.delta) - len(view.tombstones) == counts["chunks"]
     assert retriever.search("Gem lot certified in Antwerp", k=3).hits

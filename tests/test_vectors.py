@@ -7,10 +7,13 @@ import shutil
 import numpy as np
 import pytest
 
-from search.engine import open_retriever
-from search.indexing import SearchIndex
+from search.backends.local import LocalBackend
+from search.backends.vectors import (IndexSettings, SnapshotInfo, VectorIndex, VectorIndexError, ivf_lists,
+                                     pq_subquantizers)
+from search.chunking import Chunker
+from search.ingest import Ingester
 from search.loading import make_document
-from search.vectors import IndexSettings, VectorIndex, VectorIndexError, ivf_lists, pq_subquantizers
+from search.types import Filter
 
 DIMENSION = 64
 COUNT = 20_000
@@ -96,26 +99,22 @@ def test_small_filter_is_exact_on_approximate_kinds(corpus):
         assert [i for i, _ in hits] == [int(i) for i in expected]
 
 
-def test_save_load_keeps_the_kind_and_removal_rules(corpus, tmp_path):
+def test_save_load_keeps_the_kind_and_the_description(corpus, tmp_path):
     ivf = build(corpus, kind="ivfpq")
-    ivf.remove([1, 8])
-    loaded = VectorIndex.load(ivf.save(tmp_path, 3), DIMENSION, IndexSettings(kind="ivfpq"))
-    assert loaded.kind == "ivfpq" and len(loaded) == COUNT - 2
-    hnsw = build(corpus, kind="hnsw")
-    assert not hnsw.can_remove
-    with pytest.raises(VectorIndexError, match="rebuild"):
-        hnsw.remove([1])
+    info = SnapshotInfo(generation=3, max_id=int(corpus[0][-1]), count=COUNT, id_sum=int(corpus[0].sum()))
+    loaded, described = VectorIndex.load(ivf.save(tmp_path, info), DIMENSION, IndexSettings(kind="ivfpq"))
+    assert loaded.kind == "ivfpq" and len(loaded) == COUNT and described == info
 
 
-def test_search_index_rebuilds_hnsw_on_delete_and_matches_exact(tmp_path, seed_index_dir, embedder):
-    """Through the real index: an HNSW index (forced) gives the exact index's answers."""
+def test_local_backend_with_hnsw_matches_exact(tmp_path, seed_index_dir, embedder):
+    """Through the real index: an HNSW base (forced) gives the exact index's answers, with a delta."""
     folder = tmp_path / "index"
     shutil.copytree(seed_index_dir, folder)
-    flat = open_retriever(folder, embedder=embedder)
-    hnsw_index = SearchIndex(folder, embedder, settings=IndexSettings(kind="hnsw", min_approximate=0))
-    assert hnsw_index.vectors.kind == "hnsw"  # the flat snapshot was rebuilt for the new settings
-    hnsw_index.add_documents([make_document("jade", "Jade is graded by colour and translucency.")])
-    assert hnsw_index.delete_document("jade")
-    assert hnsw_index.vectors.kind == "hnsw" and len(hnsw_index.vectors) == hnsw_index.store.counts()["chunks"]
+    flat = LocalBackend(folder)
+    hnsw = LocalBackend(folder, IndexSettings(kind="hnsw", min_approximate=0))
+    ingester = Ingester(hnsw, embedder, Chunker(embedder.tokenizer))
+    ingester.add([make_document("jade", "Jade is graded by colour and translucency.")])
+    assert hnsw.delete("jade")
     query = embedder.encode_query("生产周期比全球平均快多少")
-    assert [i for i, _ in hnsw_index.dense_search(query, 5)] == [i for i, _ in flat.index.dense_search(query, 5)]
+    assert hnsw._current_view().base.kind == "hnsw"  # the flat snapshot was rebuilt for the new settings
+    assert [i for i, _ in hnsw.dense_search(query, 5, Filter())] == [i for i, _ in flat.dense_search(query, 5, Filter())]

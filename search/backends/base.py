@@ -32,6 +32,7 @@ class PreparedDocument:
     passages: tuple[Passage, ...]
     tokens: tuple[tuple[str, ...], ...]
     vectors: np.ndarray
+    original: bytes | None = None  # the file it was read from (PDF, DOCX), kept and served
 
 
 @runtime_checkable
@@ -64,6 +65,9 @@ class Backend(Protocol):
 
     def document(self, doc_id: str) -> Document | None:
         """One document with its exact text, or None."""
+
+    def file(self, doc_id: str) -> bytes | None:
+        """The original file of a document, when one was kept."""
 
     def document_hash(self, doc_id: str) -> str | None:
         """SHA-256 of a stored document's text (to skip unchanged files), or None."""

@@ -4,23 +4,29 @@ Below ``exact_limit`` vectors the index is exact (flat inner product on normalis
 vectors = cosine). Above it, ``auto`` switches to IVF-PQ: a few dozen bytes per vector in
 RAM, candidates re-scored exactly with the float vectors kept in SQLite, so results carry
 true cosines while memory stays compact. HNSW is available on request (fast, but it keeps
-every float vector in RAM and cannot delete in place: a delete rebuilds it).
+every float vector in RAM). A snapshot is never changed in place: the local backend keeps
+new vectors in a small delta and deleted ids as tombstones until the next merge.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import faiss
 import numpy as np
 
+if TYPE_CHECKING:
+    from search.settings import Settings
+
 SNAPSHOT_PREFIX = "vectors-"
 SNAPSHOT_SUFFIX = ".faiss"
+FILE_MODE = 0o644  # snapshots are readable like the SQLite database beside them
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivfpq")
 TRAIN_SAMPLE = 160_000  # >= 39 points per list at 1M vectors (4,000 lists)
 EXACT_FILTER_LIMIT = 10_000  # approximate kinds score a filter of at most this many ids exactly
@@ -38,7 +44,7 @@ def snapshot_path(folder: Path, generation: int) -> Path:
 
 def snapshot_generation(path: Path) -> int:
     """The generation a snapshot file was written for (-1 for a stray name)."""
-    number = path.name[len(SNAPSHOT_PREFIX):-len(SNAPSHOT_SUFFIX)]
+    number = path.name[len(SNAPSHOT_PREFIX):].split(".")[0]
     return int(number) if number.isdigit() else -1
 
 
@@ -60,12 +66,9 @@ class IndexSettings:
             raise VectorIndexError(f"unknown index kind {self.kind!r}; choose one of {', '.join(INDEX_KINDS)}")
 
     @classmethod
-    def from_env(cls) -> "IndexSettings":
-        env = os.environ
-        return cls(kind=env.get("BISEARCH_INDEX_KIND", cls.kind),
-                   exact_limit=int(env.get("BISEARCH_INDEX_EXACT_LIMIT", cls.exact_limit)),
-                   nprobe=int(env["BISEARCH_INDEX_NPROBE"]) if env.get("BISEARCH_INDEX_NPROBE") else None,
-                   ef_search=int(env.get("BISEARCH_INDEX_EF_SEARCH", cls.ef_search)))
+    def from_settings(cls, settings: "Settings") -> "IndexSettings":
+        return cls(kind=settings.index_kind, exact_limit=settings.index_exact_limit, nprobe=settings.index_nprobe,
+                   ef_search=settings.index_ef_search)
 
     def kind_for(self, count: int) -> str:
         """The index kind for ``count`` vectors: exact when small, else the configured kind."""
@@ -143,20 +146,9 @@ class VectorIndex:
     def __len__(self) -> int:
         return int(self.index.ntotal)
 
-    @property
-    def can_remove(self) -> bool:
-        """HNSW graphs cannot drop vectors in place (the owner rebuilds instead)."""
-        return self.kind != "hnsw"
-
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids):
             self.index.add_with_ids(_float32(vectors), np.asarray(ids, dtype=np.int64))
-
-    def remove(self, ids: list[int]) -> None:
-        if ids:
-            if not self.can_remove:
-                raise VectorIndexError("an HNSW index cannot remove vectors; rebuild it")
-            self.index.remove_ids(np.array(ids, dtype=np.int64))
 
     def _search_parameters(self, allowed: np.ndarray | None) -> faiss.SearchParameters | None:
         selector = faiss.IDSelectorBatch(allowed.astype(np.int64)) if allowed is not None else None
@@ -187,33 +179,64 @@ class VectorIndex:
             found = rescore(query[0], found, exact)
         return found[:k]
 
-    def save(self, folder: Path, generation: int) -> Path:
-        """Write the snapshot for ``generation`` atomically and drop older snapshots."""
-        target = snapshot_path(folder, generation)
-        handle, temp = tempfile.mkstemp(dir=folder, prefix=".vectors-", suffix=".tmp")
-        os.close(handle)
-        try:
-            faiss.write_index(self.index, temp)
-            with open(temp, "rb") as written:
-                os.fsync(written.fileno())
-            os.replace(temp, target)
-        finally:
-            if os.path.exists(temp):
-                os.unlink(temp)
-        for old in folder.glob(f"{SNAPSHOT_PREFIX}*{SNAPSHOT_SUFFIX}"):
-            if snapshot_generation(old) < generation:
+    def save(self, folder: Path, info: "SnapshotInfo") -> Path:
+        """Write the snapshot with its description in one file, atomically; drop older snapshots."""
+        target = snapshot_path(folder, info.generation)
+        header = json.dumps(asdict(info)).encode()
+        body = faiss.serialize_index(self.index)
+        _write_atomically(target, [len(header).to_bytes(4, "little"), header, memoryview(body)])
+        for old in folder.glob(f"{SNAPSHOT_PREFIX}*"):
+            if snapshot_generation(old) < info.generation:
                 old.unlink(missing_ok=True)
         return target
 
     @classmethod
-    def load(cls, path: Path, dimension: int, settings: IndexSettings | None = None) -> "VectorIndex":
+    def load(cls, path: Path, dimension: int,
+             settings: IndexSettings | None = None) -> tuple["VectorIndex", "SnapshotInfo"]:
+        """A snapshot and the description of the committed state it was built from."""
         try:
-            index = faiss.read_index(str(path))
-        except RuntimeError as error:
+            data = np.fromfile(path, dtype=np.uint8)
+            size = int.from_bytes(data[:4].tobytes(), "little")
+            info = SnapshotInfo(**json.loads(data[4:4 + size].tobytes()))
+            index = faiss.deserialize_index(data[4 + size:])
+        except (RuntimeError, OSError, ValueError, TypeError) as error:
             raise VectorIndexError(f"cannot read vector index {path}: {error}") from error
-        if index.d != dimension:
-            raise VectorIndexError(f"{path} holds {index.d}-d vectors, expected {dimension}")
-        return cls(dimension, index, settings)
+        if index.d != dimension or index.ntotal != info.count:
+            raise VectorIndexError(f"{path} holds {index.ntotal} {index.d}-d vectors, expected "
+                                   f"{info.count} of {dimension}")
+        return cls(dimension, index, settings), info
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """The exact committed state a snapshot holds: its generation, highest id, and id count and sum."""
+
+    generation: int
+    max_id: int
+    count: int
+    id_sum: int
+
+
+def latest_snapshot(folder: Path) -> Path | None:
+    """The newest snapshot file in ``folder``, if any."""
+    snapshots = sorted(folder.glob(f"{SNAPSHOT_PREFIX}*{SNAPSHOT_SUFFIX}"), key=snapshot_generation)
+    return snapshots[-1] if snapshots and snapshot_generation(snapshots[-1]) >= 0 else None
+
+
+def _write_atomically(target: Path, parts: list) -> None:
+    """Write ``parts`` to a temp file in the same folder, fsync, and rename it over ``target``."""
+    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=".vectors-", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            for part in parts:
+                file.write(part)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temp, FILE_MODE)
+        os.replace(temp, target)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
 
 
 def rescore(query: np.ndarray, candidates: Iterable[tuple[int, float]], exact: ExactVectors) -> list[tuple[int, float]]:

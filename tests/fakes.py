@@ -1,0 +1,34 @@
+"""Small fakes for storage and ranking tests: prepared documents with deterministic vectors, no model."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from search.backends.base import PreparedDocument
+from search.language import detect_language, is_mixed, keyword_tokens
+from search.types import Document, ModelInfo, Passage
+
+DIMENSION = 16
+FAKE_MODEL = ModelInfo("fake/hash-embedder", DIMENSION, "query: ", "passage: ")
+
+
+def fake_vector(text: str, dimension: int = DIMENSION) -> np.ndarray:
+    """A deterministic unit vector for ``text``."""
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+    vector = np.random.default_rng(seed).standard_normal(dimension).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def prepared(doc_id: str, sentences: list[str], title: str = "", original: bytes | None = None) -> PreparedDocument:
+    """A document whose passages are its sentences (joined by one space), ready to write."""
+    text = " ".join(sentences)
+    passages, start = [], 0
+    for number, sentence in enumerate(sentences):
+        passages.append(Passage(doc_id, number, start, start + len(sentence), sentence, detect_language(sentence),
+                                is_mixed(sentence), title or doc_id, f"mem:{doc_id}"))
+        start += len(sentence) + 1
+    document = Document(doc_id, title or doc_id, f"mem:{doc_id}", text, detect_language(text))
+    return PreparedDocument(document, tuple(passages), tuple(tuple(keyword_tokens(s)) for s in sentences),
+                            np.stack([fake_vector(s) for s in sentences]), original)
