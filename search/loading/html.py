@@ -124,7 +124,7 @@ def html_document(doc_id: str, html: str, title: str | None = None, source: str 
     """A document from an HTML page: trafilatura's main content when it finds enough, else all visible text."""
     fallback_title, fallback_text = html_to_text(html)
     found = main_content(html)
-    if found and len(found[2]) >= min(MIN_MAIN_CONTENT_CHARS, len(fallback_text)) and found[2].strip():
+    if found and len(found[2].strip()) >= MIN_MAIN_CONTENT_CHARS:  # short pages: keep all their text
         page_title, _date, text, sections = found
         page_title = page_title or fallback_title
     else:

@@ -52,7 +52,9 @@ BARE_PAGE_NUMBER_RE = re.compile(r"[-–— ]*(page\s*)?(\d+|[ivxlcdm]+)(\s*(/|o
 #: Characters that end a sentence (or introduce a block) at a line end: no join after them.
 LINE_END_STOPS = frozenset(".!?:;。！？：；…")
 #: Line starts that open a new block: bullets, shell prompts, comments.
-BLOCK_START_RE = re.compile(r"[•◦▪‣●○■□\-–—*$#>]|\d+(\.\d+)*[.)]?\s")
+BLOCK_START_RE = re.compile(r"[•◦▪‣●○■□\-–—*$#>]|(\d+|[A-Z])(\.\d+)*[.)]?\s|(Chapter|Appendix|第)\s*\w+")
+#: A table-of-contents line: dot leaders and a page number.
+TOC_LINE_RE = re.compile(r"(\.\s*){3,}\S*\d+$")
 #: Share of the full line width from which a line is taken as wrapped.
 WRAPPED_SHARE = 0.8
 #: Share of pages a header/footer shape must appear on to be dropped (at least 3 pages).
@@ -119,7 +121,7 @@ def drop_furniture(lines: list[str], shapes: set[str]) -> list[str]:
         start += 1
     while end > max(start, len(lines) - EDGE_LINES) and furniture_key(lines[end - 1]) in shapes:
         end -= 1
-    return lines[start:end]
+    return lines[start:end] if start < end else lines  # a page of nothing but "furniture" is content
 
 
 def is_cjk(char: str) -> bool:
@@ -133,6 +135,8 @@ def joiner(previous: str, following: str, full_width: float) -> str | None:
     of a hyphenated word) or ``" "``.
     """
     if not previous or not following or previous[-1] in LINE_END_STOPS:
+        return None
+    if TOC_LINE_RE.search(previous):
         return None
     if previous[-1] == PDFIUM_LINE_HYPHEN:
         return "-" if following[0].isalpha() else None
@@ -153,15 +157,16 @@ def joiner(previous: str, following: str, full_width: float) -> str | None:
 
 
 def join_wrapped(lines: list[str], full_width: float) -> str:
-    """A page's lines with wrapped sentences joined."""
+    """A page's lines with wrapped sentences joined (each decision looks at the physical line before)."""
     out: list[str] = []
+    previous = ""
     for line in lines:
-        if out:
-            how = joiner(out[-1], line, full_width)
-            if how is not None:
-                out[-1] = (out[-1][:-1] if how == "-" else out[-1] + how) + line
-                continue
-        out.append(line)
+        how = joiner(previous, line, full_width) if out else None
+        if how is None:
+            out.append(line)
+        else:
+            out[-1] = (out[-1][:-1] if how == "-" else out[-1] + how) + line
+        previous = line
     return "\n".join(out)
 
 
@@ -196,7 +201,7 @@ def assemble(pages: list[list[str]]) -> tuple[str, tuple[int, ...]]:
         if text:
             parts.append(text)
             length += len(text)
-            previous_last = text.rsplit("\n", 1)[-1]
+            previous_last = lines[-1]
     # a line-end hyphen mark left unjoined is a printed hyphen (same length: offsets hold)
     return "".join(parts).replace(PDFIUM_LINE_HYPHEN, "-"), tuple(starts)
 
