@@ -48,7 +48,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from search.loading import LoadLimits, load_file, page_of, read_bytes, sniff
+from search.loading import LoadLimits, decode_text, load_file, page_of, read_bytes, sniff
 from search.loading.pdf import furniture, join_wrapped, page_lines
 from search.types import Lang
 
@@ -305,6 +305,11 @@ def test_fifo_and_folders_are_not_read(tmp_path):
     folder.mkdir()
     with pytest.raises(DocumentError, match="not a regular file"):
         load_file(folder, "dir")
+
+
+def test_decode_text_refuses_pdf_content():
+    with pytest.raises(DocumentError, match="x.pdf: the content is a PDF, not text"):
+        decode_text(b"%PDF-1.4", "x.pdf")
 
 
 def test_sniffing():

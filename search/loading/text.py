@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from search.loading.base import (MARKDOWN_MEDIA_TYPE, TEXT_MEDIA_TYPE, DocumentError, first_line_title, lang_of,
-                                 short_title)
+from search.loading.base import (KIND_NAMES, MARKDOWN_MEDIA_TYPE, TEXT_MEDIA_TYPE, DocumentError, first_line_title,
+                                 lang_of, short_title, sniff)
 from search.types import Document
 
 MARKDOWN_SUFFIXES = (".md", ".markdown")
@@ -14,7 +14,10 @@ MARKDOWN_HEADING_RE = re.compile(r"^ {0,3}#{1,6}[ \t]+(.+?)[ \t]*#*[ \t]*$", re.
 
 
 def decode_text(data: bytes, name: str) -> str:
-    """UTF-8 text of ``data``; binary or non-UTF-8 content raises :class:`DocumentError`."""
+    """UTF-8 text of ``data``; binary, PDF/ZIP or non-UTF-8 content raises :class:`DocumentError`."""
+    kind = sniff(data)
+    if kind != "other":  # e.g. a PDF whose first KiB happens to be valid UTF-8
+        raise DocumentError(f"{name}: the content is {KIND_NAMES[kind]}, not text")
     if b"\x00" in data:
         raise DocumentError(f"{name}: binary file (contains NUL bytes)")
     try:
