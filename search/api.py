@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from urllib.parse import quote
 from typing import Annotated
 
 import anyio
@@ -19,7 +20,7 @@ from search.backends import BackendError, ModelMismatchError
 from search.chunking import Chunker
 from search.ingest import Ingester
 from search.language import highlight_spans, highlight_terms
-from search.loading import SUPPORTED_SUFFIXES, DocumentError, decode_text, make_document
+from search.loading import SUPPORTED_SUFFIXES, DocumentError, LoadedFile, LoadLimits, make_document, read_bytes
 from search.report import (DEFAULT_TITLE, ReportError, format_citation, render_markdown, report_for_passages,
                            report_for_questions)
 from search.retrieval import MAX_QUERY_CHARS, QueryError, Retriever, SearchResult
@@ -120,8 +121,7 @@ def search_response(result: SearchResult, k: int, offset: int = 0) -> SearchOut:
     terms = highlight_terms(result.tokens)
     results = [
         CitedHit(**hit.as_dict(), quote=hit.passage.text, highlights=highlight_spans(hit.passage.text, terms),
-                 citation=format_citation(hit.rank, hit.passage.title, hit.passage.source or hit.passage.doc_id,
-                                          hit.passage.start, hit.passage.end))
+                 citation=format_citation(hit.rank, hit.passage))
         for hit in result.hits
     ]
     return SearchOut(query=result.query, query_lang=result.query_lang, mode=result.mode, k=k, offset=offset,
@@ -256,8 +256,10 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
                 "title": {"type": "string"}}}}}}})
     async def add_document(request: Request) -> dict[str, object]:
         """Add or replace a document from JSON ``{id?, title?, source?, text}`` or a file upload."""
-        document = await _document_from_request(request)
-        outcome = (await run_in_threadpool(ingester.add, [document]))[0]
+        loaded = await _document_from_request(request, app.state.settings)
+        document = loaded.document
+        files = {document.id: loaded.original} if loaded.original is not None else None
+        outcome = (await run_in_threadpool(ingester.add, [document], files))[0]
         return {"id": outcome.doc_id, "status": outcome.status, "chunks": outcome.chunks,
                 "title": document.title, "chars": len(document.text)}
 
@@ -281,11 +283,23 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
                 "before": document.text[before_start:start], "after": document.text[end:after_end],
                 "context_start": before_start, "context_end": after_end}
 
+    @app.get("/documents/{doc_id:path}/file")
+    def document_file(doc_id: str) -> Response:
+        """The original file (PDF, DOCX) a document was read from; link pages with ``#page=N``."""
+        document = stored_document(doc_id)
+        data = backend.file(doc_id)
+        if data is None:
+            raise HTTPException(status_code=404, detail=f"document {doc_id!r} has no original file (it was text)")
+        name = Path(document.source).name or "document"
+        return Response(data, media_type=document.media_type,
+                        headers={"Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}"})
+
     @app.get("/documents/{doc_id:path}")
     def get_document(doc_id: str) -> dict[str, object]:
         """One document with its full stored text (the text citations point into)."""
         document = stored_document(doc_id)
         return {"id": document.id, "title": document.title, "source": document.source, "lang": document.lang.value,
+                "media_type": document.media_type, "pages": len(document.pages) or None,
                 "chars": len(document.text), "sha256": document.sha256, "text": document.text}
 
     @app.delete("/documents/{doc_id:path}", status_code=204, dependencies=[Depends(require_api_key)])
@@ -338,8 +352,8 @@ def _inside_ingest_root(path: str, root_setting: Path | None) -> Path:
     return resolved
 
 
-async def _document_from_request(request: Request):
-    """Parse a JSON document or a multipart upload into a :class:`Document`."""
+async def _document_from_request(request: Request, settings: Settings) -> LoadedFile:
+    """Parse a JSON document or a multipart file upload (any supported format) into a document."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         form = await request.form()
@@ -350,18 +364,21 @@ async def _document_from_request(request: Request):
         suffix = Path(name).suffix.lower() or ".txt"
         if suffix not in SUPPORTED_SUFFIXES:
             raise HTTPException(status_code=415, detail=f"{name}: unsupported file type")
-        text = decode_text(await upload.read(), name)
+        data = await upload.read()
         doc_id = form.get("id") if isinstance(form.get("id"), str) else Path(name).stem
         title = form.get("title") if isinstance(form.get("title"), str) else None
-        return make_document(_document_id(doc_id, text), text, title=title, source=name,
-                             is_html=suffix in (".html", ".htm"))
+        doc_id = _document_id(doc_id, hashlib.sha256(data).hexdigest())
+        limits = LoadLimits.from_settings(settings)
+        file_name = name if Path(name).suffix else name + suffix
+        return await run_in_threadpool(lambda: read_bytes(data, file_name, doc_id, title=title, source=name,
+                                                          limits=limits))
     if content_type.startswith("application/json"):
         try:
             body = DocumentIn.model_validate_json(await request.body())
         except ValueError as error:
             raise HTTPException(status_code=422, detail=_first_error(error)) from None
         doc_id = _document_id(body.id, body.text)
-        return make_document(doc_id, body.text, title=body.title, source=body.source or f"api:{doc_id}")
+        return LoadedFile(make_document(doc_id, body.text, title=body.title, source=body.source or f"api:{doc_id}"))
     raise HTTPException(status_code=415, detail="send application/json or multipart/form-data")
 
 

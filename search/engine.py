@@ -9,6 +9,7 @@ from search.backends import Backend, open_backend
 from search.chunking import Chunker
 from search.embedding import Embedder
 from search.ingest import Ingester
+from search.loading import LoadLimits
 from search.retrieval import Retriever
 from search.settings import Settings
 
@@ -59,4 +60,5 @@ def open_ingester(settings: Settings, embedder: Embedder | None = None,
     """An ingester over ``backend`` (default: the one ``settings`` names)."""
     backend = backend or open_backend(settings)
     embedder = embedder or embedder_for(backend, settings)
-    return Ingester(backend, embedder, Chunker(embedder.tokenizer, settings.chunk_tokens))
+    return Ingester(backend, embedder, Chunker(embedder.tokenizer, settings.chunk_tokens),
+                    LoadLimits.from_settings(settings))

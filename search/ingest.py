@@ -15,7 +15,7 @@ from search.backends.base import Backend, PreparedDocument
 from search.chunking import Chunker
 from search.embedding import Embedder
 from search.language import keyword_tokens
-from search.loading import DocumentError, discover_files, read_document
+from search.loading import DocumentError, LoadedFile, LoadLimits, discover_files, load_file
 from search.types import Document, Passage
 
 INGEST_BATCH_FILES = 32
@@ -68,10 +68,11 @@ def locate(passage: Passage, document: Document) -> Passage:
 class Ingester:
     """Prepares documents with one model and writes them through one backend."""
 
-    def __init__(self, backend: Backend, embedder: Embedder, chunker: Chunker):
+    def __init__(self, backend: Backend, embedder: Embedder, chunker: Chunker, limits: LoadLimits = LoadLimits()):
         self.backend = backend
         self.embedder = embedder
         self.chunker = chunker
+        self.limits = limits
         backend.record_model(embedder.info)
 
     def prepare(self, documents: Sequence[Document], files: dict[str, bytes] | None = None,
@@ -117,8 +118,9 @@ class Ingester:
         summary = IngestSummary()
         files = discover_files(paths, root)
         summary.failed.extend(f"{path}: no such file or folder" for path in paths if not os.path.exists(path))
-        batch: list[Document] = []
+        batch: list[LoadedFile] = []
         bar = tqdm(total=len(files), unit="file", disable=not progress)
+        pages = _page_bar(progress)
         first_file: dict[str, Path] = {}
         for position, (path, doc_id) in enumerate(files, start=1):
             if first_file.setdefault(doc_id, path) != path:
@@ -128,11 +130,12 @@ class Ingester:
                                       f"rename the file or delete that document first")
             else:
                 try:
-                    batch.append(read_document(path, doc_id))
+                    batch.append(load_file(path, doc_id, limits=self.limits, progress=pages))
                 except (DocumentError, OSError) as error:
                     summary.failed.append(str(error) if isinstance(error, DocumentError) else f"{path}: {error}")
             if batch and (len(batch) >= batch_files or position == len(files)):
-                summary.outcomes.extend(self.add(batch))
+                files_kept = {item.document.id: item.original for item in batch if item.original is not None}
+                summary.outcomes.extend(self.add([item.document for item in batch], files_kept))
                 bar.update(len(batch))
                 batch = []
         bar.update(len(files) - bar.n)
@@ -149,6 +152,26 @@ class Ingester:
         if stored is None or not stored.source or not os.path.isfile(stored.source) or not os.path.exists(path):
             return None
         return None if os.path.samefile(stored.source, path) else stored.source
+
+
+def _page_bar(progress: bool):
+    """A per-page progress callback for long PDFs (shown from the 20th page on), or None."""
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    bars: dict[str, object] = {}
+
+    def update(done: int, total: int) -> None:
+        if total >= 20:
+            bar = bars.get("bar")
+            if bar is None or bar.total != total or done == 1:
+                bar = bars["bar"] = tqdm(total=total, unit="page", leave=False)
+            bar.update(done - bar.n)
+            if done == total:
+                bar.close()
+
+    return update
 
 
 def _status(known: str | None, document: Document) -> Status:

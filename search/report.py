@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from search.backends.base import Backend
 from search.language import detect_language
 from search.retrieval import Hit, Retriever
-from search.types import Lang
+from search.ingest import locate
+from search.types import Passage
 
 DEFAULT_TITLE = "Search report"
 
@@ -18,20 +19,18 @@ class ReportError(ValueError):
 
 @dataclass(frozen=True)
 class Reference:
-    """A cited span: ``quote == document.text[start:end]``."""
+    """A numbered, cited span: ``passage.text == document.text[passage.start:passage.end]``."""
 
     number: int
-    doc_id: str
-    title: str
-    source: str
-    start: int
-    end: int
-    lang: Lang
-    quote: str
+    passage: Passage
 
     @property
     def citation(self) -> str:
-        return format_citation(self.number, self.title, self.source or self.doc_id, self.start, self.end)
+        return format_citation(self.number, self.passage)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"number": self.number, **self.passage.as_dict(), "quote": self.passage.text,
+                "citation": self.citation}
 
 
 @dataclass
@@ -46,29 +45,39 @@ class Report:
     sections: list[Section] = field(default_factory=list)
     references: list[Reference] = field(default_factory=list)
 
-    def cite(self, doc_id: str, title: str, source: str, start: int, end: int, lang: Lang, quote: str) -> Reference:
+    def cite(self, passage: Passage) -> Reference:
         """The reference for a span, numbered on first use and shared afterwards."""
         for reference in self.references:
-            if (reference.doc_id, reference.start, reference.end) == (doc_id, start, end):
+            if (reference.passage.doc_id, reference.passage.start, reference.passage.end) == (
+                    passage.doc_id, passage.start, passage.end):
                 return reference
-        reference = Reference(len(self.references) + 1, doc_id, title, source, start, end, lang, quote)
+        reference = Reference(len(self.references) + 1, passage)
         self.references.append(reference)
         return reference
 
     def as_dict(self) -> dict[str, object]:
-        def with_citation(reference: Reference) -> dict[str, object]:
-            return {**asdict(reference), "lang": reference.lang.value, "citation": reference.citation}
-
         return {"title": self.title,
                 "sections": [{"heading": s.heading, "references": [r.number for r in s.references]}
                              for s in self.sections],
-                "references": [with_citation(r) for r in self.references],
+                "references": [reference.as_dict() for reference in self.references],
                 "markdown": render_markdown(self)}
 
 
-def format_citation(number: int, title: str, source: str, start: int, end: int) -> str:
-    """``[1] <title>, <source>, chars 120–480``."""
-    return f"[{number}] {title}, {source}, chars {start}–{end}"
+def page_reference(passage: Passage) -> str:
+    """``p. 12`` / ``pp. 12–13`` (with the printed label when the file defines one), or ``""``."""
+    if passage.page is None:
+        return ""
+    label = f" (printed {passage.page_label})" if passage.page_label and passage.page_label != str(passage.page) else ""
+    if passage.page_end and passage.page_end != passage.page:
+        return f"pp. {passage.page}–{passage.page_end}{label}"
+    return f"p. {passage.page}{label}"
+
+
+def format_citation(number: int, passage: Passage) -> str:
+    """``[1] <title>, <source>, p. 12, chars 120–480`` (pages and section when known)."""
+    parts = [passage.title, passage.source or passage.doc_id, page_reference(passage),
+             f"§ {passage.section}" if passage.section else "", f"chars {passage.start}–{passage.end}"]
+    return f"[{number}] " + ", ".join(part for part in parts if part)
 
 
 def report_for_questions(retriever: Retriever, questions: list[str], k: int = 3,
@@ -84,9 +93,7 @@ def report_for_questions(retriever: Retriever, questions: list[str], k: int = 3,
 
 
 def _cite_hit(report: Report, hit: Hit) -> Reference:
-    passage = hit.passage
-    return report.cite(passage.doc_id, passage.title, passage.source, passage.start, passage.end, passage.lang,
-                       passage.text)
+    return report.cite(hit.passage)
 
 
 def report_for_passages(backend: Backend, passages: list[dict], title: str = DEFAULT_TITLE) -> Report:
@@ -106,8 +113,8 @@ def report_for_passages(backend: Backend, passages: list[dict], title: str = DEF
         quote = document.text[start:end]
         heading = passage.get("query") or "Selected passages"
         section = sections.setdefault(heading, Section(heading))
-        section.references.append(report.cite(document.id, document.title, document.source, start, end,
-                                              detect_language(quote), quote))
+        chosen = locate(Passage(document.id, -1, start, end, quote, detect_language(quote)), document)
+        section.references.append(report.cite(chosen))
     report.sections = list(sections.values())
     return report
 
@@ -124,8 +131,8 @@ def render_markdown(report: Report) -> str:
         if not section.references:
             lines += ["_No passages found._", ""]
         for reference in section.references:
-            lines += [_blockquote(reference.quote) + f" [{reference.number}]", ""]
+            lines += [_blockquote(reference.passage.text) + f" [{reference.number}]", ""]
     lines += ["## References", ""]
     for reference in report.references:
-        lines.append(f"{reference.citation} — document `{reference.doc_id}` ({reference.lang.value})")
+        lines.append(f"{reference.citation} — document `{reference.passage.doc_id}` ({reference.passage.lang.value})")
     return "\n".join(lines).rstrip() + "\n"

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     api_key: str | None = Field(None, description="required X-API-Key on write endpoints when set")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest request body or upload")
     ingest_root: Path | None = Field(None, description="POST /ingest reads files only under this folder")
+    # what a file may be (search/loading/): checked before and while it is read
+    max_file_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="largest file read (ingest or upload)")
+    max_pages: int = Field(2000, ge=1, description="most pages of a PDF (pages are streamed one at a time)")
+    max_unzipped_bytes: int = Field(200 * 1024 * 1024, ge=1024,
+                                    description="largest total unpacked size of a DOCX (zip bomb guard)")
     search_threads: int = Field(4, ge=1, le=64, description="searches running at once")
 
     def with_overrides(self, **values: object) -> "Settings":

@@ -81,7 +81,8 @@ def test_report_markdown_and_json(client):
     ("get", f"/documents/{SEED_EN}/span", {"params": {"start": -1, "end": 5}}, 422),
     ("delete", "/documents/nope", {}, 404),
     ("post", "/documents", {"files": {"file": ("bad.txt", b"\xff\xfe\xfa")}}, 422),
-    ("post", "/documents", {"files": {"file": ("x.pdf", b"%PDF-1.4")}}, 415),
+    ("post", "/documents", {"files": {"file": ("x.pdf", b"%PDF-1.4")}}, 422),  # truncated PDF
+    ("post", "/documents", {"files": {"file": ("x.exe", b"MZ")}}, 415),
     ("post", "/documents", {"json": {"text": "   "}}, 422),
     ("post", "/documents", {"content": b"plain", "headers": {"content-type": "text/plain"}}, 415),
     ("post", "/report", {"json": {}}, 422),
@@ -138,3 +139,24 @@ def test_ingest_endpoint_stays_inside_its_root(client, writable_server, tmp_path
     assert summary.json()["added"] == 1  # opal.md; the symlink to secret.txt is left out
     hits = client.get("/search", params={"q": "diamond ledger", "k": 100}).json()["results"]
     assert all("Private ledger" not in hit["quote"] for hit in hits)
+
+
+def test_pdf_upload_gives_page_citations_and_serves_the_original(client):
+    from test_loading import make_pdf
+
+    pages = ["Opal mining in Coober Pedy began in 1915.",
+             "The town's underground homes keep a steady temperature of 23 degrees.",
+             "Most of the world's opal comes from this region."]
+    data = make_pdf(pages)
+    created = client.post("/documents", files={"file": ("opal.pdf", data, "application/pdf")}, data={"id": "opal"})
+    assert created.status_code == 201, created.text
+    hits = client.post("/search", json={"q": "underground homes temperature", "k": 3, "doc": ["opal"]}).json()["results"]
+    best = hits[0]
+    assert best["page"] <= 2 <= best["page_end"] and "temperature" in best["quote"]
+    assert (f"p. {best['page']}" if best["page"] == best["page_end"] else f"pp. {best['page']}–") in best["citation"]
+    original = client.get("/documents/opal/file")
+    assert original.status_code == 200 and original.content == data
+    assert original.headers["content-type"] == "application/pdf"
+    report = client.post("/report", json={"passages": [{"doc_id": "opal", "start": best["start"], "end": best["end"]}]})
+    assert "p. " in report.text or "pp. " in report.text
+    assert client.get(f"/documents/{SEED_EN}/file").status_code == 404  # a text document keeps no file

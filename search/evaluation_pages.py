@@ -1,0 +1,211 @@
+"""A page-level benchmark from a pair of PDFs (EN + ZH), and its bare per-page reference.
+
+Layout written by :func:`build_page_benchmark` (``python -m search.evaluation_pages build OUT``)::
+
+    OUT/docs/en/maint-guide.pdf         the English PDF (copied)
+    OUT/docs/zh/maint-guide.pdf         the Chinese PDF (copied)
+    OUT/queries.jsonl                   {"qid", "lang", "text", "target",
+                                         "pages": {"en/maint-guide": 34, "zh/maint-guide": 33}}
+
+Queries are the section titles of ``shared/bench/maintguide/queries.jsonl``; a query's
+answer in each PDF is the 1-based physical page on which that numbered section heading
+stands, found as a line ``<number> <title>`` in the cleaned page texts (table-of-contents
+lines, which end in dot leaders and a page number, never match). Only targets found in
+both PDFs are kept. A ranked page is a hit when it is the answer page or the page after
+(a section heading at a page's foot has its body overleaf).
+
+Settings, as in ``bisearch eval``: ``mixed`` ranks the pages of both PDFs and either
+answer counts; ``cross`` ranks only the other-language PDF's pages.
+
+The bare reference (``python -m search.evaluation_pages bare OUT``) embeds each page's
+raw pypdfium2 text whole (up to the model's 2,048 tokens) with the product's model and
+ranks pages by cosine to the query: the row the product's passages should beat.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from search.loading import Document, load_file
+
+DEFAULT_PDFS = {
+    "en": Path("/usr/share/doc/maint-guide/maint-guide.en.pdf"),
+    "zh": Path("/usr/share/doc/maint-guide-zh-cn/maint-guide.zh-cn.pdf"),
+}
+DOC_NAME = "maint-guide"
+CUTOFFS = (1, 5, 10)
+LANGS = ("en", "zh")
+#: A leading section number in a query (``A.1. Shared libraries``).
+QUERY_NUMBER_RE = re.compile(r"^(?:[A-Z]|\d+)(?:\.\d+)*\.?\s+")
+#: A numbered heading line: ``5.15.3 manpage.xml.ex``, ``A.1 Shared libraries``.
+HEADING_LINE_RE = re.compile(r"^(?:[A-Z]|\d+)(?:\.\d+)+\.?\s+(.+)$")
+#: Model tokens of a whole page in the bare reference (EmbeddingGemma's context).
+PAGE_TOKENS = 2048
+
+
+def _key(text: str) -> str:
+    """Comparable form of a heading: NFKC, curly quotes straight, no spaces, case-folded."""
+    text = unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'")
+    return "".join(text.split()).casefold()
+
+
+def heading_title(query_text: str) -> str:
+    return QUERY_NUMBER_RE.sub("", query_text.strip())
+
+
+def heading_pages(document: Document) -> dict[str, int]:
+    """``{heading key: 1-based page}`` of the numbered heading lines in a paged document (first wins)."""
+    found: dict[str, int] = {}
+    bounds = list(document.pages) + [len(document.text)]
+    for number in range(len(document.pages)):
+        for line in document.text[bounds[number]:bounds[number + 1]].split("\n"):
+            match = HEADING_LINE_RE.match(line.strip())
+            if match and not re.search(r"(\s\.){3}", line):
+                found.setdefault(_key(match.group(1)), number + 1)
+    return found
+
+
+def read_pdfs(pdfs: dict[str, Path]) -> dict[str, Document]:
+    return {lang: load_file(path, f"{lang}/{DOC_NAME}").document for lang, path in pdfs.items()}
+
+
+def build_page_benchmark(out_dir: Path, source_queries: Path, pdfs: dict[str, Path] | None = None) -> dict:
+    """Write the page benchmark folder; returns a summary (kept and dropped targets)."""
+    pdfs = pdfs or DEFAULT_PDFS
+    documents = read_pdfs(pdfs)
+    headings = {lang: heading_pages(document) for lang, document in documents.items()}
+    rows = [json.loads(line) for line in source_queries.read_text(encoding="utf-8").splitlines() if line.strip()]
+    titles: dict[str, dict[str, str]] = {}
+    for row in rows:
+        titles.setdefault(row["target"], {})[row["lang"]] = heading_title(row["text"])
+    answers: dict[str, dict[str, int]] = {}
+    dropped = []
+    for target, by_lang in titles.items():
+        pages = {lang: headings[lang].get(_key(by_lang.get(lang, ""))) for lang in LANGS}
+        if all(pages.values()):
+            answers[target] = {f"{lang}/{DOC_NAME}": page for lang, page in pages.items()}
+        else:
+            dropped.append(target)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for lang, path in pdfs.items():
+        (out_dir / "docs" / lang).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, out_dir / "docs" / lang / f"{DOC_NAME}.pdf")
+    kept = 0
+    with open(out_dir / "queries.jsonl", "w", encoding="utf-8") as out:
+        for row in rows:
+            if row["target"] in answers:
+                out.write(json.dumps({**row, "pages": answers[row["target"]]}, ensure_ascii=False) + "\n")
+                kept += 1
+    return {"queries": kept, "targets": len(answers), "dropped_targets": sorted(dropped)}
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    qid: str
+    lang: str
+    text: str
+    pages: dict[str, int]  # "en/maint-guide" -> 1-based page
+
+
+def load_page_queries(bench_dir: Path) -> list[PageQuery]:
+    rows = [json.loads(line) for line in (bench_dir / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+    return [PageQuery(row["qid"], row["lang"], row["text"], row["pages"]) for row in rows]
+
+
+def is_hit(doc: str, page: int, answers: dict[str, int]) -> bool:
+    """The answer page or the page after, in the same document."""
+    answer = answers.get(doc)
+    return answer is not None and answer <= page <= answer + 1
+
+
+def first_hit_rank(ranked: list[tuple[str, int]], answers: dict[str, int]) -> int | None:
+    return next((rank for rank, (doc, page) in enumerate(ranked, start=1) if is_hit(doc, page, answers)), None)
+
+
+def summarise(ranks: list[int | None]) -> dict[str, float]:
+    n = len(ranks) or 1
+    return {f"hit@{cut}": round(sum(1 for r in ranks if r is not None and r <= cut) / n, 4) for cut in CUTOFFS}
+
+
+def score_rankings(queries: list[PageQuery], rank: "callable") -> dict[str, dict[str, float]]:
+    """Hit@1/5/10 for mixed and cross; ``rank(query, docs)`` returns ``(doc, page)`` best first over ``docs``."""
+    ranks: dict[str, list[int | None]] = {"mixed": [], "cross": []}
+    for query in queries:
+        other = f"{'zh' if query.lang == 'en' else 'en'}/{DOC_NAME}"
+        ranks["mixed"].append(first_hit_rank(rank(query, None), query.pages))
+        ranks["cross"].append(first_hit_rank(rank(query, other), {other: query.pages[other]}))
+    return {setting: {**summarise(values), "queries": len(values)} for setting, values in ranks.items()}
+
+
+def raw_pages(path: Path) -> list[str]:
+    """Each page's raw pypdfium2 text (no cleaning), for the bare reference."""
+    import pypdfium2 as pdfium
+
+    pdf = pdfium.PdfDocument(str(path))
+    try:
+        texts = []
+        for index in range(len(pdf)):
+            page = pdf[index]
+            textpage = page.get_textpage()
+            texts.append(textpage.get_text_range().replace("\r\n", "\n"))
+            textpage.close()
+            page.close()
+        return texts
+    finally:
+        pdf.close()
+
+
+def bare_reference(bench_dir: Path, embedder=None) -> dict[str, object]:
+    """Hit@k of whole raw pages ranked by cosine to the query (the product's model, no chunking)."""
+    if embedder is None:
+        from search.engine import load_embedder
+
+        embedder = load_embedder(chunk_tokens=PAGE_TOKENS)
+    queries = load_page_queries(bench_dir)
+    keys: list[tuple[str, int]] = []
+    texts: list[str] = []
+    for lang in LANGS:
+        for number, text in enumerate(raw_pages(bench_dir / "docs" / lang / f"{DOC_NAME}.pdf"), start=1):
+            keys.append((f"{lang}/{DOC_NAME}", number))
+            texts.append(text.strip() or " ")
+    started = time.perf_counter()
+    vectors = embedder.encode_documents(texts, batch_size=4)
+    encode_s = time.perf_counter() - started
+    query_vectors = {query.qid: embedder.encode_query(query.text) for query in queries}
+
+    def rank(query: PageQuery, doc: str | None) -> list[tuple[str, int]]:
+        scores = vectors @ query_vectors[query.qid]
+        order = np.argsort(-scores, kind="stable")
+        return [keys[i] for i in order if doc is None or keys[i][0] == doc][:max(CUTOFFS)]
+
+    return {"row": "bare per-page reference", "model": embedder.info.name, "pages": len(texts),
+            "page_tokens": PAGE_TOKENS, "encode_pages_s": round(encode_s, 1), **score_rankings(queries, rank)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 2 or args[0] not in ("build", "bare"):
+        print("usage: python -m search.evaluation_pages build OUT [QUERIES.jsonl] | bare OUT", file=sys.stderr)
+        return 2
+    out = Path(args[1])
+    if args[0] == "build":
+        queries = Path(args[2]) if len(args) > 2 else Path("../shared/bench/maintguide/queries.jsonl")
+        result = build_page_benchmark(out, queries)
+    else:
+        result = bare_reference(out)
+    print(json.dumps(result, ensure_ascii=False, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,139 @@
+"""What every reader shares: the error, the limits, the result and safe file reading."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from search.language import detect_language
+from search.types import Document, Lang
+
+TITLE_MAX_CHARS = 200
+MIB = 1024 * 1024
+
+#: ``progress(done, total)``: called after each page of a paged format (PDF).
+Progress = Callable[[int, int], None]
+
+PDF_MEDIA_TYPE = "application/pdf"
+DOCX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+HTML_MEDIA_TYPE = "text/html"
+MARKDOWN_MEDIA_TYPE = "text/markdown"
+TEXT_MEDIA_TYPE = "text/plain"
+
+
+class DocumentError(ValueError):
+    """A file or text that cannot become a document; the message is ``<name>: <one-line reason>``."""
+
+
+@dataclass(frozen=True)
+class LoadLimits:
+    """Bounds on what a reader accepts (Settings: ``max_file_bytes``, ``max_pages``, ``max_unzipped_bytes``).
+
+    ``max_pages`` bounds a PDF's pages: pages are read one at a time, so memory grows
+    with the extracted text, never with the file's page objects. ``max_unzipped_bytes``
+    bounds the sum of a DOCX's declared member sizes, checked in the zip directory before
+    anything is decompressed (Python's zipfile never inflates a member past its declared
+    size, so the check holds against lying directories too).
+    """
+
+    max_file_bytes: int = 100 * MIB
+    max_pages: int = 2000
+    max_unzipped_bytes: int = 200 * MIB
+    max_zip_entries: int = 10_000
+
+    @classmethod
+    def from_settings(cls, settings: object) -> "LoadLimits":
+        """Limits from a :class:`search.settings.Settings` (fields missing there keep the defaults)."""
+        defaults = cls()
+        return cls(**{name: getattr(settings, name, getattr(defaults, name))
+                      for name in ("max_file_bytes", "max_pages", "max_unzipped_bytes", "max_zip_entries")})
+
+
+DEFAULT_LIMITS = LoadLimits()
+
+
+@dataclass(frozen=True)
+class LoadedFile:
+    """A read document plus the original bytes when the file itself is worth keeping and serving.
+
+    ``original`` is set for PDF and DOCX (the service stores it for ``GET /documents/{id}/file``
+    and page links), None for text formats, whose document text is the content.
+    """
+
+    document: Document
+    original: bytes | None = None
+
+    @property
+    def media_type(self) -> str:
+        return self.document.media_type
+
+
+def lang_of(text: str) -> Lang:
+    """The document's dominant script as a :class:`Lang`."""
+    return detect_language(text)
+
+
+def short_title(title: str | None) -> str:
+    return " ".join((title or "").split())[:TITLE_MAX_CHARS]
+
+
+def first_line_title(text: str) -> str:
+    """The first non-empty line, without Markdown heading marks, shortened."""
+    for line in text.splitlines():
+        line = line.strip().lstrip("#").strip()
+        if line:
+            return line[:TITLE_MAX_CHARS]
+    return ""
+
+
+def sniff(data: bytes) -> str:
+    """What the bytes are, by their magic numbers: ``pdf``, ``zip``, ``ole`` (legacy/encrypted Office) or ``other``."""
+    head = data[:1024]
+    marker = head.find(b"%PDF-")
+    # Readers accept the header anywhere in the first KiB; a text note merely mentioning it is not a PDF.
+    if marker >= 0 and (not head[:marker].strip(b"\xef\xbb\xbf\r\n\t ") or not _textual(head[:marker])):
+        return "pdf"
+    if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if data.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        return "ole"
+    return "other"
+
+
+def _textual(prefix: bytes) -> bool:
+    try:
+        prefix.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return b"\x00" not in prefix
+
+
+KIND_NAMES = {"pdf": "a PDF", "zip": "a ZIP archive (DOCX/XLSX/...)", "ole": "a legacy or encrypted Office file",
+              "other": "neither PDF nor ZIP"}
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; FIFOs, devices and folders are refused.
+
+    The file is opened non-blocking and checked with ``fstat`` on the open descriptor, so a
+    FIFO never blocks the reader and a swap between check and read is not possible.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket"
+            raise DocumentError(f"{path}: not a regular file ({kind}); only regular files are read")
+        if info.st_size > limit:
+            raise DocumentError(f"{path}: {info.st_size:,} bytes, over the file size limit of {limit:,} bytes")
+        with os.fdopen(os.dup(fd), "rb") as file:
+            data = file.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise DocumentError(f"{path}: over the file size limit of {limit:,} bytes")
+    return data

@@ -1,0 +1,336 @@
+"""PDF: text per page by pypdfium2 (pdfminer.six for pages pdfium garbles), cleaned, with a page map.
+
+Reading: pages are opened, read and closed one at a time (memory grows with the text,
+not with the page objects); a page whose text shows ``(cid:NNN)`` or U+FFFD is read
+again by pdfminer.six and the better of the two kept.
+
+Cleaning, measured on the Debian New Maintainers' Guide (EN and zh-CN):
+
+* ligatures U+FB00–FB06 expanded (only those: no NFKC, quotes stay as printed);
+* running headers/footers and bare page numbers dropped: lines at the top or bottom of a
+  page whose shape (digits and roman numerals masked) repeats on at least half the pages;
+* spaces between two Chinese characters (or Chinese punctuation) removed;
+* a line wrapped inside a sentence joined to the next: with no space when either side is
+  Chinese, by removing the hyphen of a word hyphenated at the line end, else with one
+  space. A line counts as wrapped when it is nearly as wide as the document's full lines
+  and does not end a sentence; headings, list items, code and short lines stay lines.
+
+The document text is the cleaned pages joined (a blank line between pages unless a
+sentence runs on); ``pages[i]`` is the offset where physical page ``i + 1`` starts.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import threading
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+
+from search.loading.base import (DEFAULT_LIMITS, PDF_MEDIA_TYPE, DocumentError, LoadLimits, Progress, lang_of,
+                                 short_title)
+from search.types import Document
+
+#: pdfium is not thread-safe: one PDF is read at a time in this process.
+_PDFIUM_LOCK = threading.Lock()
+
+CJK = r"\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
+CJK_CHAR_RE = re.compile(f"[{CJK}]")
+#: Spaces between two CJK characters or CJK punctuation marks (pdfium's guesses from glyph gaps).
+CJK_SPACE_RE = re.compile(f"(?<=[{CJK}])[ \u00a0\u3000]+(?=[{CJK}])")
+LIGATURE_RE = re.compile("[\ufb00-\ufb06]")
+BAD_TEXT_RE = re.compile(r"\(cid:\d+\)|\ufffd")
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufeff]")
+DIGITS_RE = re.compile(r"\d+")
+PAGE_OF_RE = re.compile(r"#\s*(/|of)\s*#")
+#: pdfium marks a hyphen it saw at a line end (a word broken across lines) with U+FFFE.
+PDFIUM_LINE_HYPHEN = "\ufffe"
+ROMAN_TOKEN_RE = re.compile(r"(?<![^\W\d_])[ivxlcdm]+(?![^\W\d_])", re.IGNORECASE)
+#: A line with nothing but a page number: ``12``, ``- 12 -``, ``12 / 57``, ``Page 3 of 9``, ``xii``.
+BARE_PAGE_NUMBER_RE = re.compile(r"[-–— ]*(page\s*)?(\d+|[ivxlcdm]+)(\s*(/|of)\s*\d+)?[-–— ]*", re.IGNORECASE)
+#: Characters that end a sentence (or introduce a block) at a line end: no join after them.
+LINE_END_STOPS = frozenset(".!?:;。！？：；…")
+#: Line starts that open a new block: bullets, shell prompts, comments.
+BLOCK_START_RE = re.compile(r"[•◦▪‣●○■□\-–—*$#>]|(\d+|[A-Z])(\.\d+)*[.)]?\s|(Chapter|Appendix|第)\s*\w+")
+#: A table-of-contents line: dot leaders and a page number.
+TOC_LINE_RE = re.compile(r"(\.\s*){3,}\S*\d+$")
+#: Share of the full line width from which a line is taken as wrapped.
+WRAPPED_SHARE = 0.8
+#: Share of pages a header/footer shape must appear on to be dropped (at least 3 pages).
+FURNITURE_SHARE = 0.5
+EDGE_LINES = 2
+
+
+@dataclass(frozen=True)
+class PdfText:
+    """A PDF's cleaned text with its page map, labels, outline sections and title."""
+
+    text: str
+    pages: tuple[int, ...]
+    page_labels: tuple[str, ...]
+    sections: tuple[tuple[int, str], ...]
+    title: str
+    fallback_pages: tuple[int, ...] = ()  # 1-based pages read by pdfminer.six
+
+
+def expand_ligatures(text: str) -> str:
+    return LIGATURE_RE.sub(lambda match: unicodedata.normalize("NFKC", match.group()), text)
+
+
+def display_width(line: str) -> int:
+    """Width in half-width cells: a Chinese character counts two."""
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in line)
+
+
+def page_lines(raw: str) -> list[str]:
+    """A page's raw text as lines: controls dropped, ligatures expanded, CJK spaces removed, blanks gone."""
+    raw = expand_ligatures(raw.replace("\r\n", "\n").replace("\r", "\n"))
+    raw = CONTROL_RE.sub("", raw)
+    # pdfium joins some hyphenated words itself, leaving its hyphen mark inside the line: drop it
+    raw = re.sub(f"{PDFIUM_LINE_HYPHEN}(?=\\w)", "", raw)
+    lines = (CJK_SPACE_RE.sub("", line).strip() for line in raw.split("\n"))
+    return [" ".join(line.split(" ")) for line in lines if line]
+
+
+def furniture_key(line: str) -> str:
+    """A line's shape with numbers masked: running headers and footers share it across pages.
+
+    ``Guide ii`` (front matter) and ``Guide 15 / 57`` (body) share the shape ``guide #``.
+    """
+    shape = ROMAN_TOKEN_RE.sub("#", DIGITS_RE.sub("#", line)).casefold()
+    return PAGE_OF_RE.sub("#", shape)
+
+
+def furniture(pages: list[list[str]]) -> set[str]:
+    """Shapes of top/bottom lines repeating on at least half of the pages with text."""
+    counts: Counter[str] = Counter()
+    with_text = 0
+    for lines in pages:
+        if lines:
+            with_text += 1
+            counts.update({furniture_key(line) for line in lines[:EDGE_LINES] + lines[-EDGE_LINES:]})
+    needed = max(3, FURNITURE_SHARE * with_text)
+    return {key for key, count in counts.items() if count >= needed}
+
+
+def drop_furniture(lines: list[str], shapes: set[str]) -> list[str]:
+    """The page's lines without the repeating headers/footers at its edges."""
+    start, end = 0, len(lines)
+    while start < min(EDGE_LINES, end) and furniture_key(lines[start]) in shapes:
+        start += 1
+    while end > max(start, len(lines) - EDGE_LINES) and furniture_key(lines[end - 1]) in shapes:
+        end -= 1
+    return lines[start:end] if start < end else lines  # a page of nothing but "furniture" is content
+
+
+def is_cjk(char: str) -> bool:
+    return bool(CJK_CHAR_RE.match(char))
+
+
+def joiner(previous: str, following: str, full_width: float) -> str | None:
+    """How to join a line to the next when the first wraps inside a sentence, or None to keep the break.
+
+    ``""`` (Chinese on either side, or a path/URL cut after ``/``), ``"-"`` (drop the hyphen
+    of a hyphenated word) or ``" "``.
+    """
+    if not previous or not following or previous[-1] in LINE_END_STOPS:
+        return None
+    if TOC_LINE_RE.search(previous):
+        return None
+    if previous[-1] == PDFIUM_LINE_HYPHEN:
+        return "-" if following[0].isalpha() else None
+    if previous.endswith("/-") and not following[0].isspace():
+        return "-"  # a URL broken after a slash, the break marked with a hyphen (DocBook/LaTeX)
+    if display_width(previous) < WRAPPED_SHARE * full_width or BLOCK_START_RE.match(following):
+        return None
+    first = following[0]
+    if not (first.isalnum() or first in "(\"'“‘’《「（"):
+        return None
+    if is_cjk(previous[-1]) or is_cjk(first):
+        return ""
+    if previous[-1] == "-" and len(previous) > 1 and previous[-2].isalpha() and first.islower():
+        return "-"
+    if previous[-1] == "/" and not first.isspace():
+        return ""
+    return " "
+
+
+def join_wrapped(lines: list[str], full_width: float) -> str:
+    """A page's lines with wrapped sentences joined (each decision looks at the physical line before)."""
+    out: list[str] = []
+    previous = ""
+    for line in lines:
+        how = joiner(previous, line, full_width) if out else None
+        if how is None:
+            out.append(line)
+        else:
+            out[-1] = (out[-1][:-1] if how == "-" else out[-1] + how) + line
+        previous = line
+    return "\n".join(out)
+
+
+def full_line_width(pages: list[list[str]]) -> float:
+    """The width of a full line: the 90th percentile of line widths (at least 20 cells)."""
+    widths = sorted(display_width(line) for lines in pages for line in lines)
+    return max(20.0, float(widths[int(0.9 * (len(widths) - 1))])) if widths else 20.0
+
+
+def assemble(pages: list[list[str]]) -> tuple[str, tuple[int, ...]]:
+    """Cleaned pages joined into one text, and the start offset of each page."""
+    shapes = furniture(pages)
+    kept = [drop_furniture(lines, shapes) for lines in pages]
+    width = full_line_width(kept)
+    parts: list[str] = []
+    starts: list[int] = []
+    length = 0
+    previous_last = ""
+    for lines in kept:
+        text = join_wrapped(lines, width)
+        if text and parts:
+            how = joiner(previous_last, lines[0], width)
+            if how == "-":
+                parts[-1] = parts[-1][:-1]
+                length -= 1
+                separator = ""
+            else:
+                separator = "\n\n" if how is None else how
+            parts.append(separator)
+            length += len(separator)
+        starts.append(length)
+        if text:
+            parts.append(text)
+            length += len(text)
+            previous_last = lines[-1]
+    # a line-end hyphen mark left unjoined is a printed hyphen (same length: offsets hold)
+    return "".join(parts).replace(PDFIUM_LINE_HYPHEN, "-"), tuple(starts)
+
+
+def _pdfminer_page(data: bytes, index: int) -> str:
+    try:
+        from pdfminer.high_level import extract_text
+
+        return extract_text(io.BytesIO(data), page_numbers=[index])
+    except Exception:  # noqa: BLE001 - the fallback is best effort
+        return ""
+
+
+def _open(data: bytes, name: str):
+    import pypdfium2 as pdfium
+
+    tail = data[-2048:]
+    if b"%%EOF" not in tail:
+        raise DocumentError(f"{name}: truncated or corrupt PDF (no %%EOF end marker)")
+    try:
+        return pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as error:
+        reason = str(error)
+        if "password" in reason.lower():
+            raise DocumentError(f"{name}: encrypted PDF (needs a password); decrypt it first") from error
+        raise DocumentError(f"{name}: corrupt or unreadable PDF ({reason.rstrip('.')})") from error
+
+
+def _labels(pdf, count: int) -> tuple[str, ...]:
+    try:
+        labels = [pdf.get_page_label(index) for index in range(count)]
+    except Exception:  # noqa: BLE001 - labels are optional
+        return ()
+    if not any(labels):
+        return ()
+    return tuple(label or str(index + 1) for index, label in enumerate(labels))
+
+
+def _outline(pdf, count: int, limit: int = 5000) -> list[tuple[int, str]]:
+    """``(page index, title)`` of the PDF's bookmarks, in order."""
+    found = []
+    try:
+        for number, bookmark in enumerate(pdf.get_toc(max_depth=8)):
+            if number >= limit:
+                break
+            destination = bookmark.get_dest()
+            index = destination.get_index() if destination is not None else None
+            title = " ".join((bookmark.get_title() or "").split())
+            if title and index is not None and 0 <= index < count:
+                found.append((index, title))
+    except Exception:  # noqa: BLE001 - a broken outline costs the sections, not the document
+        return []
+    return found
+
+
+def _sections(text: str, starts: tuple[int, ...], outline: list[tuple[int, str]]) -> tuple[tuple[int, str], ...]:
+    """Outline entries placed where their title stands on their page (else at the page start)."""
+    sections = []
+    for index, title in outline:
+        begin = starts[index]
+        end = starts[index + 1] if index + 1 < len(starts) else len(text)
+        at = text.find(title, begin, end)
+        sections.append((at if at >= 0 else begin, title))
+    sections.sort(key=lambda item: item[0])
+    return tuple(sections)
+
+
+def extract_pdf(data: bytes, name: str, limits: LoadLimits = DEFAULT_LIMITS,
+                progress: Progress | None = None) -> PdfText:
+    """The cleaned text, page map, labels, sections and title of a PDF; bad PDFs raise DocumentError."""
+    with _PDFIUM_LOCK:
+        pdf = _open(data, name)
+        try:
+            count = len(pdf)
+            if count == 0:
+                raise DocumentError(f"{name}: PDF has no pages")
+            if count > limits.max_pages:
+                raise DocumentError(f"{name}: {count:,} pages, over the page limit of {limits.max_pages:,} "
+                                    f"(setting max_pages)")
+            pages: list[list[str]] = []
+            fallback = []
+            for index in range(count):
+                try:
+                    page = pdf[index]
+                    try:
+                        textpage = page.get_textpage()
+                        try:
+                            raw = textpage.get_text_range()
+                        finally:
+                            textpage.close()
+                    finally:
+                        page.close()
+                except Exception as error:  # noqa: BLE001 - pdfium raises several types
+                    raise DocumentError(f"{name}: page {index + 1} cannot be read ({error})") from error
+                bad = len(BAD_TEXT_RE.findall(raw))
+                if bad:
+                    other = _pdfminer_page(data, index)
+                    if other.strip() and len(BAD_TEXT_RE.findall(other)) < bad:
+                        raw = other
+                        fallback.append(index + 1)
+                    raw = re.sub(r"\(cid:\d+\)", "", raw)
+                pages.append(page_lines(raw))
+                if progress is not None:
+                    progress(index + 1, count)
+            labels = _labels(pdf, count)
+            outline = _outline(pdf, count)
+            metadata_title = short_title(pdf.get_metadata_value("Title") if hasattr(pdf, "get_metadata_value")
+                                         else pdf.get_metadata_dict().get("Title"))
+        finally:
+            pdf.close()
+    text, starts = assemble(pages)
+    if not text.strip():
+        raise DocumentError(f"{name}: no text layer (a scanned PDF? run OCR first)")
+    title = metadata_title or short_title(text.split("\n", 1)[0])
+    return PdfText(text, starts, labels, _sections(text, starts, outline), title, tuple(fallback))
+
+
+def pdf_document(data: bytes, name: str, doc_id: str, title: str | None = None, source: str | None = None,
+                 limits: LoadLimits = DEFAULT_LIMITS, progress: Progress | None = None) -> Document:
+    extracted = extract_pdf(data, name, limits, progress)
+    return Document(doc_id, short_title(title) or extracted.title, name if source is None else source,
+                    extracted.text, lang=lang_of(extracted.text), pages=extracted.pages,
+                    page_labels=extracted.page_labels, sections=extracted.sections, media_type=PDF_MEDIA_TYPE)
+
+
+def page_of(document: Document, offset: int) -> int | None:
+    """1-based physical page holding ``offset`` (None for documents without pages)."""
+    from bisect import bisect_right
+
+    if not document.pages:
+        return None
+    return max(1, bisect_right(document.pages, offset))
