@@ -12,7 +12,7 @@ SEEDED := $(INDEX)/.seeded
 # A recipe that fails leaves no half-made target behind (a later `make run` redoes it).
 .DELETE_ON_ERROR:
 
-.PHONY: install model index run test bench clean
+.PHONY: install model index run test bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,12 @@ index: $(SEEDED)
 run: install index
 	$(BIN)/bisearch serve --index $(INDEX) --host $(HOST) --port $(PORT)
 
-test: install
-	$(BIN)/python -m pytest -q
+# Debian packages the suite needs (Chromium, CJK font, the Debian PDFs), installed when root/sudo allows.
+system-deps:
+	bash .ci/system-deps
+
+test: system-deps install
+	CI=1 $(BIN)/python -m pytest -q
 
 # Speed as ratios against the bare model and FAISS, plus index scale (tens of minutes on 2 cores).
 bench: install

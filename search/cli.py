@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 from search.backends import BackendError, index_exists, open_backend
@@ -159,6 +160,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from search.evaluation import format_table, run_benchmark
 
+    from search.evaluation_pages import format_page_table, is_page_benchmark, product_pages
+
+    if not (args.bench_dir / "queries.jsonl").is_file():
+        raise CliError(f"{args.bench_dir} is not a benchmark folder (needs docs/ and queries.jsonl)")
+    if is_page_benchmark(args.bench_dir):  # PDFs with page answers
+        with tempfile.TemporaryDirectory(prefix="bisearch-eval-") as scratch:
+            settings = settings_of(args).with_overrides(index=args.keep_index or Path(scratch))
+            report = product_pages(args.bench_dir, settings, args.mode)
+        print(json.dumps(report, ensure_ascii=False) if args.json else format_page_table([report]))
+        return 0
     report = run_benchmark(args.bench_dir, settings_of(args), mode=args.mode, index_dir=args.keep_index)
     print(json.dumps(report, ensure_ascii=False) if args.json else format_table(report))
     return 0

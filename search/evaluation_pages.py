@@ -128,8 +128,10 @@ def is_hit(doc: str, page: int, answers: dict[str, int]) -> bool:
     return answer is not None and answer <= page <= answer + 1
 
 
-def first_hit_rank(ranked: list[tuple[str, int]], answers: dict[str, int]) -> int | None:
-    return next((rank for rank, (doc, page) in enumerate(ranked, start=1) if is_hit(doc, page, answers)), None)
+def first_hit_rank(ranked: list[tuple], answers: dict[str, int]) -> int | None:
+    """Rank of the first ``(doc, page)`` or ``(doc, first page, last page)`` that holds the answer."""
+    return next((rank for rank, (doc, *pages) in enumerate(ranked, start=1)
+                 if any(is_hit(doc, page, answers) for page in range(pages[0], pages[-1] + 1))), None)
 
 
 def summarise(ranks: list[int | None]) -> dict[str, float]:
@@ -169,8 +171,9 @@ def bare_reference(bench_dir: Path, embedder=None) -> dict[str, object]:
     """Hit@k of whole raw pages ranked by cosine to the query (the product's model, no chunking)."""
     if embedder is None:
         from search.engine import load_embedder
+        from search.settings import Settings
 
-        embedder = load_embedder(chunk_tokens=PAGE_TOKENS)
+        embedder = load_embedder(Settings().with_overrides(chunk_tokens=PAGE_TOKENS))
     queries = load_page_queries(bench_dir)
     keys: list[tuple[str, int]] = []
     texts: list[str] = []
@@ -190,6 +193,46 @@ def bare_reference(bench_dir: Path, embedder=None) -> dict[str, object]:
 
     return {"row": "bare per-page reference", "model": embedder.info.name, "pages": len(texts),
             "page_tokens": PAGE_TOKENS, "encode_pages_s": round(encode_s, 1), **score_rankings(queries, rank)}
+
+
+def is_page_benchmark(bench_dir: Path) -> bool:
+    """True for this layout (queries carry ``pages``), False for the section layout of ``evaluation``."""
+    path = bench_dir / "queries.jsonl"
+    first = next((line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()), "{}")
+    return "pages" in json.loads(first)
+
+
+def product_pages(bench_dir: Path, settings, mode: str = "hybrid") -> dict[str, object]:
+    """Hit@k of the product's own passages (with their page ranges), ingested from the PDFs."""
+    from search.engine import open_ingester
+    from search.retrieval import Retriever
+
+    ingester = open_ingester(settings)
+    started = time.perf_counter()
+    summary = ingester.ingest_paths([bench_dir / "docs"])
+    ingest_s = time.perf_counter() - started
+    retriever = Retriever(ingester.backend, ingester.embedder)
+
+    def rank(query: PageQuery, doc: str | None) -> list[tuple[str, int, int]]:
+        hits = retriever.search(query.text, k=max(CUTOFFS), mode=mode, doc_ids=[doc] if doc else None).hits
+        return [(hit.passage.doc_id, hit.passage.page, hit.passage.page_end) for hit in hits]
+
+    try:
+        scores = score_rankings(load_page_queries(bench_dir), rank)
+    finally:
+        ingester.backend.close()
+    return {"row": f"bisearch passages ({mode})", "passages": summary.chunks_added, "ingest_s": round(ingest_s, 1),
+            **scores}
+
+
+def format_page_table(rows: list[dict[str, object]]) -> str:
+    """Hit@1/5/10 per row and setting."""
+    lines = [f"{'row':32} {'setting':7} {'hit@1':>6} {'hit@5':>6} {'hit@10':>6}"]
+    for row in rows:
+        for setting in ("mixed", "cross"):
+            cells = row[setting]
+            lines.append(f"{row['row']:32} {setting:7} {cells['hit@1']:6.3f} {cells['hit@5']:6.3f} {cells['hit@10']:6.3f}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
