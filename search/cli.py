@@ -14,9 +14,6 @@ from search.report import DEFAULT_TITLE
 from search.settings import MATRYOSHKA_DIMS, Settings
 from search.types import Lang, Mode
 
-log = logging.getLogger("bisearch")
-
-
 class CliError(Exception):
     """A user-facing error: printed without a traceback, exit status 1."""
 

@@ -214,8 +214,10 @@ def product_pages(bench_dir: Path, settings, mode: str = "hybrid") -> dict[str, 
     retriever = Retriever(ingester.backend, ingester.embedder)
 
     def rank(query: PageQuery, doc: str | None) -> list[tuple[str, int, int]]:
-        hits = retriever.search(query.text, k=max(CUTOFFS), mode=mode, doc_ids=[doc] if doc else None).hits
-        return [(hit.passage.doc_id, hit.passage.page, hit.passage.page_end) for hit in hits]
+        """Page ranges of the best passages, each range once (as a reader scanning pages sees them)."""
+        hits = retriever.search(query.text, k=5 * max(CUTOFFS), mode=mode, doc_ids=[doc] if doc else None).hits
+        ranges = dict.fromkeys((hit.passage.doc_id, hit.passage.page, hit.passage.page_end) for hit in hits)
+        return list(ranges)[:max(CUTOFFS)]
 
     try:
         scores = score_rankings(load_page_queries(bench_dir), rank)

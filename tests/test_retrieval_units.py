@@ -1,0 +1,71 @@
+"""Ranking logic without the model: fusion, the same-language keyword bonus and language interleaving,
+run through the real retriever over a local backend filled with fake vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fakes import FAKE_MODEL, fake_vector, prepared
+from search.backends.local import LocalBackend
+from search.retrieval import QueryError, Retriever, interleave
+from search.types import Lang, Mode
+
+
+class FakeEmbedder:
+    """Queries embed like the passage they name (so the test decides what is 'closest in meaning')."""
+
+    info = FAKE_MODEL
+
+    def __init__(self, meaning: dict[str, str]):
+        self.meaning = meaning
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return fake_vector(self.meaning.get(text, text))
+
+
+@pytest.fixture
+def backend(tmp_path):
+    backend = LocalBackend(tmp_path)
+    backend.record_model(FAKE_MODEL)
+    backend.write([prepared("en", ["Shuibei jewellery lead times are 30% faster.", "Gold prices rose in 2024."]),
+                   prepared("zh", ["水贝珠宝的生产周期快百分之三十。", "黄金价格在2024年上涨。", "价格稳定。"])])
+    yield backend
+    backend.close()
+
+
+def test_interleave_alternates_languages_starting_with_the_lead():
+    groups = {1: Lang.EN, 2: Lang.EN, 3: Lang.ZH, 4: Lang.EN, 5: Lang.ZH}
+    assert interleave([1, 2, 3, 4, 5], groups, lead=Lang.ZH) == [3, 1, 5, 2, 4]
+    assert interleave([1, 2], {1: Lang.EN, 2: Lang.EN}, lead=Lang.ZH) == [1, 2]
+
+
+def test_hybrid_is_led_by_the_closest_passage_and_alternates(backend):
+    query = "水贝的生产周期"
+    retriever = Retriever(backend, FakeEmbedder({query: "Shuibei jewellery lead times are 30% faster."}))
+    hits = retriever.search(query, k=4).hits
+    assert hits[0].passage.text.startswith("Shuibei")  # meaning decides the lead, not the Chinese keywords
+    assert [hit.passage.lang for hit in hits] == [Lang.EN, Lang.ZH, Lang.EN, Lang.ZH]
+
+
+def test_keyword_bonus_only_for_the_query_language(backend):
+    query = "黄金价格"
+    retriever = Retriever(backend, FakeEmbedder({}))
+    hits = {hit.passage.text: hit for hit in retriever.search(query, k=5).hits}
+    chinese = hits["黄金价格在2024年上涨。"]
+    assert chinese.keyword_score and chinese.score > chinese.dense_score  # same language: bonus
+    for hit in hits.values():
+        if hit.passage.lang == Lang.EN:
+            assert hit.score == hit.dense_score  # no keyword evidence can push it either way
+
+
+def test_modes_and_filters(backend):
+    retriever = Retriever(backend, FakeEmbedder({}))
+    sparse = retriever.search("gold prices", k=4, mode="sparse").hits
+    assert sparse and sparse[0].passage.text == "Gold prices rose in 2024." and sparse[0].dense_score is None
+    dense = retriever.search("gold prices", k=4, mode=Mode.DENSE).hits
+    assert len(dense) == 4 and all(hit.keyword_score is None for hit in dense)
+    only_zh = retriever.search("gold prices", k=4, lang="zh").hits
+    assert {hit.passage.lang for hit in only_zh} == {Lang.ZH}
+    with pytest.raises(QueryError, match="lang must be one of en, zh"):
+        retriever.search("gold", lang="fr")
