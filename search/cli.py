@@ -55,7 +55,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from search.api import search_response
+    from search.citations import search_response
     _require_index(args)
     retriever = _open(args)
     result = retriever.search(args.text, k=args.k, lang=args.lang, doc_ids=args.doc, mode=args.mode)
@@ -92,11 +92,21 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from search.api import create_app, server_config
-    app = create_app(_open(args))
+    from search.settings import Settings
+
+    settings = Settings().with_overrides(host=args.host)
+    if args.host not in LOOPBACK_HOSTS and not settings.api_key and not args.insecure_no_key:
+        raise CliError(f"--host {args.host} serves other machines: set BISEARCH_API_KEY so writes need a key, "
+                       f"or pass --insecure-no-key to serve without one")
+    _require_index(args)
+    app = create_app(_open(args), settings)
     uvicorn.Server(server_config(app, args.host, args.port)).run()
     return 0
 
@@ -169,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--insecure-no-key", action="store_true",
+                       help="allow a non-loopback --host without BISEARCH_API_KEY (anyone can write)")
     serve.set_defaults(handler=cmd_serve)
 
     model = commands.add_parser("model", help="fetch, assemble and verify the default model")
