@@ -56,6 +56,10 @@ def fresh_index_dir(tmp_path, seed_index_dir) -> Path:
     return target
 
 
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "hostile_load: bounded (~20 s) hostile-load test of the live server")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

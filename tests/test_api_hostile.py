@@ -9,10 +9,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import os
-import shutil
-import threading
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
