@@ -63,7 +63,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from search.api import search_response
+    from search.citations import search_response
     from search.engine import open_retriever
 
     settings = settings_of(args)
@@ -108,13 +108,19 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from search.api import create_app, server_config
     from search.engine import open_retriever
 
-    settings = settings_of(args)
+    settings = settings_of(args).with_overrides(host=args.host)
+    if args.host not in LOOPBACK_HOSTS and not settings.api_key and not args.insecure_no_key:
+        raise CliError(f"--host {args.host} serves other machines: set BISEARCH_API_KEY so writes need a key, "
+                       f"or pass --insecure-no-key to serve without one")
     _require_index(settings)
     app = create_app(open_retriever(settings), settings)
     uvicorn.Server(server_config(app, args.host, args.port)).run()
@@ -201,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--insecure-no-key", action="store_true",
+                       help="allow a non-loopback --host without BISEARCH_API_KEY (anyone can write)")
     serve.set_defaults(handler=cmd_serve)
 
     model = commands.add_parser("model", help="fetch, assemble and verify the default model")

@@ -9,7 +9,9 @@ import os
 from bisect import bisect_right
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
+
+import numpy as np
 
 from search.backends.base import Backend, PreparedDocument
 from search.chunking import Chunker
@@ -19,6 +21,7 @@ from search.loading import DocumentError, LoadedFile, LoadLimits, discover_files
 from search.types import Document, Passage
 
 INGEST_BATCH_FILES = 32
+EMBED_SLICE = 32  # passages embedded between two cancellation checks
 Status = Literal["added", "replaced", "unchanged"]
 
 
@@ -68,11 +71,15 @@ def locate(passage: Passage, document: Document) -> Passage:
 class Ingester:
     """Prepares documents with one model and writes them through one backend."""
 
-    def __init__(self, backend: Backend, embedder: Embedder, chunker: Chunker, limits: LoadLimits = LoadLimits()):
+    def __init__(self, backend: Backend, embedder: Embedder, chunker: Chunker, limits: LoadLimits = LoadLimits(),
+                 should_stop: Callable[[], None] = lambda: None):
+        """``should_stop`` is called between embedding slices and batches; it raises to cancel a run
+        (what earlier batches committed stays; the running batch never reaches its transaction)."""
         self.backend = backend
         self.embedder = embedder
         self.chunker = chunker
         self.limits = limits
+        self.should_stop = should_stop
         backend.record_model(embedder.info)
 
     def prepare(self, documents: Sequence[Document], files: dict[str, bytes] | None = None,
@@ -80,7 +87,7 @@ class Ingester:
         """Chunk, embed and tokenise documents (one encode call for all their passages)."""
         passages = [[locate(p, d) for p in self.chunker.chunk(d.text, d.id)] for d in documents]
         flat = [passage.text for group in passages for passage in group]
-        vectors = self.embedder.encode_documents(flat, progress=progress)
+        vectors = self._embed(flat, progress)
         prepared, row = [], 0
         for document, group in zip(documents, passages):
             tokens = tuple(tuple(keyword_tokens(passage.text)) for passage in group)
@@ -88,6 +95,15 @@ class Ingester:
                                              (files or {}).get(document.id)))
             row += len(group)
         return prepared
+
+    def _embed(self, texts: list[str], progress: bool) -> np.ndarray:
+        """Passage vectors, embedded in slices with a cancellation check between them."""
+        parts = [self.embedder.encode_documents([], progress=False)]
+        for start in range(0, len(texts), EMBED_SLICE):
+            self.should_stop()
+            parts.append(self.embedder.encode_documents(texts[start:start + EMBED_SLICE], progress=progress))
+        self.should_stop()
+        return np.concatenate(parts)
 
     def add(self, documents: Sequence[Document], files: dict[str, bytes] | None = None,
             progress: bool = False) -> list[IngestOutcome]:
@@ -108,10 +124,13 @@ class Ingester:
                 for document in unique]
 
     def ingest_paths(self, paths: list[Path], progress: bool = False, batch_files: int = INGEST_BATCH_FILES,
-                     root: Path | None = None) -> IngestSummary:
+                     root: Path | None = None, on_file: Callable[[int, int], None] | None = None,
+                     limits: LoadLimits | None = None) -> IngestSummary:
         """Ingest files and folders; unreadable files are reported and skipped, never half-ingested.
 
-        With ``root``, files reached through symlinks that point outside it are ignored.
+        With ``root`` (server-side ingest), files reached through symlinks that point outside it
+        are ignored, and files are named (sources, messages) by their path inside the root.
+        ``on_file(done, total)`` follows the progress; ``limits`` overrides the ingester's own.
         """
         from tqdm import tqdm
 
@@ -123,35 +142,54 @@ class Ingester:
         pages = _page_bar(progress)
         first_file: dict[str, Path] = {}
         for position, (path, doc_id) in enumerate(files, start=1):
+            name = _name(path, root)
             if first_file.setdefault(doc_id, path) != path:
-                summary.failed.append(f"{path}: same document id {doc_id!r} as {first_file[doc_id]}; rename one of them")
-            elif owner := self._other_file_with_id(doc_id, path):
-                summary.failed.append(f"{path}: document id {doc_id!r} already holds {owner}; "
+                summary.failed.append(f"{name}: same document id {doc_id!r} as {_name(first_file[doc_id], root)}; "
+                                      f"rename one of them")
+            elif owner := self._other_file_with_id(doc_id, path, root):
+                summary.failed.append(f"{name}: document id {doc_id!r} already holds {owner}; "
                                       f"rename the file or delete that document first")
             else:
                 try:
-                    batch.append(load_file(path, doc_id, limits=self.limits, progress=pages))
-                except (DocumentError, OSError) as error:
-                    summary.failed.append(str(error) if isinstance(error, DocumentError) else f"{path}: {error}")
+                    batch.append(load_file(path, doc_id, name=name, limits=limits or self.limits, progress=pages))
+                except FileNotFoundError:
+                    summary.failed.append(f"{name}: deleted during the ingest")
+                except DocumentError as error:
+                    summary.failed.append(str(error))
+                except OSError as error:
+                    summary.failed.append(f"{name}: {error.strerror or type(error).__name__}")
             if batch and (len(batch) >= batch_files or position == len(files)):
                 files_kept = {item.document.id: item.original for item in batch if item.original is not None}
                 summary.outcomes.extend(self.add([item.document for item in batch], files_kept))
                 bar.update(len(batch))
                 batch = []
+            if on_file:
+                on_file(position, len(files))
         bar.update(len(files) - bar.n)
         bar.close()
         return summary
 
-    def _other_file_with_id(self, doc_id: str, path: Path) -> str | None:
+    def _other_file_with_id(self, doc_id: str, path: Path, root: Path | None) -> str | None:
         """The source of the stored document ``doc_id`` when it is another file that still exists.
 
         Re-ingesting the same file (or one whose old source is gone: moved, renamed) replaces it;
         a second file that merely shares the name must not silently overwrite the first.
         """
         stored = self.backend.document(doc_id) if self.backend.document_hash(doc_id) else None
-        if stored is None or not stored.source or not os.path.isfile(stored.source) or not os.path.exists(path):
+        if stored is None or not stored.source:
             return None
-        return None if os.path.samefile(stored.source, path) else stored.source
+        other = Path(stored.source) if root is None or os.path.isabs(stored.source) else root / stored.source
+        try:
+            return None if not other.is_file() or os.path.samefile(other, path) else stored.source
+        except OSError:
+            return None
+
+
+def _name(path: Path, root: Path | None) -> str:
+    """How messages and sources call a file: its path inside ``root`` (server side), else as given."""
+    if root is not None and path.resolve().is_relative_to(root.resolve()):
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    return path.name if root is not None else str(path)
 
 
 def _page_bar(progress: bool):

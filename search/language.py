@@ -26,6 +26,11 @@ DOMINANT_SHARE = 0.8
 jieba.setLogLevel(logging.WARNING)
 
 
+def has_visible_text(text: str) -> bool:
+    """True when ``text`` has a character that is not a space, control or format (zero-width) character."""
+    return any(unicodedata.category(char)[0] not in "CZ" for char in text)
+
+
 def han_share(text: str) -> float | None:
     """Fraction of the text's content that is Chinese, or None when it has neither script."""
     han = len(HAN_RE.findall(text))

@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     max_unzipped_bytes: int = Field(200 * 1024 * 1024, ge=1024,
                                     description="largest total unpacked size of a DOCX (zip bomb guard)")
     search_threads: int = Field(4, ge=1, le=64, description="searches running at once")
+    host: str = Field("127.0.0.1", description="address the server binds (serve --host)")
+    allowed_hosts: str | None = Field(
+        None, description="comma-separated Host header names answered (default: loopback names and the bound host)")
+    max_report_chars: int = Field(200_000, ge=1, description="most quoted characters in one report")
+    job_threshold_chars: int = Field(
+        20_000, ge=1, description="JSON documents longer than this are indexed as a background job (202)")
+    max_file_bytes: int = Field(10 * 1024 * 1024, ge=1, description="largest file POST /ingest reads")
 
     def with_overrides(self, **values: object) -> "Settings":
         """A copy with the given (non-None) values, e.g. CLI flags over the environment."""

@@ -6,6 +6,7 @@ import shutil
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,10 @@ def index_settings(folder: Path, **values) -> Settings:
     return Settings().with_overrides(index=folder, **values)
 
 
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "hostile_load: bounded (~20 s) hostile-load test of the live server")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -71,6 +76,7 @@ class LiveServer:
     """A real uvicorn server on 127.0.0.1 in a background thread."""
 
     def __init__(self, app) -> None:
+        self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(server_config(app, port=self.port, log_level="warning"))
@@ -88,6 +94,17 @@ class LiveServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+@contextmanager
+def server_settings(server: LiveServer, **values):
+    """Run a block with some settings of a live server changed (API key, ingest root, caps...)."""
+    before = server.app.state.settings
+    server.app.state.settings = before.with_overrides(**values)
+    try:
+        yield server.app.state.settings
+    finally:
+        server.app.state.settings = before
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
+
+from conftest import server_settings
 
 SEED_EN = "000_be3e8d9fcddfd8b1"
 
@@ -42,7 +46,7 @@ def test_document_lifecycle_json_upload_span_delete(client):
     assert again.json()["status"] == "unchanged"
     hits = client.get("/search", params={"q": "珍珠价格", "doc": "zh/pearl"}).json()["results"]
     assert hits and hits[0]["doc_id"] == "zh/pearl"
-    span = client.get("/documents/zh/pearl/span", params={"start": 9, "end": 19, "context": 3}).json()
+    span = client.get("/spans/zh/pearl", params={"start": 9, "end": 19, "context": 3}).json()
     assert span["quote"] == "价格今年上涨了20%" and span["before"] == "诸暨。" and span["after"] == "。"
     listing = client.get("/documents", params={"limit": 10}).json()
     assert "zh/pearl" in [doc["id"] for doc in listing["documents"]] and listing["total"] == 3
@@ -75,10 +79,10 @@ def test_report_markdown_and_json(client):
     ("post", "/search", {"json": {"q": "gold", "k": 500}}, 422),
     ("post", "/search", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 422),
     ("get", "/documents/nope", {}, 404),
-    ("get", "/documents/nope/span", {"params": {"start": 0, "end": 5}}, 404),
-    ("get", f"/documents/{SEED_EN}/span", {"params": {"start": 50, "end": 10}}, 422),
-    ("get", f"/documents/{SEED_EN}/span", {"params": {"start": 0, "end": 10 ** 7}}, 422),
-    ("get", f"/documents/{SEED_EN}/span", {"params": {"start": -1, "end": 5}}, 422),
+    ("get", "/spans/nope", {"params": {"start": 0, "end": 5}}, 404),
+    ("get", f"/spans/{SEED_EN}", {"params": {"start": 50, "end": 10}}, 422),
+    ("get", f"/spans/{SEED_EN}", {"params": {"start": 0, "end": 10 ** 7}}, 422),
+    ("get", f"/spans/{SEED_EN}", {"params": {"start": -1, "end": 5}}, 422),
     ("delete", "/documents/nope", {}, 404),
     ("post", "/documents", {"files": {"file": ("bad.txt", b"\xff\xfe\xfa")}}, 422),
     ("post", "/documents", {"files": {"file": ("x.pdf", b"%PDF-1.4")}}, 422),  # truncated PDF
@@ -100,24 +104,33 @@ def test_body_too_large_is_413(client):
     assert reply.status_code == 413 and "larger" in reply.json()["detail"]
 
 
-def configure(server, monkeypatch, **values) -> None:
-    """Run the server with other settings for one test."""
-    state = server.server.config.app.state
-    monkeypatch.setitem(state._state, "settings", state.settings.with_overrides(**values))
+def test_write_endpoints_require_api_key_when_configured(client, writable_server):
+    with server_settings(writable_server, api_key="s3cret"):
+        assert client.post("/documents", json={"text": "Silver demand fell."}).status_code == 401
+        assert client.delete(f"/documents/{SEED_EN}").status_code == 401
+        wrong = client.post("/documents", json={"text": "Silver demand fell."}, headers={"X-API-Key": "s3cre"})
+        assert wrong.status_code == 401
+        assert client.get("/search", params={"q": "silver"}).status_code == 200
+        created = client.post("/documents", json={"id": "silver", "text": "Silver demand fell."},
+                              headers={"X-API-Key": "s3cret"})
+        assert created.status_code == 201
+        assert client.delete("/documents/silver", headers={"X-API-Key": "s3cret"}).status_code == 204
 
 
-def test_write_endpoints_require_api_key_when_configured(client, writable_server, monkeypatch):
-    configure(writable_server, monkeypatch, api_key="s3cret")
-    assert client.post("/documents", json={"text": "Silver demand fell."}).status_code == 401
-    assert client.delete(f"/documents/{SEED_EN}").status_code == 401
-    assert client.get("/search", params={"q": "silver"}).status_code == 200
-    created = client.post("/documents", json={"id": "silver", "text": "Silver demand fell."},
-                          headers={"X-API-Key": "s3cret"})
-    assert created.status_code == 201
-    assert client.delete("/documents/silver", headers={"X-API-Key": "s3cret"}).status_code == 204
+def wait_for_job(client, reply, timeout: float = 300) -> dict:
+    """Poll a 202 job until it finishes; its final state."""
+    assert reply.status_code == 202, reply.text
+    url = reply.json()["url"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(url).json()
+        if job["status"] in ("done", "failed", "cancelled"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {url} did not finish")
 
 
-def test_ingest_endpoint_stays_inside_its_root(client, writable_server, tmp_path, monkeypatch):
+def test_ingest_endpoint_stays_inside_its_root(client, tmp_path, writable_server):
     assert client.post("/ingest", json={"paths": ["x"]}).status_code == 403  # disabled without a root
     root = tmp_path / "allowed"
     (root / "notes").mkdir(parents=True)
@@ -125,20 +138,20 @@ def test_ingest_endpoint_stays_inside_its_root(client, writable_server, tmp_path
     secret = tmp_path / "secret.txt"
     secret.write_text("Private ledger of diamond prices.", encoding="utf-8")
     (root / "notes" / "link.txt").symlink_to(secret)
-    configure(writable_server, monkeypatch, ingest_root=root)
+    with server_settings(writable_server, ingest_root=root):
+        for escape in ("../secret.txt", str(secret), "notes/../../secret.txt"):
+            reply = client.post("/ingest", json={"paths": [escape]})
+            assert reply.status_code == 403, (escape, reply.text)
+            assert "outside" in reply.json()["detail"]
+        assert client.post("/ingest", json={"paths": ["missing"]}).status_code == 404
+        assert client.post("/ingest", json={"paths": ["n" * 300]}).status_code == 422  # too long for the file system
 
-    for escape in ("../secret.txt", str(secret), "notes/../../secret.txt"):
-        reply = client.post("/ingest", json={"paths": [escape]})
-        assert reply.status_code == 403, (escape, reply.text)
-        assert "outside" in reply.json()["detail"]
-    assert client.post("/ingest", json={"paths": ["missing"]}).status_code == 404
-    assert client.post("/ingest", json={"paths": ["n" * 300]}).status_code == 404  # too long for the file system
-
-    summary = client.post("/ingest", json={"paths": ["notes"]})
-    assert summary.status_code == 200, summary.text
-    assert summary.json()["added"] == 1  # opal.md; the symlink to secret.txt is left out
-    hits = client.get("/search", params={"q": "diamond ledger", "k": 100}).json()["results"]
-    assert all("Private ledger" not in hit["quote"] for hit in hits)
+        job = wait_for_job(client, client.post("/ingest", json={"paths": ["notes"]}))  # a folder: a job
+        assert job["status"] == "done" and job["result"]["added"] == 1, job  # the symlink to secret.txt left out
+        hits = client.get("/search", params={"q": "diamond ledger", "k": 100}).json()["results"]
+        assert all("Private ledger" not in hit["quote"] for hit in hits)
+        opal = client.get("/documents/opal").json()
+        assert opal["source"] == "notes/opal.md"  # relative to the ingest root, never the server path
 
 
 def test_pdf_upload_gives_page_citations_and_serves_the_original(client):

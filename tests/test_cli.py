@@ -71,3 +71,21 @@ def test_matryoshka_dimension_is_recorded_and_reused(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["results"][0]["doc_id"] == "pearl"
     assert main(["query", "pearls", "--index", index, "--dim", "128"]) == 1
     assert "256" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_missing_index(tmp_path, capsys):
+    assert main(["serve", "--index", str(tmp_path / "typo")]) == 1
+    assert "no index at" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
+
+
+def test_serve_on_a_public_host_needs_a_key_or_insecure_flag(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("BISEARCH_API_KEY", raising=False)
+    assert main(["serve", "--host", "0.0.0.0", "--index", str(tmp_path / "typo")]) == 1
+    assert "--insecure-no-key" in capsys.readouterr().err
+    # with the flag (or a key) it goes on, here to the missing-index check
+    assert main(["serve", "--host", "0.0.0.0", "--insecure-no-key", "--index", str(tmp_path / "typo")]) == 1
+    assert "no index at" in capsys.readouterr().err
+    monkeypatch.setenv("BISEARCH_API_KEY", "k")
+    assert main(["serve", "--host", "0.0.0.0", "--index", str(tmp_path / "typo")]) == 1
+    assert "no index at" in capsys.readouterr().err

@@ -86,14 +86,21 @@ def read_bytes(data: bytes, name: str, doc_id: str, *, title: str | None = None,
     return LoadedFile(text_document(doc_id, text, title=title, source=source, markdown=suffix in MARKDOWN_SUFFIXES))
 
 
-def load_file(path: Path, doc_id: str, *, limits: LoadLimits = DEFAULT_LIMITS,
+def load_file(path: Path, doc_id: str, *, name: str | None = None, limits: LoadLimits = DEFAULT_LIMITS,
               progress: Progress | None = None) -> LoadedFile:
-    """Read one supported regular file (FIFOs, devices and oversized files refused) into a :class:`LoadedFile`."""
+    """Read one supported regular file (FIFOs, devices and oversized files refused) into a :class:`LoadedFile`.
+
+    ``name`` is how errors and the document's source call the file (default: the path as given).
+    """
     path = Path(path)
+    name = name or str(path)
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise DocumentError(f"{path}: unsupported file type (use {', '.join(SUPPORTED_SUFFIXES)})")
-    data = read_regular_file(path, limits.max_file_bytes)
-    return read_bytes(data, str(path), doc_id, limits=limits, progress=progress)
+        raise DocumentError(f"{name}: unsupported file type (use {', '.join(SUPPORTED_SUFFIXES)})")
+    try:
+        data = read_regular_file(path, limits.max_file_bytes)
+    except DocumentError as error:
+        raise DocumentError(str(error).replace(str(path), name, 1)) from None
+    return read_bytes(data, name, doc_id, limits=limits, progress=progress)
 
 
 def read_document(path: Path, doc_id: str) -> Document:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import zipfile
 
+from search.language import has_visible_text
 from search.loading.base import (DEFAULT_LIMITS, DOCX_MEDIA_TYPE, DocumentError, LoadLimits, first_line_title,
                                  lang_of, short_title)
 from search.types import Document
@@ -91,8 +92,8 @@ def docx_document(data: bytes, name: str, doc_id: str, title: str | None = None,
         reason = " ".join(str(error).split())[:160] or type(error).__name__
         raise DocumentError(f"{name}: corrupt DOCX ({reason})") from error
     text = "\n".join(lines)
-    if not text.strip():
-        raise DocumentError(f"{name}: no text to index")
+    if not has_visible_text(text):
+        raise DocumentError(f"{name}: no text to index (only spaces or invisible characters)")
     title = short_title(title) or short_title(core_title) or (sections[0][1][:200] if sections else "") \
         or first_line_title(text)
     return Document(doc_id, title, name if source is None else source, text, lang=lang_of(text),

@@ -10,6 +10,7 @@ import logging
 import re
 from html.parser import HTMLParser
 
+from search.language import has_visible_text
 from search.loading.base import HTML_MEDIA_TYPE, DocumentError, first_line_title, lang_of, short_title
 from search.types import Document
 
@@ -129,7 +130,7 @@ def html_document(doc_id: str, html: str, title: str | None = None, source: str 
         page_title = page_title or fallback_title
     else:
         page_title, text, sections = fallback_title, fallback_text, ()
-    if not text.strip():
-        raise DocumentError(f"{source or doc_id}: no text to index")
+    if not has_visible_text(text):
+        raise DocumentError(f"{source or doc_id}: no text to index (only spaces or invisible characters)")
     title = short_title(title) or short_title(page_title) or first_line_title(text)
     return Document(doc_id, title, source, text, lang=lang_of(text), sections=sections, media_type=HTML_MEDIA_TYPE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from search.language import has_visible_text
 from search.loading.base import (KIND_NAMES, MARKDOWN_MEDIA_TYPE, TEXT_MEDIA_TYPE, DocumentError, first_line_title,
                                  lang_of, short_title, sniff)
 from search.types import Document
@@ -35,8 +36,8 @@ def markdown_sections(text: str) -> tuple[tuple[int, str], ...]:
 def text_document(doc_id: str, text: str, title: str | None = None, source: str = "",
                   markdown: bool = False) -> Document:
     """A document from plain text or Markdown; the title is the given one, else the first heading/line."""
-    if not text.strip():
-        raise DocumentError(f"{source or doc_id}: no text to index")
+    if not has_visible_text(text):
+        raise DocumentError(f"{source or doc_id}: no text to index (only spaces or invisible characters)")
     sections = markdown_sections(text) if markdown else ()
     title = short_title(title) or (sections[0][1][:200] if sections else "") or first_line_title(text)
     return Document(doc_id, title, source, text, lang=lang_of(text), sections=sections,

@@ -1,0 +1,28 @@
+"""The search page and the health check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+from search.api.deps import BackendDep
+from search.citations import public_source
+
+STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
+router = APIRouter()
+
+
+@router.get("/", include_in_schema=False)
+def search_page() -> FileResponse:
+    return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8")
+
+
+@router.get("/health", tags=["service"])
+def health(backend: BackendDep) -> dict[str, object]:
+    """Liveness and index size (the index folder by name only, never its server path)."""
+    stats = backend.stats()
+    if isinstance(stats.get("index"), str):
+        stats["index"] = public_source(stats["index"]) or stats["index"]
+    return {"status": "ok", **stats}

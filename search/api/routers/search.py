@@ -1,0 +1,32 @@
+"""Cited search: ``GET /search`` (query string) and ``POST /search`` (JSON body)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from search.api.deps import RetrieverDep, SettingsDep, in_search_slot, ingest_root
+from search.api.schemas import SearchIn, SearchOut
+from search.citations import search_response
+
+router = APIRouter(tags=["search"])
+
+
+def run_search(retriever, body: SearchIn, settings) -> SearchOut:
+    result = retriever.search(body.q, k=body.k, lang=body.lang.value if body.lang else None, doc_ids=body.doc,
+                              mode=body.mode.value, offset=body.offset)
+    return search_response(result, body.k, body.offset, root=ingest_root(settings))
+
+
+@router.get("/search", response_model=SearchOut)
+async def search_get(params: Annotated[SearchIn, Query()], request: Request, retriever: RetrieverDep,
+                     settings: SettingsDep) -> SearchOut:
+    """Ranked passages for ``q`` with document, offsets, exact quote, highlights and citation."""
+    return await in_search_slot(request, run_search, retriever, params, settings)
+
+
+@router.post("/search", response_model=SearchOut)
+async def search_post(body: SearchIn, request: Request, retriever: RetrieverDep, settings: SettingsDep) -> SearchOut:
+    """The same search with a JSON body (``doc`` may be a list)."""
+    return await in_search_slot(request, run_search, retriever, body, settings)
