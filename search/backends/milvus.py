@@ -17,7 +17,7 @@ Four collections, named ``<prefix>_<name>`` (default prefix ``bisearch``):
 ``texts``
     document texts (kind 0), page/section layout as JSON (kind 1) and the original file as
     base64 (kind 2), split into ordered pieces of at most 16,000 characters (at most 64,000
-    UTF-8 bytes, under VARCHAR's 65,535), keyed by ``(gen, kind, piece)`` and rejoined on read,
+    UTF-8 bytes, under VARCHAR's 65,535), keyed by ``(gen, slot in the batch, kind, piece)`` and rejoined on read,
     so any document round-trips exactly.
 ``meta``
     the model (name, dimension, prompts) and the write journal.
@@ -343,7 +343,7 @@ class MilvusBackend:
         journal = self._journal(gen, [prepared.document.id for prepared in batch])
         try:
             self._insert_passages(batch, gen)
-            rows = [self._insert_texts(prepared, gen) for prepared in batch]
+            rows = [self._insert_texts(prepared, gen, slot) for slot, prepared in enumerate(batch)]
             self._client.upsert(self.names["documents"], rows, timeout=self.timeout)  # the commit point
         except BaseException:
             self._discard(gen, batch)
@@ -389,7 +389,7 @@ class MilvusBackend:
         for start in range(0, len(rows), INSERT_ROWS):
             self._client.insert(self.names["passages"], rows[start:start + INSERT_ROWS], timeout=self.timeout)
 
-    def _insert_texts(self, prepared: PreparedDocument, gen: int) -> dict[str, object]:
+    def _insert_texts(self, prepared: PreparedDocument, gen: int, slot: int) -> dict[str, object]:
         """Stores a document's text, layout and file as pieces; returns its (uncommitted) document row."""
         document = prepared.document
         layout = json.dumps({"pages": list(document.pages), "page_labels": list(document.page_labels),
@@ -397,7 +397,7 @@ class MilvusBackend:
         parts = {TEXT: _pieces(document.text), LAYOUT: _pieces(layout)}
         if prepared.original is not None:
             parts[FILE] = _pieces(base64.b64encode(prepared.original).decode("ascii"))
-        rows = [{"key": f"{gen}:{kind}:{number}", "doc_id": document.id, "gen": gen, "kind": kind, "piece": number,
+        rows = [{"key": f"{gen}:{slot}:{kind}:{number}", "doc_id": document.id, "gen": gen, "kind": kind, "piece": number,
                  "data": data, "_v": DUMMY} for kind, pieces in parts.items() for number, data in enumerate(pieces)]
         for start in range(0, len(rows), INSERT_PIECES):
             self._client.insert(self.names["texts"], rows[start:start + INSERT_PIECES], timeout=self.timeout)
@@ -439,7 +439,8 @@ class MilvusBackend:
             return False
         marker = self._ids.take(1)[0]
         journal = self._journal(marker, [doc_id])
-        self._client.delete(self.names["documents"], ids=[doc_id], timeout=self.timeout)  # the commit point
+        self._client.delete(self.names["documents"], filter=f"id == {quote(doc_id)}",  # the commit point
+                            timeout=self.timeout)
         self._forget_older([doc_id], committed, inclusive=True)
         self._client.delete(self.names["meta"], ids=journal, timeout=self.timeout)
         return True
@@ -561,11 +562,12 @@ class MilvusBackend:
                                   timeout=self.timeout)
         return rows[0] if rows else None
 
-    def _read_pieces(self, gen: int, kind: int, count: int) -> str:
+    def _read_pieces(self, doc_id: str, gen: int, kind: int, count: int) -> str:
         pieces: dict[int, str] = {}
         for start in range(0, count, INSERT_PIECES):
             rows = self._client.query(
-                self.names["texts"], filter=f"gen == {gen} and kind == {kind} and piece >= {start} "
+                self.names["texts"], filter=f"doc_id == {quote(doc_id)} and gen == {gen} and kind == {kind} "
+                                            f"and piece >= {start} "
                                             f"and piece < {start + INSERT_PIECES}",
                 output_fields=["piece", "data"], timeout=self.timeout)
             pieces.update({int(row["piece"]): row["data"] for row in rows})
@@ -579,8 +581,8 @@ class MilvusBackend:
         if row is None:
             return None
         gen, counts = int(row["gen"]), row["pieces"]
-        text = self._read_pieces(gen, TEXT, int(counts[str(TEXT)]))
-        layout = json.loads(self._read_pieces(gen, LAYOUT, int(counts[str(LAYOUT)])))
+        text = self._read_pieces(doc_id, gen, TEXT, int(counts[str(TEXT)]))
+        layout = json.loads(self._read_pieces(doc_id, gen, LAYOUT, int(counts[str(LAYOUT)])))
         return Document(doc_id, row["title"], row["source"], text, Lang(row["lang"]), tuple(layout["pages"]),
                         tuple(layout["page_labels"]), tuple((int(s), h) for s, h in layout["sections"]),
                         row["media_type"])
@@ -590,7 +592,7 @@ class MilvusBackend:
         row = self._document_row(doc_id, ["gen", "pieces"])
         if row is None or str(FILE) not in row["pieces"]:
             return None
-        return base64.b64decode(self._read_pieces(int(row["gen"]), FILE, int(row["pieces"][str(FILE)])))
+        return base64.b64decode(self._read_pieces(doc_id, int(row["gen"]), FILE, int(row["pieces"][str(FILE)])))
 
     @_guarded
     def document_hash(self, doc_id: str) -> str | None:
