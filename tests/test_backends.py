@@ -162,6 +162,18 @@ def test_exact_text_round_trip(backend):
     assert passage.page_end is None and passage.page_label is None
 
 
+def test_ten_mebibyte_document_round_trips(backend):
+    unit = "水贝珠宝 jewellery 😀𠀀\n"  # 1-, 3- and 4-byte UTF-8 characters
+    text = unit * (10 * 1024 * 1024 // len(unit.encode("utf-8")))
+    first = text[:12]
+    passage = Passage("huge", 0, 0, len(first), first, Lang.ZH, True, "huge", "mem:huge")
+    document = Document("huge", "huge", "mem:huge", text, Lang.ZH)
+    backend.write([PreparedDocument(document, (passage,), (tuple(keyword_tokens(first)),),
+                                    fake_vector(first)[None, :])])
+    assert backend.document("huge").text == text
+    assert backend.documents()[0].chars == len(text)
+
+
 def test_original_file_round_trip(backend):
     original = bytes(range(256)) * 300
     document = prepared("pdf", ["A page."], original=original)
