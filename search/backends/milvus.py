@@ -348,8 +348,11 @@ class MilvusBackend:
         except BaseException:
             self._discard(gen, batch)
             raise
-        self._forget_older([prepared.document.id for prepared in batch], gen, inclusive=False)
-        self._client.delete(self.names["meta"], ids=journal, timeout=self.timeout)
+        try:  # committed: what follows only removes invisible rows (the journal covers a failure)
+            self._forget_older([prepared.document.id for prepared in batch], gen, inclusive=False)
+            self._client.delete(self.names["meta"], ids=journal, timeout=self.timeout)
+        except Exception as error:
+            log.warning("Milvus at %s: written, but old rows not yet removed (%s)", self.uri, _one_line(error))
 
     def _check(self, prepared: PreparedDocument, dimension: int) -> None:
         doc_id = prepared.document.id
