@@ -13,15 +13,17 @@ id, count and sum of ids). Merging the delta into a new base runs in a backgroun
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from search.backends.base import ModelMismatchError, PreparedDocument
-from search.backends.store import Store
+from search.backends.base import BackendError, ModelMismatchError, PreparedDocument
+from search.backends.store import Store, damaged
 from search.backends.vectors import (IndexSettings, SnapshotInfo, VectorIndex, VectorIndexError, latest_snapshot,
                                      new_faiss_index)
 from search.types import Document, DocumentSummary, Filter, KeywordQuery, ModelInfo, Passage, Scored
@@ -88,20 +90,32 @@ class LocalBackend:
 
     # -- writes ------------------------------------------------------------------
     def write(self, documents: Sequence[PreparedDocument]) -> None:
-        """Replace or add documents in one transaction."""
-        with self.store.transaction() as generation:
-            for prepared in documents:
-                self.store.delete_document(prepared.document.id, generation)
-                self.store.insert_document(prepared)
+        """Replace or add documents in one transaction (all or nothing)."""
+        with self._writing():
+            with self.store.transaction() as generation:
+                for prepared in documents:
+                    self.store.delete_document(prepared.document.id, generation)
+                    self.store.insert_document(prepared)
         self._after_write()
 
     def delete(self, doc_id: str) -> bool:
-        with self.store.transaction() as generation:
-            if self.store.document_hash(doc_id) is None:
-                return False
-            self.store.delete_document(doc_id, generation)
+        with self._writing():
+            with self.store.transaction() as generation:
+                if self.store.document_hash(doc_id) is None:
+                    return False
+                self.store.delete_document(doc_id, generation)
         self._after_write()
         return True
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A failed write (disk full, database locked too long) is reported naming the index; nothing changed."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            if isinstance(error, sqlite3.DatabaseError) and type(error) is sqlite3.DatabaseError:
+                raise damaged(self.store.path, error) from error
+            raise BackendError(f"index {self.folder}: the write failed and was rolled back ({error})") from error
 
     def _after_write(self) -> None:
         view = self._current_view()

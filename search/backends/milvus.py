@@ -1,0 +1,668 @@
+"""The cluster backend: Milvus (a server or cluster at ``http://host:19530``, or Milvus Lite in a file).
+
+Four collections, named ``<prefix>_<name>`` (default prefix ``bisearch``):
+
+``passages``
+    one row per passage: ``id`` (INT64, assigned here), ``vector`` (FLOAT_VECTOR, metric IP on
+    unit vectors = cosine), ``doc_id``, ``gen``, ``chunk_no``, ``start``, ``end``, ``lang``,
+    ``mixed``, ``title``, ``source``, ``text``, ``loc`` (JSON: page, page_end, page_label,
+    section; Milvus Lite has no nullable fields) and ``keyword_text``: the *normalised* passage
+    text (NFKC + simplified, :func:`search.language.normalize`) analysed by jieba
+    (``lowercase`` + ``cnalphanumonly``), fed to a BM25 function whose output is the sparse
+    field ``sparse``. Chinese is thus indexed as words, and a query's normalised text
+    (``KeywordQuery.text``) goes through the same analyser.
+``documents``
+    one row per document: metadata, counts and the ``gen`` (generation) of its committed
+    version. Every collection needs a vector field, so the small ones carry a 2-d dummy ``_v``.
+``texts``
+    document texts (kind 0), page/section layout as JSON (kind 1) and the original file as
+    base64 (kind 2), split into ordered pieces of at most 16,000 characters (at most 64,000
+    UTF-8 bytes, under VARCHAR's 65,535), keyed by ``(gen, slot in the batch, kind, piece)`` and rejoined on read,
+    so any document round-trips exactly.
+``meta``
+    the model (name, dimension, prompts) and the write journal.
+
+Ids. Passage ids and generations come from one allocator: ``(ms since 2024 << 20) | (tag << 10)
+| seq`` with a random 10-bit ``tag`` per backend object and a per-process clock that never goes
+back (a big batch borrows future milliseconds). Ids are never reused; two writers could only
+collide by taking the same millisecond *and* the same tag. Generations are ordered in time.
+
+Atomic writes (Milvus has no transactions). A passage is visible only when its ``(doc_id,
+gen)`` matches the committed ``gen`` of its document row; every search, ``passages()`` and
+``vectors()`` checks that against the ``documents`` collection. A write:
+
+1. journals its doc ids under a new generation ``G`` (``meta`` rows ``pending:G:...``);
+2. inserts the new passages and text pieces with ``gen = G`` (invisible: the document rows
+   still name the old generation, or none);
+3. commits with ONE upsert of all the batch's document rows (``gen = G``), which is the
+   only step that changes what readers see (one message; atomic on a single shard, as in
+   Milvus Lite; on a multi-shard cluster each document still flips whole);
+4. deletes rows of older generations of those documents, then the journal rows.
+
+If anything fails before step 3, the new rows are deleted (best effort) and the old state
+stays visible; rows that could not be deleted stay invisible and are removed by the next
+write of the same document or, from their journal rows, when a backend opens more than
+:data:`RECOVER_AFTER_S` later. A delete journals, removes the document row first (the
+commit point) and then the passages and texts of that and older generations.
+
+Filters are Milvus boolean expressions over ``lang`` and ``doc_id`` with strings escaped
+(:func:`quote`); a doc id holding a line break cannot be written in an expression, so it is
+refused on write. ``consistency_level="Strong"`` makes each write visible to the next query.
+BM25 scores are returned positive, higher better.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+import threading
+import time
+from datetime import datetime, timezone
+from functools import wraps
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+from urllib.parse import urlparse
+
+import numpy as np
+
+from search.backends.base import BackendError, ModelMismatchError, PreparedDocument
+from search.language import normalize
+from search.types import Document, DocumentSummary, Filter, KeywordQuery, Lang, ModelInfo, Passage, Scored
+
+log = logging.getLogger(__name__)
+# pymilvus logs every failed RPC (several lines each) before raising; the adapter raises one clear line instead.
+logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+
+ANALYZER = {"tokenizer": "jieba", "filter": ["lowercase", "cnalphanumonly"]}
+PIECE_CHARS = 16_000  # 4 UTF-8 bytes at most per character: 64,000 bytes < 65,535
+MAX_VARCHAR = 65_535
+MAX_ID_CHARS = 4_096
+INSERT_ROWS = 256  # passages per insert call
+INSERT_PIECES = 48  # text pieces per insert call (≤ 3 MB)
+QUERY_BATCH = 1_000  # ids per `in [...]` expression
+MAX_TOPK = 16_384  # Milvus's limit on k
+RECOVER_AFTER_S = 600  # journal entries older than this are cleaned up on open
+EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+DUMMY = [0.0, 0.0]
+SERVER_SCHEMES = ("http", "https", "tcp", "grpc", "unix")
+TEXT, LAYOUT, FILE = 0, 1, 2
+PASSAGE_FIELDS = ["id", "doc_id", "gen", "chunk_no", "start", "end", "lang", "mixed", "title", "source", "text", "loc"]
+
+T = TypeVar("T")
+
+_lite_lock = threading.Lock()
+_lite_users: dict[str, int] = {}  # Milvus Lite file -> open backends in this process
+
+
+def quote(value: str) -> str:
+    """A Milvus expression string literal for ``value`` (backslashes and double quotes escaped)."""
+    if "\n" in value or "\r" in value:
+        raise BackendError(f"a line break cannot be used in a Milvus filter: {value!r}")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def lite_core_version() -> str:
+    """The installed milvus-lite version; refuses 3.x, a pure-Python re-implementation of Milvus."""
+    try:
+        version = metadata.version("milvus-lite")
+    except metadata.PackageNotFoundError:
+        raise BackendError("Milvus Lite is not installed: pip install 'bisearch[milvus]'") from None
+    if int(version.split(".")[0]) >= 3:
+        raise BackendError(f"milvus-lite {version} is a pure-Python re-implementation, not the Milvus core "
+                           f"(wrong BM25, analyser filters ignored): install milvus-lite 2.5.x "
+                           f"(pip install 'bisearch[milvus]')")
+    return version
+
+
+class _Ids:
+    """Unique, time-ordered int64 ids: ``(ms << 20) | (tag << 10) | seq``."""
+
+    def __init__(self) -> None:
+        self.tag = secrets.randbits(10)
+        self.ms = 0
+        self.seq = 0
+        self.lock = threading.Lock()
+
+    def take(self, n: int) -> list[int]:
+        with self.lock:
+            now = int(time.time() * 1000) - EPOCH_MS
+            if now > self.ms:
+                self.ms, self.seq = now, 0
+            ids = []
+            for _ in range(n):
+                if self.seq == 1024:
+                    self.ms, self.seq = self.ms + 1, 0
+                ids.append((self.ms << 20) | (self.tag << 10) | self.seq)
+                self.seq += 1
+            return ids
+
+
+def _age_s(gen: int) -> float:
+    return time.time() - (EPOCH_MS + (gen >> 20)) / 1000
+
+
+def _one_line(error: BaseException) -> str:
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    return " ".join(str(message).split())
+
+
+def _guarded(method: Callable[..., T]) -> Callable[..., T]:
+    """Turns any failure of the Milvus client into one-line :class:`BackendError` naming the URI."""
+
+    @wraps(method)
+    def wrapper(self: "MilvusBackend", *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except BackendError:
+            raise
+        except Exception as error:  # pymilvus raises MilvusException, grpc errors, ValueError, ...
+            raise BackendError(f"Milvus at {self.uri}: {method.__name__} failed: {_one_line(error)}") from error
+
+    return wrapper
+
+
+def _pieces(text: str) -> list[str]:
+    return [text[i:i + PIECE_CHARS] for i in range(0, len(text), PIECE_CHARS)] or [""]
+
+
+class MilvusBackend:
+    """Documents and passages in Milvus collections ``<prefix>_*`` at ``uri``."""
+
+    def __init__(self, uri: str, prefix: str = "bisearch", *, token: str = "", connect_timeout: float = 5.0,
+                 timeout: float = 60.0, dense_index: str = "AUTOINDEX"):
+        self.prefix = prefix
+        self.timeout = timeout
+        self.dense_index = dense_index
+        self._ids = _Ids()
+        self._lite: str | None = None
+        self._client = None
+        lite = urlparse(uri).scheme.lower() not in SERVER_SCHEMES
+        if not lite:
+            self.uri, target = uri, uri
+        else:  # a Milvus Lite file (a path not ending in .db is a folder holding milvus.db)
+            path = Path(uri).expanduser()
+            if path.suffix != ".db":
+                path = path / "milvus.db"
+            self.uri = target = str(path.resolve())
+            self.lite_version = lite_core_version()
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.names = {name: f"{prefix}_{name}" for name in ("passages", "documents", "texts", "meta")}
+        self._connect(target, token, connect_timeout, lite)
+        try:
+            self._open_collections()
+            self._recover()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def location(self) -> str:
+        return self.uri
+
+    # -- connection and schema ---------------------------------------------------------
+    def _connect(self, target: str, token: str, connect_timeout: float, lite: bool) -> None:
+        from pymilvus import MilvusClient  # an optional extra: imported only when this backend is used
+
+        alias = f"bisearch-{secrets.token_hex(8)}"
+        if lite:
+            with _lite_lock:
+                _lite_users[self.uri] = _lite_users.get(self.uri, 0) + 1
+            self._lite = self.uri
+        try:
+            self._client = MilvusClient(target, token=token, timeout=connect_timeout, alias=alias)
+        except Exception as error:
+            self.close()
+            hint = ""
+            if self._lite and "Open local milvus failed" in _one_line(error):
+                hint = " (is another process using this Milvus Lite file? Milvus Lite serves one process; " \
+                       "use a Milvus server for several)"
+            raise BackendError(f"Milvus at {self.uri} cannot be reached: {_one_line(error)}{hint}") from None
+
+    @_guarded
+    def _open_collections(self) -> None:
+        from pymilvus import DataType
+
+        client = self._client
+        existing = set(client.list_collections(timeout=self.timeout))
+
+        def create(name: str, fields: list[tuple[str, Any, dict[str, Any]]], primary: str) -> None:
+            schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+            for field, kind, params in fields:
+                schema.add_field(field, kind, is_primary=field == primary, **params)
+            schema.add_field("_v", DataType.FLOAT_VECTOR, dim=2)
+            index = client.prepare_index_params()
+            index.add_index("_v", index_type="FLAT", metric_type="L2")
+            client.create_collection(self.names[name], schema=schema, index_params=index,
+                                     consistency_level="Strong", timeout=self.timeout)
+
+        varchar = DataType.VARCHAR
+        if self.names["documents"] not in existing:
+            create("documents", [
+                ("id", varchar, {"max_length": MAX_ID_CHARS}), ("gen", DataType.INT64, {}),
+                ("title", varchar, {"max_length": MAX_VARCHAR}), ("source", varchar, {"max_length": MAX_VARCHAR}),
+                ("lang", varchar, {"max_length": 8}), ("sha256", varchar, {"max_length": 64}),
+                ("media_type", varchar, {"max_length": 255}), ("added_at", varchar, {"max_length": 32}),
+                ("chars", DataType.INT64, {}), ("chunks", DataType.INT64, {}), ("chunks_en", DataType.INT64, {}),
+                ("chunks_zh", DataType.INT64, {}), ("chunks_mixed", DataType.INT64, {}),
+                ("pieces", DataType.JSON, {}),
+            ], "id")
+        if self.names["texts"] not in existing:
+            create("texts", [
+                ("key", varchar, {"max_length": 64}), ("doc_id", varchar, {"max_length": MAX_ID_CHARS}),
+                ("gen", DataType.INT64, {}), ("kind", DataType.INT64, {}), ("piece", DataType.INT64, {}),
+                ("data", varchar, {"max_length": MAX_VARCHAR}),
+            ], "key")
+        if self.names["meta"] not in existing:
+            create("meta", [("key", varchar, {"max_length": 256}), ("value", DataType.JSON, {})], "key")
+        for name in self.names.values():
+            if name in existing:
+                self._load(name)
+
+    def _load(self, name: str) -> None:
+        state = self._client.get_load_state(name, timeout=self.timeout).get("state")
+        if getattr(state, "name", str(state)) != "Loaded":
+            self._client.load_collection(name, timeout=self.timeout)
+
+    def _create_passages(self, dimension: int) -> None:
+        from pymilvus import DataType, Function, FunctionType
+
+        client = self._client
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        varchar = DataType.VARCHAR
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dimension)
+        schema.add_field("doc_id", varchar, max_length=MAX_ID_CHARS)
+        schema.add_field("gen", DataType.INT64)
+        for field in ("chunk_no", "start", "end"):
+            schema.add_field(field, DataType.INT64)
+        schema.add_field("lang", varchar, max_length=8)
+        schema.add_field("mixed", DataType.BOOL)
+        for field in ("title", "source", "text"):
+            schema.add_field(field, varchar, max_length=MAX_VARCHAR)
+        schema.add_field("loc", DataType.JSON)
+        schema.add_field("keyword_text", varchar, max_length=MAX_VARCHAR, enable_analyzer=True,
+                         analyzer_params=ANALYZER)
+        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_function(Function(name="keyword_bm25", function_type=FunctionType.BM25,
+                                     input_field_names=["keyword_text"], output_field_names=["sparse"]))
+        index = client.prepare_index_params()
+        index.add_index("vector", index_type=self.dense_index, metric_type="IP")
+        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        client.create_collection(self.names["passages"], schema=schema, index_params=index,
+                                 consistency_level="Strong", timeout=self.timeout)
+
+    def _has_passages(self) -> bool:
+        return self._client.has_collection(self.names["passages"], timeout=self.timeout)
+
+    # -- model ---------------------------------------------------------------------------
+    @_guarded
+    def model(self) -> ModelInfo | None:
+        rows = self._client.query(self.names["meta"], filter='key == "model"', output_fields=["value"],
+                                  timeout=self.timeout)
+        return ModelInfo(**rows[0]["value"]) if rows else None
+
+    @_guarded
+    def record_model(self, info: ModelInfo) -> None:
+        recorded = self.model()
+        if recorded is not None and (recorded.name, recorded.dimension) != (info.name, info.dimension):
+            raise ModelMismatchError(
+                f"Milvus at {self.uri} (collections {self.prefix}_*) was built with model {recorded.name!r} "
+                f"({recorded.dimension}-d), not {info.name!r} ({info.dimension}-d): query it with that model "
+                f"(--model / BISEARCH_MODEL) or use another URI or collection prefix")
+        if not self._has_passages():
+            self._create_passages(info.dimension)
+        else:
+            dimension = self._stored_dimension()
+            if dimension != info.dimension:
+                raise ModelMismatchError(f"Milvus at {self.uri}: collection {self.names['passages']} holds "
+                                         f"{dimension}-d vectors, not {info.dimension}-d ({info.name!r})")
+        if recorded is None:
+            self._client.upsert(self.names["meta"], [{"key": "model", "value": info.as_dict(), "_v": DUMMY}],
+                                timeout=self.timeout)
+
+    def _stored_dimension(self) -> int:
+        described = self._client.describe_collection(self.names["passages"], timeout=self.timeout)
+        field = next(f for f in described["fields"] if f["name"] == "vector")
+        return int(field["params"]["dim"])
+
+    # -- writes ----------------------------------------------------------------------------
+    @_guarded
+    def write(self, documents: Sequence[PreparedDocument]) -> None:
+        batch = list({prepared.document.id: prepared for prepared in documents}.values())  # last one wins
+        if not batch:
+            return
+        info = self.model()
+        if info is None or not self._has_passages():
+            raise BackendError(f"Milvus at {self.uri}: record the model before writing documents")
+        for prepared in batch:
+            self._check(prepared, info.dimension)
+        gen = self._ids.take(1)[0]
+        journal = self._journal(gen, [prepared.document.id for prepared in batch])
+        try:
+            self._insert_passages(batch, gen)
+            rows = [self._insert_texts(prepared, gen, slot) for slot, prepared in enumerate(batch)]
+            self._client.upsert(self.names["documents"], rows, timeout=self.timeout)  # the commit point
+        except BaseException:
+            self._discard(gen, batch)
+            raise
+        try:  # committed: what follows only removes invisible rows (the journal covers a failure)
+            self._forget_older([prepared.document.id for prepared in batch], gen, inclusive=False)
+            self._client.delete(self.names["meta"], ids=journal, timeout=self.timeout)
+        except Exception as error:
+            log.warning("Milvus at %s: written, but old rows not yet removed (%s)", self.uri, _one_line(error))
+
+    def _check(self, prepared: PreparedDocument, dimension: int) -> None:
+        doc_id = prepared.document.id
+        quote(doc_id)  # refuses line breaks
+        if not doc_id or len(doc_id) > MAX_ID_CHARS:
+            raise BackendError(f"Milvus at {self.uri}: document id must have 1 to {MAX_ID_CHARS} characters")
+        vectors = np.asarray(prepared.vectors)
+        if vectors.shape != (len(prepared.passages), dimension):
+            raise BackendError(f"Milvus at {self.uri}: document {doc_id!r} has vectors of shape {vectors.shape}, "
+                               f"expected ({len(prepared.passages)}, {dimension})")
+        for value in (prepared.document.title, prepared.document.source, *(p.text for p in prepared.passages)):
+            if len(value.encode("utf-8")) > MAX_VARCHAR:
+                raise BackendError(f"Milvus at {self.uri}: document {doc_id!r} has a title, source or passage "
+                                   f"longer than Milvus's {MAX_VARCHAR} bytes")
+
+    def _journal(self, gen: int, doc_ids: list[str]) -> list[str]:
+        keys = [f"pending:{gen}:{number}" for number in range(len(doc_ids))]
+        self._client.upsert(self.names["meta"], [{"key": key, "value": {"doc_id": doc_id, "gen": gen}, "_v": DUMMY}
+                                                 for key, doc_id in zip(keys, doc_ids)], timeout=self.timeout)
+        return keys
+
+    def _insert_passages(self, batch: list[PreparedDocument], gen: int) -> None:
+        rows = []
+        for prepared in batch:
+            ids = self._ids.take(len(prepared.passages))
+            vectors = np.asarray(prepared.vectors, dtype=np.float32)
+            for passage_id, passage, vector in zip(ids, prepared.passages, vectors):
+                rows.append({
+                    "id": passage_id, "vector": vector.tolist(), "doc_id": passage.doc_id, "gen": gen,
+                    "chunk_no": passage.chunk_no, "start": passage.start, "end": passage.end,
+                    "lang": Lang(passage.lang).value, "mixed": bool(passage.mixed),
+                    "title": prepared.document.title, "source": prepared.document.source, "text": passage.text,
+                    "loc": {"page": passage.page, "page_end": passage.page_end, "page_label": passage.page_label,
+                            "section": passage.section},
+                    "keyword_text": normalize(passage.text),
+                })
+        for start in range(0, len(rows), INSERT_ROWS):
+            self._client.insert(self.names["passages"], rows[start:start + INSERT_ROWS], timeout=self.timeout)
+
+    def _insert_texts(self, prepared: PreparedDocument, gen: int, slot: int) -> dict[str, object]:
+        """Stores a document's text, layout and file as pieces; returns its (uncommitted) document row."""
+        document = prepared.document
+        layout = json.dumps({"pages": list(document.pages), "page_labels": list(document.page_labels),
+                             "sections": [list(section) for section in document.sections]}, ensure_ascii=False)
+        parts = {TEXT: _pieces(document.text), LAYOUT: _pieces(layout)}
+        if prepared.original is not None:
+            parts[FILE] = _pieces(base64.b64encode(prepared.original).decode("ascii"))
+        rows = [{"key": f"{gen}:{slot}:{kind}:{number}", "doc_id": document.id, "gen": gen, "kind": kind, "piece": number,
+                 "data": data, "_v": DUMMY} for kind, pieces in parts.items() for number, data in enumerate(pieces)]
+        for start in range(0, len(rows), INSERT_PIECES):
+            self._client.insert(self.names["texts"], rows[start:start + INSERT_PIECES], timeout=self.timeout)
+        langs = [Lang(passage.lang).value for passage in prepared.passages]
+        return {
+            "id": document.id, "gen": gen, "title": document.title, "source": document.source,
+            "lang": Lang(document.lang).value, "sha256": document.sha256, "media_type": document.media_type,
+            "added_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), "chars": len(document.text),
+            "chunks": len(langs), "chunks_en": langs.count("en"), "chunks_zh": langs.count("zh"),
+            "chunks_mixed": sum(bool(passage.mixed) for passage in prepared.passages),
+            "pieces": {str(kind): len(pieces) for kind, pieces in parts.items()}, "_v": DUMMY,
+        }
+
+    def _discard(self, gen: int, batch: list[PreparedDocument]) -> None:
+        """Best effort after a failed write: remove its uncommitted rows (they are invisible anyway)."""
+        try:
+            for name in ("passages", "texts"):
+                self._client.delete(self.names[name], filter=f"gen == {gen}", timeout=self.timeout)
+            self._client.delete(self.names["meta"], ids=[f"pending:{gen}:{n}" for n in range(len(batch))],
+                                timeout=self.timeout)
+        except Exception as error:  # the journal rows stay: a later open or write removes the rows
+            log.warning("Milvus at %s: could not remove an unfinished write (%s)", self.uri, _one_line(error))
+
+    def _forget_older(self, doc_ids: list[str], gen: int, inclusive: bool) -> None:
+        """Deletes passages and text pieces of ``doc_ids`` from generations before ``gen``."""
+        op = "<=" if inclusive else "<"
+        for start in range(0, len(doc_ids), QUERY_BATCH):
+            ids = ", ".join(quote(doc_id) for doc_id in doc_ids[start:start + QUERY_BATCH])
+            for name in ("passages", "texts"):
+                self._client.delete(self.names[name], filter=f"doc_id in [{ids}] and gen {op} {gen}",
+                                    timeout=self.timeout)
+
+    @_guarded
+    def delete(self, doc_id: str) -> bool:
+        if "\n" in doc_id or "\r" in doc_id:
+            return False
+        committed = self._committed([doc_id]).get(doc_id)
+        if committed is None:
+            return False
+        marker = self._ids.take(1)[0]
+        journal = self._journal(marker, [doc_id])
+        self._client.delete(self.names["documents"], filter=f"id == {quote(doc_id)}",  # the commit point
+                            timeout=self.timeout)
+        self._forget_older([doc_id], committed, inclusive=True)
+        self._client.delete(self.names["meta"], ids=journal, timeout=self.timeout)
+        return True
+
+    def _recover(self) -> None:
+        """Removes leftovers of writes that failed or were killed more than RECOVER_AFTER_S ago."""
+        rows = self._client.query(self.names["meta"], filter='key like "pending:%"', output_fields=["key", "value"],
+                                  timeout=self.timeout)
+        stale = [row for row in rows if _age_s(int(row["value"]["gen"])) > RECOVER_AFTER_S]
+        for row in stale:
+            doc_id, gen = row["value"]["doc_id"], int(row["value"]["gen"])
+            committed = self._committed([doc_id]).get(doc_id)
+            for name in ("passages", "texts"):
+                if committed == gen:
+                    condition = f"gen < {gen}"
+                elif committed is None:
+                    condition = f"gen <= {gen}"
+                else:
+                    condition = f"gen == {gen}"
+                if name == "passages" and not self._has_passages():
+                    continue
+                self._client.delete(self.names[name], filter=f"doc_id == {quote(doc_id)} and {condition}",
+                                    timeout=self.timeout)
+            self._client.delete(self.names["meta"], ids=[row["key"]], timeout=self.timeout)
+
+    # -- visibility ----------------------------------------------------------------------
+    def _committed(self, doc_ids: Iterable[str]) -> dict[str, int]:
+        """The committed generation of each document that exists."""
+        doc_ids = sorted(set(doc_ids))
+        found: dict[str, int] = {}
+        for start in range(0, len(doc_ids), QUERY_BATCH):
+            ids = ", ".join(quote(doc_id) for doc_id in doc_ids[start:start + QUERY_BATCH])
+            rows = self._client.query(self.names["documents"], filter=f"id in [{ids}]", output_fields=["gen"],
+                                      timeout=self.timeout)
+            found.update({row["id"]: int(row["gen"]) for row in rows})
+        return found
+
+    def _visible(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        committed = self._committed(row["doc_id"] for row in rows)
+        return [row for row in rows if committed.get(row["doc_id"]) == int(row["gen"])]
+
+    # -- searches ----------------------------------------------------------------------------
+    @staticmethod
+    def _expression(where: Filter) -> str:
+        clauses = []
+        if where.lang is not None:
+            clauses.append(f"lang == {quote(Lang(where.lang).value)}")
+        if where.doc_ids:
+            if any("\n" in doc_id or "\r" in doc_id for doc_id in where.doc_ids):
+                allowed = [doc_id for doc_id in where.doc_ids if "\n" not in doc_id and "\r" not in doc_id]
+                if not allowed:
+                    return "id < 0"
+                where = Filter(where.lang, tuple(allowed))
+            clauses.append(f"doc_id in [{', '.join(quote(doc_id) for doc_id in where.doc_ids)}]")
+        return " and ".join(clauses)
+
+    def _search(self, data: list, field: str, metric: str, k: int, where: Filter) -> list[tuple[int, float]]:
+        if k <= 0 or not self._has_passages():
+            return []
+        expression = self._expression(where)
+        limit = min(k + 16, MAX_TOPK)
+        while True:
+            hits = self._client.search(self.names["passages"], data=data, anns_field=field, limit=limit,
+                                       filter=expression, output_fields=["doc_id", "gen"],
+                                       search_params={"metric_type": metric}, timeout=self.timeout)[0]
+            rows = [{"id": int(hit["id"]), "score": float(hit["distance"]), **hit["entity"]} for hit in hits]
+            visible = self._visible(rows)
+            if len(visible) >= k or len(rows) < limit or limit == MAX_TOPK:
+                return [(row["id"], row["score"]) for row in visible[:k]]
+            limit = min(limit * 4, MAX_TOPK)
+
+    @_guarded
+    def dense_search(self, vector: np.ndarray, k: int, where: Filter) -> Scored:
+        query = np.asarray(vector, dtype=np.float32).reshape(-1).tolist()
+        return self._search([query], "vector", "IP", k, where)
+
+    @_guarded
+    def keyword_search(self, query: KeywordQuery, k: int, where: Filter) -> Scored:
+        text = query.text.strip() or " ".join(query.tokens)
+        if not text:
+            return []
+        found = self._search([text], "sparse", "BM25", k, where)
+        if any(score < 0 for _, score in found):  # engines that report BM25 as a distance
+            found = [(passage_id, -score) for passage_id, score in found]
+        return sorted(found, key=lambda pair: -pair[1])
+
+    # -- reads -----------------------------------------------------------------------------
+    def _rows_by_id(self, ids: Iterable[int], fields: list[str]) -> list[dict[str, Any]]:
+        ids = sorted({int(passage_id) for passage_id in ids})
+        if not ids or not self._has_passages():
+            return []
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(ids), QUERY_BATCH):
+            chunk = ", ".join(str(passage_id) for passage_id in ids[start:start + QUERY_BATCH])
+            rows += self._client.query(self.names["passages"], filter=f"id in [{chunk}]",
+                                       output_fields=sorted({*fields, "doc_id", "gen"}), timeout=self.timeout)
+        return self._visible(rows)
+
+    @_guarded
+    def passages(self, ids: Iterable[int]) -> dict[int, Passage]:
+        found = {}
+        for row in self._rows_by_id(ids, PASSAGE_FIELDS):
+            loc = row["loc"] or {}
+            found[int(row["id"])] = Passage(
+                row["doc_id"], int(row["chunk_no"]), int(row["start"]), int(row["end"]), row["text"],
+                Lang(row["lang"]), bool(row["mixed"]), row["title"], row["source"], int(row["id"]),
+                loc.get("page"), loc.get("page_end"), loc.get("page_label"), loc.get("section"))
+        return found
+
+    @_guarded
+    def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
+        return {int(row["id"]): np.asarray(row["vector"], dtype=np.float32)
+                for row in self._rows_by_id(ids, ["id", "vector"])}
+
+    def _document_row(self, doc_id: str, fields: list[str]) -> dict[str, Any] | None:
+        if "\n" in doc_id or "\r" in doc_id:
+            return None
+        rows = self._client.query(self.names["documents"], filter=f"id == {quote(doc_id)}", output_fields=fields,
+                                  timeout=self.timeout)
+        return rows[0] if rows else None
+
+    def _read_pieces(self, doc_id: str, gen: int, kind: int, count: int) -> str:
+        pieces: dict[int, str] = {}
+        for start in range(0, count, INSERT_PIECES):
+            rows = self._client.query(
+                self.names["texts"], filter=f"doc_id == {quote(doc_id)} and gen == {gen} and kind == {kind} "
+                                            f"and piece >= {start} "
+                                            f"and piece < {start + INSERT_PIECES}",
+                output_fields=["piece", "data"], timeout=self.timeout)
+            pieces.update({int(row["piece"]): row["data"] for row in rows})
+        if sorted(pieces) != list(range(count)):
+            raise BackendError(f"Milvus at {self.uri}: text pieces of generation {gen} are missing")
+        return "".join(pieces[number] for number in range(count))
+
+    @_guarded
+    def document(self, doc_id: str) -> Document | None:
+        row = self._document_row(doc_id, ["gen", "title", "source", "lang", "media_type", "pieces"])
+        if row is None:
+            return None
+        gen, counts = int(row["gen"]), row["pieces"]
+        text = self._read_pieces(doc_id, gen, TEXT, int(counts[str(TEXT)]))
+        layout = json.loads(self._read_pieces(doc_id, gen, LAYOUT, int(counts[str(LAYOUT)])))
+        return Document(doc_id, row["title"], row["source"], text, Lang(row["lang"]), tuple(layout["pages"]),
+                        tuple(layout["page_labels"]), tuple((int(s), h) for s, h in layout["sections"]),
+                        row["media_type"])
+
+    @_guarded
+    def file(self, doc_id: str) -> bytes | None:
+        row = self._document_row(doc_id, ["gen", "pieces"])
+        if row is None or str(FILE) not in row["pieces"]:
+            return None
+        return base64.b64decode(self._read_pieces(doc_id, int(row["gen"]), FILE, int(row["pieces"][str(FILE)])))
+
+    @_guarded
+    def document_hash(self, doc_id: str) -> str | None:
+        row = self._document_row(doc_id, ["sha256"])
+        return row["sha256"] if row else None
+
+    def _all_documents(self, fields: list[str]) -> list[dict[str, Any]]:
+        iterator = self._client.query_iterator(self.names["documents"], batch_size=1000, filter='id != ""',
+                                               output_fields=fields, timeout=self.timeout)
+        rows: list[dict[str, Any]] = []
+        try:
+            while batch := iterator.next():
+                rows += batch
+        finally:
+            iterator.close()
+        return rows
+
+    @_guarded
+    def documents(self, limit: int = 50, offset: int = 0) -> list[DocumentSummary]:
+        ids = sorted(row["id"] for row in self._all_documents(["id"]))[offset:offset + limit]
+        if not ids:
+            return []
+        fields = ["title", "source", "lang", "chars", "chunks", "media_type", "added_at"]
+        rows = {row["id"]: row for row in self._client.query(
+            self.names["documents"], filter=f"id in [{', '.join(quote(doc_id) for doc_id in ids)}]",
+            output_fields=fields, timeout=self.timeout)}
+        return [DocumentSummary(doc_id, rows[doc_id]["title"], rows[doc_id]["source"], Lang(rows[doc_id]["lang"]),
+                                int(rows[doc_id]["chars"]), int(rows[doc_id]["chunks"]), rows[doc_id]["media_type"],
+                                rows[doc_id]["added_at"]) for doc_id in ids if doc_id in rows]
+
+    @_guarded
+    def stats(self) -> dict[str, object]:
+        rows = self._all_documents(["chunks", "chunks_en", "chunks_zh", "chunks_mixed"])
+        counts = {"documents": len(rows), "chunks": sum(int(row["chunks"]) for row in rows)}
+        for lang in ("en", "zh"):
+            total = sum(int(row[f"chunks_{lang}"]) for row in rows)
+            if total:
+                counts[f"chunks_{lang}"] = total
+        counts["chunks_mixed"] = sum(int(row["chunks_mixed"]) for row in rows)
+        info = self.model()
+        stats: dict[str, object] = {"backend": "milvus", "uri": self.uri, "collections": f"{self.prefix}_*",
+                                    **counts, "model": info.as_dict() if info else None}
+        if self._lite:
+            stats["milvus_lite"] = self.lite_version
+        return stats
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception as error:
+                log.warning("Milvus at %s: close failed (%s)", self.uri, _one_line(error))
+        lite, self._lite = self._lite, None
+        if lite is not None:
+            with _lite_lock:
+                _lite_users[lite] -= 1
+                if _lite_users[lite] > 0:
+                    return
+                del _lite_users[lite]
+                from milvus_lite.server_manager import server_manager_instance
+
+                if lite in server_manager_instance._servers:
+                    server_manager_instance.release_server(lite)
+
+    def __enter__(self) -> "MilvusBackend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

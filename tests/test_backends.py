@@ -1,0 +1,319 @@
+"""One contract for every storage backend (fake vectors, no model): writes, replace, delete, filters,
+keyword search in Chinese and English, exact text round-trip, model mismatch, reopen, failed writes.
+
+Add a backend by adding its name to ``BACKENDS`` and a branch to :func:`make_backend`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fakes import FAKE_MODEL, fake_vector, prepared
+from search.backends.local import LocalBackend
+from search.backends.base import Backend, BackendError, ModelMismatchError, PreparedDocument
+from search.language import detect_language, is_mixed, keyword_tokens, normalize
+from search.types import Document, Filter, KeywordQuery, Lang, ModelInfo, Passage
+
+BACKENDS = ["local", "milvus"]
+EVERYTHING = Filter()
+
+
+def make_backend(kind: str, tmp_path: Path, model_info: ModelInfo | None = FAKE_MODEL) -> Backend:
+    """A backend of ``kind`` storing under ``tmp_path`` (the same path reopens the same data)."""
+    if kind == "milvus":  # the real Milvus core (milvus-lite 2.5); `make test` installs the extra
+        from search.backends.milvus import MilvusBackend
+
+        backend = MilvusBackend(str(tmp_path / "milvus.db"))
+    elif kind == "local":
+        from search.backends.local import LocalBackend
+
+        backend = LocalBackend(tmp_path / "local-index")
+    else:
+        raise ValueError(kind)
+    if model_info is not None:
+        backend.record_model(model_info)
+    return backend
+
+
+@pytest.fixture(params=BACKENDS)
+def kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def backend(kind, tmp_path):
+    opened = make_backend(kind, tmp_path)
+    yield opened
+    opened.close()
+
+
+def keywords(text: str) -> KeywordQuery:
+    return KeywordQuery(tuple(keyword_tokens(text)), normalize(text))
+
+
+def doc_of(backend: Backend, found: list[tuple[int, float]]) -> list[str]:
+    passages = backend.passages([passage_id for passage_id, _ in found])
+    return [passages[passage_id].doc_id for passage_id, _ in found]
+
+
+def top_docs(backend: Backend, text: str, where: Filter = EVERYTHING, k: int = 10) -> list[str]:
+    return doc_of(backend, backend.dense_search(fake_vector(text), k, where))
+
+
+def keyword_docs(backend: Backend, text: str, where: Filter = EVERYTHING, k: int = 10) -> list[str]:
+    return doc_of(backend, backend.keyword_search(keywords(text), k, where))
+
+
+def whole_document(doc_id: str, text: str, **fields) -> PreparedDocument:
+    """One document, one passage per line (offsets into ``text``), with optional layout fields."""
+    passages, start = [], 0
+    for number, line in enumerate(text.split("\n")):
+        if line:
+            passages.append(Passage(doc_id, number, start, start + len(line), line, detect_language(line),
+                                    is_mixed(line), doc_id, f"mem:{doc_id}", page=1, section="Intro"))
+        start += len(line) + 1
+    document = Document(doc_id, doc_id, f"mem:{doc_id}", text, detect_language(text), **fields)
+    return PreparedDocument(document, tuple(passages), tuple(tuple(keyword_tokens(p.text)) for p in passages),
+                            np.stack([fake_vector(p.text) for p in passages]))
+
+
+def test_write_search_and_read_back(backend):
+    backend.write([prepared("gold", ["Gold prices rose sharply.", "黄金价格大幅上涨。"]),
+                   prepared("pearl", ["Pearls are white."])])
+    assert backend.model() == FAKE_MODEL
+    found = backend.dense_search(fake_vector("黄金价格大幅上涨。"), 3, EVERYTHING)
+    assert found[0][1] == pytest.approx(1.0, abs=1e-5) and found[0][1] >= found[-1][1]
+    passage = backend.passages([found[0][0]])[found[0][0]]
+    assert (passage.doc_id, passage.chunk_no, passage.text, passage.lang) == ("gold", 1, "黄金价格大幅上涨。", Lang.ZH)
+    assert passage.id == found[0][0] and passage.title == "gold" and passage.source == "mem:gold"
+    document = backend.document("gold")
+    assert document.text[passage.start:passage.end] == passage.text
+    vectors = backend.vectors([found[0][0]])
+    assert np.allclose(vectors[found[0][0]], fake_vector("黄金价格大幅上涨。"), atol=1e-6)
+    assert backend.document_hash("gold") == document.sha256 and backend.document_hash("nope") is None
+    assert backend.document("nope") is None and backend.passages([123456789]) == {}
+    assert [summary.id for summary in backend.documents()] == ["gold", "pearl"]
+    assert [summary.id for summary in backend.documents(limit=1, offset=1)] == ["pearl"]
+    assert backend.documents()[0].chunks == 2
+    stats = backend.stats()
+    assert (stats["documents"], stats["chunks"], stats["chunks_en"], stats["chunks_zh"]) == (2, 3, 2, 1)
+
+
+def test_replace_by_doc_id_and_delete(backend):
+    backend.write([prepared("a", ["Gold prices rose.", "黄金价格上涨。"]), prepared("b", ["Pearls are white."])])
+    old_ids = {passage_id for passage_id, _ in backend.dense_search(fake_vector("x"), 10, Filter(doc_ids=("a",)))}
+    backend.write([prepared("a", ["Jade is green."])])
+    assert backend.document("a").text == "Jade is green."
+    assert backend.passages(old_ids) == {} and backend.vectors(old_ids) == {}
+    assert sorted(top_docs(backend, "x")) == ["a", "b"]
+    assert keyword_docs(backend, "黄金") == []
+    assert backend.stats()["chunks"] == 2
+    assert backend.delete("a") is True and backend.delete("a") is False
+    assert top_docs(backend, "Jade is green.") == ["b"] and backend.document("a") is None
+    assert keyword_docs(backend, "jade") == []
+    assert [summary.id for summary in backend.documents()] == ["b"]
+
+
+def test_filters_by_language_and_documents(backend):
+    backend.write([prepared("en1", ["Gold prices rose."]), prepared("zh1", ["黄金价格上涨。"]),
+                   prepared('we"ird\\id 文档', ["Gold and silver.", "金银。"])])
+    assert set(top_docs(backend, "gold", Filter(lang=Lang.ZH))) == {"zh1", 'we"ird\\id 文档'}
+    assert set(top_docs(backend, "gold", Filter(lang=Lang.EN))) == {"en1", 'we"ird\\id 文档'}
+    assert top_docs(backend, "gold", Filter(doc_ids=("zh1",))) == ["zh1"]
+    assert top_docs(backend, "gold", Filter(lang=Lang.EN, doc_ids=('we"ird\\id 文档',))) == ['we"ird\\id 文档']
+    assert top_docs(backend, "gold", Filter(doc_ids=("missing",))) == []
+    assert keyword_docs(backend, "gold", Filter(doc_ids=("en1",))) == ["en1"]
+    assert keyword_docs(backend, "gold", Filter(lang=Lang.ZH)) == []
+    assert backend.delete('we"ird\\id 文档') is True
+
+
+def test_keyword_search_chinese_words_and_english(backend):
+    backend.write([
+        prepared("shuibei", ["水贝珠宝的生产周期比全球平均快三倍。"]),
+        prepared("baobei", ["宝贝在家里睡觉，宝宝很可爱。"]),  # 宝 alone, never the word 珠宝
+        prepared("trad", ["珠寶設計師在深圳工作。"]),  # traditional script: normalised to 珠宝
+        prepared("english", ["The Quick brown fox jumps over the lazy dog.", "Production lines in Shenzhen."]),
+    ])
+    found = backend.keyword_search(keywords("珠宝"), 10, EVERYTHING)
+    assert set(doc_of(backend, found)) == {"shuibei", "trad"}  # a jieba word inside a sentence, both scripts
+    assert all(score > 0 for _, score in found)
+    assert keyword_docs(backend, "生产周期")[0] == "shuibei"
+    assert keyword_docs(backend, "宝贝")[0] == "baobei"
+    assert keyword_docs(backend, "FOX") == ["english"]
+    assert keyword_docs(backend, "production shenzhen") == ["english"]
+    assert keyword_docs(backend, "elephant") == [] and keyword_docs(backend, "。") == []
+
+
+def test_exact_text_round_trip(backend):
+    odd = "第一行：中文，全角ＡＢＣ與繁體。\n😀 emoji 𠀀 beyond the BMP\n\ttabs\r\nCRLF and a lone \r\n\n" + "x" * 5
+    big = "".join(f"{n:05d} 水贝珠宝的生产周期比全球平均快多少？𝄞😀\n" for n in range(3_000))  # ~80k chars, >200 KB
+    assert len(big.encode("utf-8")) > 65_535 * 3
+    layout = {"pages": (0, 40), "page_labels": ("i", "ii"), "sections": ((0, "Intro"), (40, "第二章"))}
+    backend.write([whole_document("odd", odd, **layout), whole_document("big", big)])
+    stored = backend.document("odd")
+    assert stored.text == odd and stored.sha256 == backend.document_hash("odd")
+    assert (stored.pages, stored.page_labels, stored.sections) == ((0, 40), ("i", "ii"), ((0, "Intro"), (40, "第二章")))
+    assert backend.document("big").text == big
+    passage_id = backend.dense_search(fake_vector("00042 水贝珠宝的生产周期比全球平均快多少？𝄞😀"), 1, EVERYTHING)[0][0]
+    passage = backend.passages([passage_id])[passage_id]
+    assert big[passage.start:passage.end] == passage.text and (passage.page, passage.section) == (1, "Intro")
+    assert passage.page_end is None and passage.page_label is None
+
+
+def test_ten_mebibyte_document_round_trips(backend):
+    unit = "水贝珠宝 jewellery 😀𠀀\n"  # 1-, 3- and 4-byte UTF-8 characters
+    text = unit * (10 * 1024 * 1024 // len(unit.encode("utf-8")))
+    first = text[:12]
+    passage = Passage("huge", 0, 0, len(first), first, Lang.ZH, True, "huge", "mem:huge")
+    document = Document("huge", "huge", "mem:huge", text, Lang.ZH)
+    backend.write([PreparedDocument(document, (passage,), (tuple(keyword_tokens(first)),),
+                                    fake_vector(first)[None, :])])
+    assert backend.document("huge").text == text
+    assert backend.documents()[0].chars == len(text)
+
+
+def test_original_file_round_trip(backend):
+    original = bytes(range(256)) * 300
+    document = prepared("pdf", ["A page."], original=original)
+    backend.write([document])
+    assert backend.file("pdf") == original
+    backend.write([prepared("pdf", ["A page."])])
+    assert backend.file("pdf") is None
+
+
+def test_model_mismatch_is_refused(kind, tmp_path):
+    backend = make_backend(kind, tmp_path)
+    try:
+        backend.record_model(FAKE_MODEL)  # the same model again is fine
+        with pytest.raises(ModelMismatchError, match="fake/hash-embedder"):
+            backend.record_model(ModelInfo("other/model", FAKE_MODEL.dimension, "", ""))
+        with pytest.raises(ModelMismatchError) as error:
+            backend.record_model(ModelInfo(FAKE_MODEL.name, 8, "", ""))
+        assert "\n" not in str(error.value) and backend.location in str(error.value)
+    finally:
+        backend.close()
+
+
+def test_reopen_after_close_keeps_everything(kind, tmp_path):
+    backend = make_backend(kind, tmp_path)
+    backend.write([prepared("a", ["Gold prices rose.", "黄金价格上涨。"])])
+    before = backend.dense_search(fake_vector("黄金价格上涨。"), 2, EVERYTHING)
+    backend.close()
+    reopened = make_backend(kind, tmp_path, model_info=None)
+    try:
+        assert reopened.model() == FAKE_MODEL
+        after = reopened.dense_search(fake_vector("黄金价格上涨。"), 2, EVERYTHING)
+        assert [i for i, _ in after] == [i for i, _ in before]
+        assert [score for _, score in after] == pytest.approx([score for _, score in before], abs=1e-5)
+        assert keyword_docs(reopened, "黄金") == ["a"]
+        assert reopened.document("a").text == "Gold prices rose. 黄金价格上涨。"
+        reopened.record_model(FAKE_MODEL)
+        with pytest.raises(ModelMismatchError):
+            reopened.record_model(ModelInfo("other/model", 8, "", ""))
+    finally:
+        reopened.close()
+
+
+def inject_write_failure(backend: Backend, monkeypatch) -> None:
+    """Make the backend's second storage write of the next batch fail (halfway through)."""
+    calls = []
+    if isinstance(backend, LocalBackend):
+        import sqlite3
+
+        real = backend.store.insert_document
+
+        def failing(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise sqlite3.OperationalError("injected failure")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(backend.store, "insert_document", failing)
+        return
+    client = backend._client
+    real_insert = client.insert
+
+    def failing_insert(*args, **kwargs):
+        calls.append(args[0] if args else kwargs.get("collection_name"))
+        if len(calls) == 2:
+            raise RuntimeError("injected failure")
+        return real_insert(*args, **kwargs)
+
+    monkeypatch.setattr(client, "insert", failing_insert)
+
+
+def test_failed_write_leaves_the_old_state(backend, monkeypatch):
+    backend.write([prepared("a", ["Gold prices rose.", "黄金价格上涨。"])])
+    before = (backend.document("a"), backend.dense_search(fake_vector("x"), 10, EVERYTHING), backend.stats())
+    inject_write_failure(backend, monkeypatch)
+    with pytest.raises(BackendError, match="injected failure"):
+        backend.write([prepared("a", ["Jade is green."]), prepared("new", ["New document."])])
+    assert (backend.document("a"), backend.dense_search(fake_vector("x"), 10, EVERYTHING), backend.stats()) == before
+    assert backend.document("new") is None and keyword_docs(backend, "jade") == []
+    monkeypatch.undo()
+    backend.write([prepared("a", ["Jade is green."])])
+    assert top_docs(backend, "x") == ["a"] and keyword_docs(backend, "jade") == ["a"]
+    assert backend.document("a").text == "Jade is green." and backend.stats()["chunks"] == 1
+
+
+def test_milvus_failed_clean_up_stays_invisible(tmp_path, monkeypatch):
+    """The clean-up of a failed write fails too: the uncommitted rows stay in storage, never visible."""
+    backend = make_backend("milvus", tmp_path)
+    try:
+        backend.write([prepared("a", ["Gold prices rose.", "黄金价格上涨。"])])
+        before = (backend.document("a"), backend.dense_search(fake_vector("x"), 10, EVERYTHING), backend.stats())
+        inject_write_failure(backend, monkeypatch)
+
+        def failing_delete(*args, **kwargs):
+            raise RuntimeError("injected delete failure")
+
+        monkeypatch.setattr(backend._client, "delete", failing_delete)
+        with pytest.raises(BackendError, match="injected failure"):
+            backend.write([prepared("a", ["Jade is green."]), prepared("new", ["New document."])])
+        assert (backend.document("a"), backend.dense_search(fake_vector("x"), 10, EVERYTHING), backend.stats()) == before
+        assert keyword_docs(backend, "jade") == [] and keyword_docs(backend, "gold") == ["a"]
+    finally:
+        monkeypatch.undo()
+        backend.close()
+
+
+# -- Milvus only ----------------------------------------------------------------------------------
+
+def test_milvus_lite_is_the_real_milvus_core():
+    """milvus-lite 3.x is a pure-Python re-implementation; the tests above must run on the 2.5 C++ core."""
+    pytest.importorskip("pymilvus")
+    import milvus_lite
+
+    from search.backends.milvus import lite_core_version
+
+    assert lite_core_version().startswith("2.5.")
+    core = Path(milvus_lite.__file__).parent / "lib" / "milvus"
+    assert core.is_file() and os.access(core, os.X_OK)
+    assert core.read_bytes()[:4] == b"\x7fELF"  # a native binary, not Python
+
+
+def test_milvus_unreachable_uri_fails_fast_on_one_line():
+    pytest.importorskip("pymilvus")
+    from search.backends.milvus import MilvusBackend
+
+    started = time.monotonic()
+    with pytest.raises(BackendError) as error:
+        MilvusBackend("http://127.0.0.1:1", connect_timeout=2)
+    assert time.monotonic() - started < 10
+    assert "http://127.0.0.1:1" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_milvus_lite_server_stops_on_close(tmp_path):
+    pytest.importorskip("pymilvus")
+    backend = make_backend("milvus", tmp_path)
+    path = backend.location
+    backend.close()
+    time.sleep(0.5)
+    running = subprocess.run(["pgrep", "-f", f"milvus_lite/lib/milvus {path}"], capture_output=True, text=True)
+    assert running.stdout.strip() == ""
