@@ -45,16 +45,69 @@ def _is_abbreviation(text: str, dot: int) -> bool:
     return word.lower() in ABBREVIATIONS or (len(word) == 1 and word.isupper())
 
 
+_LIST_NUMBER_RE = re.compile(r"(?:^|\n)[ \t]{0,4}\d{1,3}$")
+
+
+def _is_list_number(text: str, dot: int) -> bool:
+    """True when the period at ``dot`` closes a list number at a line start ("1. ")."""
+    return _LIST_NUMBER_RE.search(text, max(0, dot - 8), dot) is not None
+
+
 def _is_boundary(text: str, match: re.Match[str]) -> bool:
     """Decide whether a candidate terminal is a real sentence boundary."""
     if match.group(2):
-        return not (match.group(2)[0] == "." and _is_abbreviation(text, match.start()))
-    if match.group(4):  # a single line break: a soft wrap when either line holds Chinese
-        line_start = text.rfind("\n", 0, match.start()) + 1
-        next_end = text.find("\n", match.end())
-        around = text[line_start:next_end if next_end != -1 else len(text)]
-        return HAN_RE.search(around) is None
+        return not (match.group(2)[0] == "." and (_is_abbreviation(text, match.start())
+                                                  or _is_list_number(text, match.start())))
+    if match.group(4):
+        return _line_break_is_boundary(text, match.start())
     return True
+
+
+#: A line that starts a list item: bullets, "1." / "1)" / "(1)" / "一、" numbering.
+_LIST_ITEM_RE = re.compile(r"[ \t]*+(?:(?:[-*•·+▪◦]|\d{1,3}[.)]|\(\d{1,3}\))(?:[ \t]|$)"
+                           r"|\d{1,3}、|[（(]?[一二三四五六七八九十]{1,3}[、)）])")
+#: A command or code line: a shell prompt, or indented by a tab or four spaces.
+_CODE_LINE_RE = re.compile(r"(?:[$%#>] |\t| {4})")
+#: Characters that end a line which is a sentence (or clause) rather than a heading.
+_NOT_HEADING_END = frozenset(".!?,;:。！？；，、：…-–—(/\"'“‘")
+HEADING_MAX_CHARS = 60
+#: Words a heading does not end with (a line ending in one is wrapped mid-sentence).
+_CONTINUATION_WORDS = frozenset("a an the and or but nor of to in on at by for with from as that which "
+                                "is are was were be using via into than then if".split())
+
+
+def _is_heading(line: str, before: str | None) -> bool:
+    """A short title-like line opening a paragraph: starts with a capital or a digit, no
+    closing punctuation, and the paragraph break (or the text start) right before it."""
+    line = line.strip()
+    return (0 < len(line) <= HEADING_MAX_CHARS and (line[0].isupper() or line[0].isdigit())
+            and line[-1] not in _NOT_HEADING_END and line.rsplit(None, 1)[-1] not in _CONTINUATION_WORDS
+            and (before is None or not before.strip()))
+
+
+def _line_break_is_boundary(text: str, at: int) -> bool:
+    """Whether the single line break at ``at`` ends a sentence.
+
+    A hard wrap inside a sentence is not a boundary, in English as in Chinese; list
+    items, command/code lines and headings stay apart. Each line is examined a bounded
+    number of times, so splitting stays linear.
+    """
+    line_start = text.rfind("\n", 0, at) + 1
+    next_end = text.find("\n", at + 1)
+    line, following = text[line_start:at], text[at + 1:next_end if next_end != -1 else len(text)]
+    if not following.strip() or not line.strip():
+        return True
+    if _LIST_ITEM_RE.match(following) or _CODE_LINE_RE.match(following) or _CODE_LINE_RE.match(line):
+        return True
+    if HAN_RE.search(line) or HAN_RE.search(following):
+        return False  # Chinese lines are wrapped anywhere, headings included
+    if following.lstrip()[:1].isupper():
+        before = None
+        if line_start:
+            previous_start = text.rfind("\n", 0, line_start - 1) + 1
+            before = text[previous_start:line_start - 1]
+        return _is_heading(line, before)
+    return False
 
 
 def _trimmed(text: str, start: int, end: int) -> tuple[int, int] | None:

@@ -35,8 +35,29 @@ def test_hard_line_break_inside_chinese_sentence_is_not_a_boundary():
     assert sentences(text) == ["另外，你也可以“领养”那些维护者发送过“Request for\nAdoption”(RFA)请求的软件包。", "下一句。"]
 
 
-def test_line_breaks_between_english_lines_are_boundaries():
+def test_command_lines_stay_apart():
     assert sentences("$ cd package\n$ debuild -us -uc") == ["$ cd package", "$ debuild -us -uc"]
+    assert sentences("Run this\n    make all\nthen go.") == ["Run this", "make all", "then go."]
+
+
+def test_hard_wrapped_english_sentence_is_one_sentence():
+    text = "If the build result is satisfactory, sign the .dsc and\n.changes files with your\nprivate key. Then\nupload it."
+    assert sentences(text) == ["If the build result is satisfactory, sign the .dsc and\n.changes files with your\nprivate key.",
+                               "Then\nupload it."]
+
+
+def test_list_items_stay_apart():
+    assert sentences("You need:\n- a compiler\n* make\n• debhelper\n1. one\n2) two\n（一）三") == [
+        "You need:", "- a compiler", "* make", "• debhelper", "1. one", "2) two", "（一）三"]
+
+
+def test_heading_stays_apart_but_short_wrapped_lines_do_not():
+    assert sentences("Building the package\nThe next step is to build it.") == [
+        "Building the package", "The next step is to build it."]
+    # a short line inside a paragraph, or one that ends in a comma, is a wrap
+    assert sentences("First we run the tool, and\nThen we wait.") == ["First we run the tool, and\nThen we wait."]
+    assert sentences("Some text here.\nmake the file, using\ndpkg-genchanges") == [
+        "Some text here.", "make the file, using\ndpkg-genchanges"]
 
 
 def test_closing_quotes_stay_with_their_sentence():

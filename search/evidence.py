@@ -1,0 +1,71 @@
+"""The sentences inside a hit that answer the query ("evidence spans").
+
+Pure functions over plain strings and arrays: the caller supplies the passage text and
+its start offset in the document, the query vector and one vector per sentence (from
+ingest, see :func:`sentence_spans`; Matryoshka-truncated vectors work too, see
+:func:`truncate`). Spans are ``[start, end]`` offsets into the *document* text, so
+``document.text[start:end]`` is the quoted sentence.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from search.chunking import split_sentences
+
+MAX_SPANS = 3
+#: A second or third sentence is kept only when its cosine is within this margin of the best.
+RUNNER_UP_MARGIN = 0.05
+
+Span = list[int]  # [start, end] document offsets
+
+
+def sentence_spans(passage: str, start: int = 0) -> list[tuple[int, int]]:
+    """Document offsets of the sentences of a passage that begins at ``start``."""
+    return [(start + a, start + b) for a, b in split_sentences(passage)]
+
+
+def truncate(vectors: np.ndarray, dimension: int | None) -> np.ndarray:
+    """Matryoshka truncation to ``dimension`` and L2 re-normalisation (rows or one vector)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if dimension is not None and dimension < vectors.shape[-1]:
+        vectors = vectors[..., :dimension]
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.where(norms == 0, 1, norms)
+
+
+def evidence_spans(query_vector: np.ndarray, sentence_vectors: np.ndarray, spans: Sequence[tuple[int, int]],
+                   limit: int = MAX_SPANS, margin: float = RUNNER_UP_MARGIN,
+                   dimension: int | None = None) -> list[Span]:
+    """Up to ``limit`` sentence spans, best first: the sentence closest in meaning to the
+    query, then others within ``margin`` of it. Works across languages (a Chinese
+    question marks the English sentence) because the vectors are multilingual."""
+    if not spans:
+        return []
+    if len(spans) != len(sentence_vectors):
+        raise ValueError("one vector per sentence span is needed")
+    scores = truncate(sentence_vectors, dimension) @ truncate(query_vector, dimension)
+    order = np.argsort(-scores, kind="stable")
+    best = float(scores[order[0]])
+    return [list(spans[i]) for i in order[:limit] if i == order[0] or scores[i] >= best - margin]
+
+
+def first_sentence(spans: Sequence[tuple[int, int]]) -> list[Span]:
+    """Baseline: the passage's first sentence."""
+    return [list(spans[0])] if spans else []
+
+
+def overlap_ranked(query_tokens: Iterable[str], sentence_tokens: Sequence[Iterable[str]],
+                   spans: Sequence[tuple[int, int]], limit: int = MAX_SPANS) -> list[Span]:
+    """Baseline: sentences by the number of distinct query words they share (ties: earlier first)."""
+    wanted = set(query_tokens)
+    counts = [len(wanted & set(tokens)) for tokens in sentence_tokens]
+    order = sorted(range(len(spans)), key=lambda i: (-counts[i], i))
+    return [list(spans[i]) for i in order[:limit]]
+
+
+def contains(span: Sequence[int], start: int, end: int) -> bool:
+    """True when ``span`` covers the document range ``[start, end)``."""
+    return span[0] <= start and end <= span[1]

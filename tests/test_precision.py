@@ -1,0 +1,66 @@
+"""Pure precision functions: query syntax, collapse, fusion/balance, evidence (no model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from search import collapse, evidence, fusion
+from search.query import ParsedQuery, QuerySyntaxError, parse_query, passage_matches
+
+
+def test_phrases_and_exclusions_are_parsed():
+    parsed = parse_query('"30% Faster" Shuibei -gold -"lead time"')
+    assert parsed == ParsedQuery("30% Faster Shuibei", ("30% faster",), ("gold", "lead time"))
+
+
+@pytest.mark.parametrize("query", ['"unbalanced', "-gold", '-gold -"x"', '""'])
+def test_malformed_queries_are_errors(query):
+    with pytest.raises(QuerySyntaxError):
+        parse_query(query)
+
+
+def test_phrase_matching_uses_keyword_normalisation():
+    assert passage_matches(parse_query('"30% faster"'), "lead times are approximately 30％ FASTER than")
+    assert not passage_matches(parse_query('"30% faster"'), "30% and faster")
+    assert passage_matches(parse_query('"生产周期"'), "珠寶的生產週期比全球平均快")  # traditional passage
+    assert not passage_matches(parse_query('"生产周期"'), "生产的周期")  # contiguous only
+    assert not passage_matches(parse_query("jewelry -gold"), "Gold prices rose")
+    assert passage_matches(parse_query("jewelry -gold"), "goldsmiths")  # whole words for Latin terms
+
+
+def test_collapse_by_doc_keeps_best_with_count():
+    kept = collapse.collapse_by_doc(["a", "b", "a", "c", "a"])
+    assert [(k.index, k.doc_id, k.more_in_doc) for k in kept] == [(0, "a", 2), (1, "b", 0), (3, "c", 0)]
+
+
+def test_duplicates_folded_but_translations_kept():
+    text_en = "Its jewelry production lead times are approximately 30% faster than the global average."
+    text_zh = "其珠宝生产周期比全球平均水平快约30%。"
+    v = np.array([[1, 0], [0.999, 0.0447], [0.97, 0.243]], dtype=np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    kept = collapse.fold_duplicates(["html", "pdf", "zh"], [text_en, text_en.replace("jewelry", "jewellery"), text_zh], v)
+    assert [(k.doc_id, k.also_in) for k in kept] == [("html", ["pdf"]), ("zh", [])]
+
+
+def test_old_interleave_alternates_and_balance_variants_are_pure():
+    groups = {1: "en", 2: "en", 3: "en", 4: "zh", 5: "zh"}
+    assert fusion.interleave([1, 2, 3, 4, 5], groups, "en") == [1, 4, 2, 5, 3]
+    scores = {1: 0.9, 2: 0.8, 3: 0.7, 4: 0.6, 5: 0.5}
+    assert fusion.interleave_after_leaders([1, 2, 3, 4, 5], scores, groups, "en", margin=0.05) == [1, 2, 4, 3, 5]
+    assert fusion.balanced_merge([1, 2, 3, 4, 5], scores, groups, "en", margin=-1) == [1, 2, 3, 4, 5]
+    assert fusion.balanced_merge([1, 2, 3, 4, 5], scores, groups, "en", margin=1) == [1, 4, 2, 5, 3]
+    fused = fusion.fuse({1: 0.5, 4: 0.5}, {1: 10.0, 4: 20.0}, groups, "en")
+    assert fused[1] == 0.5 and fused[4] == 0.5  # bonus: own script only, min-max normalised (1 is the minimum)
+
+
+def test_evidence_spans_pick_the_closest_sentences():
+    passage = "First sentence here. The answer is 30% faster. Unrelated tail."
+    spans = evidence.sentence_spans(passage, start=100)
+    assert spans[1] == (121, 146)
+    vectors = np.eye(3, dtype=np.float32)
+    query = np.array([0.1, 1.0, 0.0], dtype=np.float32)
+    assert evidence.evidence_spans(query, vectors, spans) == [[121, 146]]
+    assert len(evidence.evidence_spans(query, vectors, spans, margin=2.0)) == 3
+    assert evidence.first_sentence(spans) == [[100, 120]]
+    assert evidence.overlap_ranked(["answer"], [["first"], ["the", "answer"], ["tail"]], spans)[0] == [121, 146]
