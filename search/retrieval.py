@@ -10,13 +10,12 @@ import numpy as np
 
 from search.backends.base import Backend
 from search.embedding import Embedder
+from search.fusion import KEYWORD_WEIGHT, fuse, interleave, rank
 from search.language import detect_language, is_mixed, keyword_tokens, normalize
 from search.types import Filter, KeywordQuery, Lang, Mode, Passage
 
 MAX_QUERY_CHARS = 2000
 MIN_CANDIDATES = 100
-#: Weight of the normalised BM25 score added to the cosine similarity in hybrid mode.
-KEYWORD_WEIGHT = 0.05
 
 
 class QueryError(ValueError):
@@ -58,19 +57,6 @@ def parse_enum(kind: type[Enum], value: object, name: str):
         raise QueryError(f"{name} must be one of {', '.join(member.value for member in kind)}, not {value!r}") from None
 
 
-def interleave(ranked: list[int], groups: dict[int, Lang], lead: Lang) -> list[int]:
-    """Alternate the best passages of each language, starting with the ``lead`` language."""
-    queues: dict[Lang, list[int]] = {lead: []}
-    for chunk_id in ranked:
-        queues.setdefault(groups[chunk_id], []).append(chunk_id)
-    merged: list[int] = []
-    while any(queues.values()):
-        for queue in queues.values():
-            if queue:
-                merged.append(queue.pop(0))
-    return merged
-
-
 class Retriever:
     """Ranked, cited passages for a query, from any storage backend."""
 
@@ -98,13 +84,14 @@ class Retriever:
         # A passage another process deleted since its vector was found is dropped.
         dense, keyword = ({chunk_id: score for chunk_id, score in candidates.items() if chunk_id in passages}
                           for candidates in (dense, keyword))
-        scored = self._fuse(dense, keyword, passages, None if mixed_query else query_lang, mode)
-        ranked = sorted(scored, key=lambda chunk_id: scored[chunk_id][0], reverse=True)
+        languages = {chunk_id: passage.lang for chunk_id, passage in passages.items()}
+        scored = self._scores(dense, keyword, languages, None if mixed_query else query_lang, mode)
+        ranked = rank(scored)
         if ranked and dense and where.lang is None and mode == Mode.HYBRID:
-            groups = {chunk_id: passages[chunk_id].lang for chunk_id in ranked}
-            ranked = interleave(ranked, groups, lead=groups[max(dense, key=dense.__getitem__)])
-        hits = [Hit(rank, round(scored[chunk_id][0], 6), passages[chunk_id], *_rounded(scored[chunk_id][1:]))
-                for rank, chunk_id in enumerate(ranked[offset:wanted], start=offset + 1)]
+            ranked = interleave(ranked, languages, lead=languages[max(dense, key=dense.__getitem__)])
+        hits = [Hit(position, round(scored[chunk_id], 6), passages[chunk_id], _rounded(dense.get(chunk_id)),
+                    _rounded(keyword.get(chunk_id)))
+                for position, chunk_id in enumerate(ranked[offset:wanted], start=offset + 1)]
         return SearchResult(query, query_lang, mode, hits, round((time.perf_counter() - started) * 1000, 2), tokens)
 
     @staticmethod
@@ -133,30 +120,15 @@ class Retriever:
                 dense[chunk_id] = float(vector @ query_vector)
         return dense, keyword
 
-    def _fuse(self, dense: dict[int, float], keyword: dict[int, float], passages: dict[int, Passage],
-              bonus_lang: Lang | None, mode: Mode) -> dict[int, tuple[float, float | None, float | None]]:
-        """``passage id -> (score, dense, keyword)``.
-
-        Hybrid: cosine plus a bonus from the min-max normalised BM25 score, given only to
-        passages in the query's own language (``bonus_lang``; None for a mixed query: all),
-        where keyword matching is meaningful. A passage in the other language is never
-        pushed down by words it cannot contain.
-        """
+    def _scores(self, dense: dict[int, float], keyword: dict[int, float], languages: dict[int, Lang],
+                bonus_lang: Lang | None, mode: Mode) -> dict[int, float]:
+        """The ranking score of each candidate: BM25 (sparse), cosine (dense) or fused (hybrid)."""
         if mode == Mode.SPARSE:
-            return {chunk_id: (score, None, score) for chunk_id, score in keyword.items()}
+            return dict(keyword)
         if mode == Mode.DENSE:
-            return {chunk_id: (score, score, None) for chunk_id, score in dense.items()}
-        low, high = min(keyword.values(), default=0.0), max(keyword.values(), default=0.0)
-        spread = (high - low) or 1.0
-        scored = {}
-        for chunk_id, cosine in dense.items():
-            bm25 = keyword.get(chunk_id)
-            bonus = 0.0
-            if bm25 is not None and bonus_lang in (None, passages[chunk_id].lang):
-                bonus = self.keyword_weight * (bm25 - low) / spread
-            scored[chunk_id] = (cosine + bonus, cosine, bm25)
-        return scored
+            return dict(dense)
+        return fuse(dense, keyword, languages, bonus_lang, self.keyword_weight)
 
 
-def _rounded(scores: tuple[float | None, ...]) -> list[float | None]:
-    return [None if score is None else round(score, 6) for score in scores]
+def _rounded(score: float | None) -> float | None:
+    return None if score is None else round(score, 6)

@@ -43,13 +43,9 @@ def test_duplicates_folded_but_translations_kept():
     assert [(k.doc_id, k.also_in) for k in kept] == [("html", ["pdf"]), ("zh", [])]
 
 
-def test_old_interleave_alternates_and_balance_variants_are_pure():
+def test_interleave_and_fusion_are_pure():
     groups = {1: "en", 2: "en", 3: "en", 4: "zh", 5: "zh"}
     assert fusion.interleave([1, 2, 3, 4, 5], groups, "en") == [1, 4, 2, 5, 3]
-    scores = {1: 0.9, 2: 0.8, 3: 0.7, 4: 0.6, 5: 0.5}
-    assert fusion.interleave_after_leaders([1, 2, 3, 4, 5], scores, groups, "en", margin=0.05) == [1, 2, 4, 3, 5]
-    assert fusion.balanced_merge([1, 2, 3, 4, 5], scores, groups, "en", margin=-1) == [1, 2, 3, 4, 5]
-    assert fusion.balanced_merge([1, 2, 3, 4, 5], scores, groups, "en", margin=1) == [1, 4, 2, 5, 3]
     fused = fusion.fuse({1: 0.5, 4: 0.5}, {1: 10.0, 4: 20.0}, groups, "en")
     assert fused[1] == 0.5 and fused[4] == 0.5  # bonus: own script only, min-max normalised (1 is the minimum)
 

@@ -8,7 +8,8 @@ import pytest
 
 from fakes import FAKE_MODEL, fake_vector, prepared
 from search.backends.local import LocalBackend
-from search.retrieval import QueryError, Retriever, interleave
+from search.fusion import interleave
+from search.retrieval import QueryError, Retriever
 from search.types import Lang, Mode
 
 

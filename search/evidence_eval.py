@@ -19,6 +19,7 @@ import numpy as np
 from search import evidence
 from search.chunking import Chunker
 from search.engine import load_embedder
+from search.settings import Settings
 from search.language import keyword_tokens, normalize
 
 ROOTS = {"seeds": Path("/work/main"), "maintguide": Path("/work/shared/bench")}
@@ -26,7 +27,7 @@ ROOTS = {"seeds": Path("/work/main"), "maintguide": Path("/work/shared/bench")}
 
 def main() -> None:
     rows = [json.loads(line) for line in Path("tests/data/evidence.jsonl").read_text().splitlines() if line.strip()]
-    embedder = load_embedder()
+    embedder = load_embedder(Settings())
     chunker = Chunker(embedder.tokenizer)
     results: dict[str, dict[str, list[bool]]] = {}
     by_group: dict[str, list[int]] = {"same": [], "cross": []}
