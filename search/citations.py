@@ -39,6 +39,8 @@ class CitedHit(BaseModel):
     section: str | None = None
     dense_score: float | None = None
     keyword_score: float | None = None
+    more_in_doc: int = 0  # collapse=doc: other matching passages of the same document
+    also_in: list[str] = []  # collapse=doc: documents holding a near-identical passage
     quote: str = ""  # exactly document.text[start:end]
     highlights: list[tuple[int, int]] = []  # [start, end) of query words in text
     citation: str = ""

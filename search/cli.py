@@ -68,7 +68,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     settings = settings_of(args)
     _require_index(settings)
-    result = open_retriever(settings).search(args.text, k=args.k, lang=args.lang, doc_ids=args.doc, mode=args.mode)
+    result = open_retriever(settings).search(args.text, k=args.k, lang=args.lang, doc_ids=args.doc, mode=args.mode,
+                                             collapse=args.collapse)
     if args.json:
         print(search_response(result, args.k).model_dump_json(indent=2))
         return 0
@@ -78,6 +79,9 @@ def cmd_query(args: argparse.Namespace) -> int:
         print(f"\n[{hit.rank}] {hit.score:.3f}  {passage.doc_id} #{passage.chunk_no} ({passage.lang.value}"
               f"{', mixed' if passage.mixed else ''}) chars {passage.start}-{passage.end}  {passage.title}")
         print("    " + " ".join(passage.text.split())[:400])
+        if hit.more_in_doc or hit.also_in:
+            print(f"    (+{hit.more_in_doc} more in this document" + (f"; also in {', '.join(hit.also_in)}" if hit.also_in
+                                                                     else "") + ")")
     if not result.hits:
         print("no results")
     return 0
@@ -189,12 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(handler=cmd_ingest)
 
     query = commands.add_parser("query", help="ranked, cited passages for a question")
-    query.add_argument("text")
+    query.add_argument("text", help='question; "exact phrase" must occur, -word must not')
     query.add_argument("-k", type=int, default=10)
     query.add_argument("--lang", choices=[lang.value for lang in Lang])
     query.add_argument("--doc", action="append", help="only this document id (repeatable)")
     query.add_argument("--mode", choices=[mode.value for mode in Mode], default=Mode.HYBRID.value)
     query.add_argument("--json", action="store_true", help="print the API's JSON")
+    query.add_argument("--collapse", action="store_true",
+                       help="one passage per document; near-identical passages of other documents folded")
     query.set_defaults(handler=cmd_query)
 
     delete = commands.add_parser("delete", help="remove documents by id")

@@ -10,12 +10,15 @@ import numpy as np
 
 from search.backends.base import Backend
 from search.embedding import Embedder
+from search.collapse import collapse_by_doc, fold_duplicates
 from search.fusion import KEYWORD_WEIGHT, fuse, interleave, rank
 from search.language import detect_language, is_mixed, keyword_tokens, normalize
+from search.query import QuerySyntaxError, parse_query, passage_matches
 from search.types import Filter, KeywordQuery, Lang, Mode, Passage
 
 MAX_QUERY_CHARS = 2000
 MIN_CANDIDATES = 100
+PRECISION_POOL = 4  # phrases, exclusions and collapsing drop candidates: fetch this many times more
 
 
 class QueryError(ValueError):
@@ -31,10 +34,13 @@ class Hit:
     passage: Passage
     dense_score: float | None = None
     keyword_score: float | None = None
+    more_in_doc: int = 0  # collapse=doc: other matching passages of this document
+    also_in: list[str] = field(default_factory=list)  # collapse=doc: documents with a near-identical passage
 
     def as_dict(self) -> dict[str, object]:
         return {"rank": self.rank, "score": self.score, **self.passage.as_dict(),
-                "dense_score": self.dense_score, "keyword_score": self.keyword_score}
+                "dense_score": self.dense_score, "keyword_score": self.keyword_score,
+                "more_in_doc": self.more_in_doc, "also_in": self.also_in}
 
 
 @dataclass
@@ -66,22 +72,31 @@ class Retriever:
         self.keyword_weight = keyword_weight
 
     def search(self, query: str, k: int = 10, lang: Lang | str | None = None, doc_ids: list[str] | None = None,
-               mode: Mode | str = Mode.HYBRID, offset: int = 0) -> SearchResult:
-        """Run a query. Hybrid results without a language filter alternate the best English and
-        Chinese passages; the language of the passage closest in meaning leads, so keyword
-        evidence never decides which language wins."""
+               mode: Mode | str = Mode.HYBRID, offset: int = 0, collapse: bool = False) -> SearchResult:
+        """Run a query: ``"exact phrases"`` must occur and ``-words`` must not (after keyword
+        normalisation); the rest ranks. Hybrid results without a language filter alternate the
+        best English and Chinese passages; the language of the passage closest in meaning
+        leads, so keyword evidence never decides which language wins. ``collapse`` keeps the
+        best passage per document and folds near-identical passages of other documents."""
         started = time.perf_counter()
         query, mode = self._validated(query, k, mode, offset)
+        try:
+            parsed = parse_query(query)
+        except QuerySyntaxError as error:
+            raise QueryError(str(error)) from None
+        text = parsed.text
         where = Filter(parse_enum(Lang, lang, "lang"), tuple(doc_ids or ()))
-        query_lang, mixed_query = detect_language(query), is_mixed(query)
+        query_lang, mixed_query = detect_language(text), is_mixed(text)
         wanted = k + offset
-        pool = max(MIN_CANDIDATES, 4 * wanted)
-        tokens = keyword_tokens(query)  # normalised inside
-        query_vector = self.embedder.encode_query(normalize(query)) if mode != Mode.SPARSE else None
-        dense, keyword = self._candidates(query_vector, KeywordQuery(tuple(tokens), normalize(query)), mode, pool,
+        narrowed = bool(parsed.phrases or parsed.excluded or collapse)
+        pool = max(MIN_CANDIDATES, 4 * wanted) * (PRECISION_POOL if narrowed else 1)
+        tokens = keyword_tokens(text)  # normalised inside
+        query_vector = self.embedder.encode_query(normalize(text)) if mode != Mode.SPARSE else None
+        dense, keyword = self._candidates(query_vector, KeywordQuery(tuple(tokens), normalize(text)), mode, pool,
                                           where)
-        passages = self.backend.passages(set(dense) | set(keyword))
-        # A passage another process deleted since its vector was found is dropped.
+        passages = {chunk_id: passage for chunk_id, passage in self.backend.passages(set(dense) | set(keyword)).items()
+                    if passage_matches(parsed, passage.text)}
+        # Passages another process deleted since their vectors were found, or that the syntax rules out, drop.
         dense, keyword = ({chunk_id: score for chunk_id, score in candidates.items() if chunk_id in passages}
                           for candidates in (dense, keyword))
         languages = {chunk_id: passage.lang for chunk_id, passage in passages.items()}
@@ -89,9 +104,13 @@ class Retriever:
         ranked = rank(scored)
         if ranked and dense and where.lang is None and mode == Mode.HYBRID:
             ranked = interleave(ranked, languages, lead=languages[max(dense, key=dense.__getitem__)])
-        hits = [Hit(position, round(scored[chunk_id], 6), passages[chunk_id], _rounded(dense.get(chunk_id)),
-                    _rounded(keyword.get(chunk_id)))
-                for position, chunk_id in enumerate(ranked[offset:wanted], start=offset + 1)]
+        hits = [Hit(0, round(scored[chunk_id], 6), passages[chunk_id], _rounded(dense.get(chunk_id)),
+                    _rounded(keyword.get(chunk_id))) for chunk_id in ranked]
+        if collapse:
+            hits = self._collapsed(hits)
+        hits = hits[offset:wanted]
+        for position, hit in enumerate(hits, start=offset + 1):
+            hit.rank = position
         return SearchResult(query, query_lang, mode, hits, round((time.perf_counter() - started) * 1000, 2), tokens)
 
     @staticmethod
@@ -119,6 +138,21 @@ class Retriever:
             for chunk_id, vector in self.backend.vectors(missing).items():
                 dense[chunk_id] = float(vector @ query_vector)
         return dense, keyword
+
+    def _collapsed(self, hits: list[Hit]) -> list[Hit]:
+        """The best hit per document (counting the others), then near-duplicates across documents folded."""
+        kept = [(hits[group.index], group.more_in_doc) for group in collapse_by_doc([h.passage.doc_id for h in hits])]
+        best = [hit for hit, _ in kept]
+        for hit, more in kept:
+            hit.more_in_doc = more
+        vectors = self.backend.vectors(hit.passage.id for hit in best)
+        if len(vectors) != len(best):  # sparse mode over a backend without some vectors: nothing to compare
+            return best
+        folded = fold_duplicates([hit.passage.doc_id for hit in best], [hit.passage.text for hit in best],
+                                 np.stack([vectors[hit.passage.id] for hit in best]))
+        for group in folded:
+            best[group.index].also_in = group.also_in
+        return [best[group.index] for group in folded]
 
     def _scores(self, dense: dict[int, float], keyword: dict[int, float], languages: dict[int, Lang],
                 bonus_lang: Lang | None, mode: Mode) -> dict[int, float]:

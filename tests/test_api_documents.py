@@ -173,3 +173,16 @@ def test_pdf_upload_gives_page_citations_and_serves_the_original(client):
     report = client.post("/report", json={"passages": [{"doc_id": "opal", "start": best["start"], "end": best["end"]}]})
     assert "p. " in report.text or "pp. " in report.text
     assert client.get(f"/documents/{SEED_EN}/file").status_code == 404  # a text document keeps no file
+
+
+def test_phrases_exclusions_and_collapse_over_http(client):
+    phrase = client.get("/search", params={"q": '"30% faster" Shuibei', "k": 10}).json()["results"]
+    assert phrase and all("30% faster" in hit["quote"] for hit in phrase)
+    excluded = client.get("/search", params={"q": "jewellery exports -gold", "k": 20}).json()["results"]
+    assert excluded and all("gold" not in hit["quote"].lower() for hit in excluded)
+    one_each = client.post("/search", json={"q": "jewellery", "k": 10, "collapse": "doc"}).json()["results"]
+    doc_ids = [hit["doc_id"] for hit in one_each]
+    assert len(doc_ids) == len(set(doc_ids)) >= 2 and any(hit["more_in_doc"] > 0 for hit in one_each)
+    for bad in ('"unclosed', "-only -exclusions"):
+        reply = client.get("/search", params={"q": bad})
+        assert reply.status_code == 422 and reply.json()["detail"], reply.text

@@ -257,3 +257,15 @@ def test_pdf_hits_link_to_their_page_in_the_original(page: Page, writable_server
     href = link.get_attribute("href")
     assert re.search(r"documents/tourmaline/file#page=[12]$", href), href
     assert httpx.get(writable_server.url + "/" + href.split("#")[0]).content == pdf
+
+
+def test_one_per_document_toggle(page: Page, live_server) -> None:
+    page.goto(live_server.url + "/")
+    search(page, "jewellery exports")
+    before = rendered(page)
+    with page.expect_request(lambda r: "/search?" in r.url and "collapse=doc" in r.url):
+        page.check("#collapse")
+    wait_rendered(page, before)
+    doc_ids = page.locator(".result").evaluate_all("els => els.map(e => e.dataset.docId)")
+    assert len(doc_ids) == len(set(doc_ids)) == 2, doc_ids
+    expect(page.locator(".result .folded").first).to_contain_text("more in this document")

@@ -70,3 +70,39 @@ def test_modes_and_filters(backend):
     assert {hit.passage.lang for hit in only_zh} == {Lang.ZH}
     with pytest.raises(QueryError, match="lang must be one of en, zh"):
         retriever.search("gold", lang="fr")
+
+
+def test_phrases_must_occur_and_exclusions_must_not(backend):
+    retriever = Retriever(backend, FakeEmbedder({}))
+    phrase = retriever.search('"30% faster" lead times', k=10).hits
+    assert [hit.passage.text for hit in phrase] == ["Shuibei jewellery lead times are 30% faster."]
+    chinese = retriever.search('"生产周期快" 珠宝', k=10).hits  # a contiguous Chinese string, not jieba words
+    assert [hit.passage.doc_id for hit in chinese] == ["zh"]
+    assert retriever.search('"周期的生产" 珠宝', k=10).hits == []
+    without_gold = retriever.search("prices 2024 -gold -黄金", k=10).hits
+    assert without_gold and all("gold" not in hit.passage.text.lower() and "黄金" not in hit.passage.text
+                                for hit in without_gold)
+    traditional = retriever.search('"黃金價格"', k=10).hits  # the same normalisation as keyword search
+    assert [hit.passage.text for hit in traditional] == ["黄金价格在2024年上涨。"]
+    for malformed in ('"unbalanced phrase', "-only -exclusions"):
+        with pytest.raises(QueryError):
+            retriever.search(malformed)
+
+
+def test_collapse_keeps_one_passage_per_document_and_folds_duplicates(tmp_path):
+    from fakes import prepared
+
+    backend = LocalBackend(tmp_path)
+    backend.record_model(FAKE_MODEL)
+    story = "Shuibei jewellery lead times are 30% faster."
+    backend.write([prepared("html", [story, "Gold prices rose in 2024."]), prepared("pdf", [story]),
+                   prepared("zh", ["水贝珠宝的生产周期快百分之三十。"])])
+    retriever = Retriever(backend, FakeEmbedder({}))
+    hits = retriever.search("jewellery", k=10, collapse=True).hits
+    ids = [hit.passage.doc_id for hit in hits]
+    assert len(ids) == len(set(ids)) and "zh" in ids  # translations are not folded
+    kept = next(hit for hit in hits if hit.passage.text == story)
+    assert {kept.passage.doc_id, *kept.also_in} == {"html", "pdf"}
+    if kept.passage.doc_id == "html":
+        assert kept.more_in_doc == 1
+    assert [hit.rank for hit in hits] == list(range(1, len(hits) + 1))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
@@ -51,6 +51,8 @@ class SearchIn(BaseModel):
         None, max_length=100, description="Only passages of these document ids")
     mode: Mode = Mode.HYBRID
     offset: int = Field(0, ge=0, le=1000)
+    collapse: Literal["doc"] | None = Field(None, description="doc: the best passage per document, "
+                                                              "near-identical passages of other documents folded")
 
 
 class DocumentIn(BaseModel):
