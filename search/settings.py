@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest request body or upload")
     ingest_root: Path | None = Field(None, description="POST /ingest reads files only under this folder")
     # what a file may be (search/loading/): checked before and while it is read
-    max_file_bytes: int = Field(100 * 1024 * 1024, ge=1024, description="largest file read (ingest or upload)")
+    max_file_bytes: int = Field(100 * 1024 * 1024, ge=1, description="largest file read (ingest or upload)")
     max_pages: int = Field(2000, ge=1, description="most pages of a PDF (pages are streamed one at a time)")
     max_unzipped_bytes: int = Field(200 * 1024 * 1024, ge=1024,
                                     description="largest total unpacked size of a DOCX (zip bomb guard)")
@@ -57,7 +57,6 @@ class Settings(BaseSettings):
     max_report_chars: int = Field(200_000, ge=1, description="most quoted characters in one report")
     job_threshold_chars: int = Field(
         20_000, ge=1, description="JSON documents longer than this are indexed as a background job (202)")
-    max_file_bytes: int = Field(10 * 1024 * 1024, ge=1, description="largest file POST /ingest reads")
 
     def with_overrides(self, **values: object) -> "Settings":
         """A copy with the given (non-None) values, e.g. CLI flags over the environment."""

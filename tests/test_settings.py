@@ -1,0 +1,32 @@
+"""One settings object: environment, CLI flags over it, and every setting documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from search.cli import build_parser, settings_of
+from search.settings import Settings
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_every_setting_is_in_the_readme_table():
+    text = README.read_text(encoding="utf-8")
+    missing = [name for name in Settings.model_fields if f"`BISEARCH_{name.upper()}`" not in text]
+    assert not missing, f"README settings table lacks {missing}"
+
+
+def test_flags_override_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("BISEARCH_INDEX", str(tmp_path / "from-env"))
+    monkeypatch.setenv("BISEARCH_BACKEND", "milvus")
+    args = build_parser().parse_args(["stats", "--index", str(tmp_path / "from-flag")])
+    settings = settings_of(args)
+    assert settings.index == tmp_path / "from-flag" and settings.backend == "milvus"
+
+
+def test_bad_environment_values_are_one_line_errors(monkeypatch, capsys):
+    from search.cli import main
+
+    monkeypatch.setenv("BISEARCH_SEARCH_THREADS", "many")
+    assert main(["stats", "--index", "/nonexistent"]) == 1
+    assert "BISEARCH_SEARCH_THREADS" in capsys.readouterr().err
