@@ -146,7 +146,7 @@ class Retriever:
         for hit, more in kept:
             hit.more_in_doc = more
         vectors = self.backend.vectors(hit.passage.id for hit in best)
-        if len(vectors) != len(best):  # sparse mode over a backend without some vectors: nothing to compare
+        if not best or len(vectors) != len(best):  # nothing to compare (no hits, or vectors gone meanwhile)
             return best
         folded = fold_duplicates([hit.passage.doc_id for hit in best], [hit.passage.text for hit in best],
                                  np.stack([vectors[hit.passage.id] for hit in best]))

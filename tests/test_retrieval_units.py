@@ -106,3 +106,8 @@ def test_collapse_keeps_one_passage_per_document_and_folds_duplicates(tmp_path):
     if kept.passage.doc_id == "html":
         assert kept.more_in_doc == 1
     assert [hit.rank for hit in hits] == list(range(1, len(hits) + 1))
+
+
+def test_collapse_with_no_hits_is_empty(backend):
+    retriever = Retriever(backend, FakeEmbedder({}))
+    assert retriever.search('"no such phrase anywhere"', k=5, collapse=True).hits == []
