@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from search.batching import DEFAULT_CACHE_SIZE, DEFAULT_GATHER_MS, DEFAULT_MAX_BATCH, QueryBatcher
 from search.model_store import DEFAULT_MODEL_NAME, default_model_dir, ensure_model
 
 #: Room left for the document prompt ("title: none | text: ") and special tokens.
@@ -53,8 +53,13 @@ class Embedder:
     """Encode queries and passages into L2-normalised float32 vectors."""
 
     def __init__(self, model: str | None = None, device: str | None = None, max_tokens: int = 256,
-                 dimension: int | None = None, quantize: bool = False):
-        """``dimension`` truncates Matryoshka vectors (e.g. 256 of 768); ``quantize`` uses int8 Linear layers."""
+                 dimension: int | None = None, quantize: bool = False, *, query_batch: int = DEFAULT_MAX_BATCH,
+                 query_gather_ms: float = DEFAULT_GATHER_MS, query_cache: int = DEFAULT_CACHE_SIZE):
+        """``dimension`` truncates Matryoshka vectors (e.g. 256 of 768); ``quantize`` uses int8 Linear layers.
+
+        Queries go through one :class:`QueryBatcher` thread: concurrent queries share one
+        model call (at most ``query_batch`` of them), a lone query is encoded at once.
+        """
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer  # heavy import, done lazily
 
@@ -62,9 +67,6 @@ class Embedder:
         self.model = SentenceTransformer(location, device=device or _default_device(), truncate_dim=dimension)
         if quantize:
             self.model = quantize_int8(self.model)
-        # Every query runs on this one thread: concurrent queries take turns instead of thrashing,
-        # and torch keeps a single OpenMP team instead of one per server worker thread.
-        self._query_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bisearch-query")
         self.model.max_seq_length = min(self.model.max_seq_length or 512, max_tokens + PROMPT_MARGIN_TOKENS)
         self.info = ModelInfo(
             name=name,
@@ -72,6 +74,12 @@ class Embedder:
             query_prompt=_prompt(self.model, ("query", "Retrieval-query")),
             document_prompt=_prompt(self.model, ("document", "Retrieval-document")),
         )
+        # Every query runs on the batcher's one thread: concurrent queries share a call instead of
+        # taking turns, and torch keeps a single OpenMP team instead of one per server thread.
+        self._prompt_tokens = len(self.tokenizer(self.info.query_prompt, add_special_tokens=True)["input_ids"])
+        self.batcher = QueryBatcher(self._encode_query_batch, max_batch=query_batch, gather_ms=query_gather_ms,
+                                    cache_size=query_cache, max_tokens=query_batch * 64,
+                                    count_tokens=self._query_tokens)
 
     @property
     def tokenizer(self):
@@ -89,13 +97,25 @@ class Embedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def encode_query(self, text: str) -> np.ndarray:
-        """One query vector, shape ``(dimension,)``."""
-        return self._query_thread.submit(self._encode_query, text).result()
+        """One query vector, shape ``(dimension,)`` (read-only; it may be shared through the cache)."""
+        return self.batcher.encode(text)
 
-    def _encode_query(self, text: str) -> np.ndarray:
-        vector = self.model.encode([text], prompt=self.info.query_prompt, normalize_embeddings=True,
-                                   convert_to_numpy=True, show_progress_bar=False)
-        return np.ascontiguousarray(vector[0], dtype=np.float32)
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        """Query vectors, shape ``(len(texts), dimension)``, encoded in batches on the query thread."""
+        if not texts:
+            return np.zeros((0, self.info.dimension), dtype=np.float32)
+        return self.batcher.encode_many(texts)
+
+    def _query_tokens(self, text: str) -> int:
+        """Tokens the query takes in a batch (prompt included, capped at the sequence limit)."""
+        tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) + self._prompt_tokens
+        return min(tokens, self.model.max_seq_length)
+
+    def _encode_query_batch(self, texts: list[str]) -> np.ndarray:
+        """ONE model call for a batch of queries (the batcher's encoder)."""
+        vectors = self.model.encode(texts, prompt=self.info.query_prompt, batch_size=len(texts),
+                                    normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
 def quantize_int8(model):
