@@ -53,20 +53,25 @@ class Embedder:
     """Encode queries and passages into L2-normalised float32 vectors."""
 
     def __init__(self, model: str | None = None, device: str | None = None, max_tokens: int = 256,
-                 dimension: int | None = None, quantize: bool = False, *, query_batch: int = DEFAULT_MAX_BATCH,
+                 dimension: int | None = None, quantize: bool = False, *, runtime: str = "torch",
+                 precision: str = "fp32", query_batch: int = DEFAULT_MAX_BATCH,
                  query_gather_ms: float = DEFAULT_GATHER_MS, query_cache: int = DEFAULT_CACHE_SIZE):
-        """``dimension`` truncates Matryoshka vectors (e.g. 256 of 768); ``quantize`` uses int8 Linear layers.
+        """``dimension`` truncates Matryoshka vectors (e.g. 256 of 768); ``quantize`` uses int8 Linear layers
+        (the same as ``precision="int8"``). ``runtime`` is torch, onnx or openvino (see search/runtime.py);
+        ``precision`` fp32, bf16 (torch, for a GPU) or int8; fp16 is refused.
 
         Queries go through one :class:`QueryBatcher` thread: concurrent queries share one
         model call (at most ``query_batch`` of them), a lone query is encoded at once.
         """
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer  # heavy import, done lazily
+        from search.runtime import check_choice, load_model  # heavy imports, done lazily
 
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        precision = "int8" if quantize else precision
+        check_choice(runtime, precision)
         name, location = resolve_model(model)
-        self.model = SentenceTransformer(location, device=device or _default_device(), truncate_dim=dimension)
-        if quantize:
-            self.model = quantize_int8(self.model)
+        self.runtime, self.precision = runtime, precision
+        self.model = load_model(location, runtime, precision, device=device or _default_device(),
+                                truncate_dim=dimension)
         self.model.max_seq_length = min(self.model.max_seq_length or 512, max_tokens + PROMPT_MARGIN_TOKENS)
         self.info = ModelInfo(
             name=name,
@@ -116,6 +121,14 @@ class Embedder:
         vectors = self.model.encode(texts, prompt=self.info.query_prompt, batch_size=len(texts),
                                     normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    @classmethod
+    def from_settings(cls, settings, dimension: int | None = None) -> "Embedder":
+        """The embedder ``Settings`` describe (model, device, runtime, precision, query batching)."""
+        return cls(settings.model, device=settings.device, max_tokens=settings.chunk_tokens,
+                   dimension=dimension if dimension is not None else settings.dim, quantize=settings.int8,
+                   runtime=settings.runtime, precision=settings.precision, query_batch=settings.query_batch,
+                   query_gather_ms=settings.query_gather_ms, query_cache=settings.query_cache)
 
 
 def quantize_int8(model):
