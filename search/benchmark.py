@@ -464,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["scale"] = rows
                 save(results, args.out)
     save(results, args.out)
-    print(summary_table(results))
+    print(summary_table(with_ratios(results)))
     print(f"written: {args.out}")
     return 0
 

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
         "torch", description="model runtime (onnx/openvino: exported once beside the model; needs optimum)")
     precision: Literal["fp32", "bf16", "int8"] = Field(
         "fp32", description="bf16: torch on a GPU; int8: torch dynamic or ONNX quantised (fp16 gives wrong vectors)")
-    query_batch: int = Field(32, ge=1, le=256, description="queries encoded together in one model call")
+    query_batch: int = Field(64, ge=1, le=256, description="queries encoded together in one model call")
     query_gather_ms: float = Field(3.0, ge=0, le=100, description="wait for more queries, only when some are queued")
     query_cache: int = Field(1024, ge=0, description="query vectors kept (LRU; 0: off)")
     chunk_tokens: int = Field(256, ge=8, le=2048, description="model tokens per passage")
