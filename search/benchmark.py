@@ -1,19 +1,30 @@
 """``make bench``: speed as ratios against the bare model and FAISS in the same run, and index scale.
 
 * ingest: passages/s of the product's ingest ÷ passages/s of bare ``model.encode_document``
-  on the same chunk texts, measured in alternating rounds so machine noise hits both.
-* query: p50/p99 of ``GET /search`` over HTTP on 127.0.0.1 (a ``bisearch serve`` process)
-  ÷ bare ``model.encode_query`` + FAISS exact search, query by query, alternating.
+  on the same chunk texts, measured in alternating rounds so machine noise hits both
+  → ``ingest_ratio``.
+* query: p50/p99 of ``GET /search`` over HTTP on 127.0.0.1 (a ``bisearch serve`` process),
+  one request at a time, ÷ bare ``model.encode_query`` + FAISS exact search, query by
+  query, alternating → ``query_p50_ratio``.
+* throughput: requests/s of 50 clients × 30 s against a ``bisearch serve`` process ÷ bare
+  ``model.encode_query`` queries/s in batches of 32, on the same distinct queries (never
+  repeated, so the server's query cache cannot flatter it) → ``throughput_ratio``; also
+  p50/p99 under that load and bare queries/s at batch 1, 8 and 32.
+* write: add / delete one 3-passage document at growing corpus sizes (``search.bench_writes``) →
+  ``write_ratio`` (largest ÷ smallest corpus).
 * scale: flat, HNSW and IVF-PQ (re-scored) on synthetic clustered unit vectors: build time,
   size, query latency and recall@10 against exact search.
 
-Numbers are printed as one table and written as JSON; nothing here is asserted.
+The JSON (``docs/bench/bench.json``, committed) keeps the latest run of each section and
+the four ratios at the top level (null until measured). Nothing here is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
+import shutil
 import json
 import os
 import platform
@@ -36,15 +47,20 @@ from search.engine import load_embedder
 from search.evaluation import load_queries
 from search.backends.local import LocalBackend
 from search.backends.vectors import IndexSettings, VectorIndex
+from search.bench_writes import measure_writes
 from search.ingest import Ingester
 from search.loading import discover_files, read_document
 from search.settings import Settings
 from search.types import Document
-from search.loadtest import percentiles
+from search.loadtest import percentiles, run_load
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BENCH = ROOT.parent / "shared" / "bench" / "maintguide"
+DEFAULT_OUT = ROOT / "docs" / "bench" / "bench.json"
 SCALE_KINDS = ("flat", "hnsw", "ivfpq")
+#: The section whose result holds each top-level ratio, and the key inside it.
+RATIOS = {"ingest_ratio": ("ingest", "ratio"), "query_p50_ratio": ("query", "p50_ratio"),
+          "throughput_ratio": ("throughput", "ratio"), "write_ratio": ("write", "ratio")}
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -123,14 +139,15 @@ def measure_int8_speedup(embedder: Embedder, texts: list[str]) -> dict[str, obje
 class ServerProcess:
     """``bisearch serve`` on 127.0.0.1 in its own process, for as long as the block runs."""
 
-    def __init__(self, index_dir: Path):
+    def __init__(self, index_dir: Path, search_threads: int | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.command = [sys.executable, "-m", "search.cli", "serve", "--index", str(index_dir),
-                        "--port", str(self.port)]
+        self.command = server_command(index_dir, self.port)
+        self.environment = {**os.environ, **({"BISEARCH_SEARCH_THREADS": str(search_threads)} if search_threads else {})}
 
     def __enter__(self) -> "ServerProcess":
-        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        env=self.environment)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -147,6 +164,21 @@ class ServerProcess:
         self.process.wait(timeout=30)
 
 
+def server_command(index_dir: Path, port: int) -> list[str]:
+    """``bisearch serve`` as a command line (its settings, e.g. ``BISEARCH_SEARCH_THREADS``, from the environment)."""
+    return [sys.executable, "-m", "search.cli", "serve", "--index", str(index_dir), "--port", str(port)]
+
+
+# -- the index API (the only places the benchmark touches it: adapt here) --------------------------
+def build_index(embedder: Embedder, index_dir: Path, sources: list[Path]) -> None:
+    """An index of ``sources`` at ``index_dir`` (for the query and throughput sections)."""
+    from search.engine import open_ingester
+
+    ingester = open_ingester(Settings().with_overrides(index=index_dir), embedder=embedder)
+    ingester.ingest_paths(sources)
+    ingester.backend.close()
+
+
 def exact_faiss(index_dir: Path) -> faiss.Index:
     """A bare FAISS exact index of the same vectors the service searches."""
     backend = LocalBackend(index_dir)
@@ -160,19 +192,22 @@ def exact_faiss(index_dir: Path) -> faiss.Index:
 
 
 def measure_query(embedder: Embedder, index_dir: Path, queries: list[str], k: int = 10,
-                  warmup: int = 5) -> dict[str, object]:
-    """Latency of ``GET /search`` over HTTP vs bare encode + FAISS, query by query."""
+                  warmup: list[str] | None = None, search_threads: int | None = None) -> dict[str, object]:
+    """Latency of ``GET /search`` over HTTP vs bare encode + FAISS, query by query.
+
+    ``warmup`` texts are other than ``queries``, so the server's query cache never answers a timed one.
+    """
     flat = exact_faiss(index_dir)
     bare_ms, http_ms = [], []
 
     def bare(text: str) -> None:
         flat.search(embedder.model.encode_query([text]).astype(np.float32), k)
 
-    with ServerProcess(index_dir) as server, httpx.Client(base_url=server.url, timeout=120) as http:
+    with ServerProcess(index_dir, search_threads) as server, httpx.Client(base_url=server.url, timeout=120) as http:
         def over_http(text: str) -> None:
             http.get("/search", params={"q": text, "k": k}).raise_for_status()
 
-        for text in queries[:warmup]:
+        for text in warmup or []:
             bare(text), over_http(text)
         for text in tqdm(queries, desc="queries", unit="q"):
             bare_ms.append(1000 * timed(lambda: bare(text)))
@@ -181,6 +216,45 @@ def measure_query(embedder: Embedder, index_dir: Path, queries: list[str], k: in
     return {"queries": len(queries), "passages": int(flat.ntotal), "bare": bare_p, "http": http_p,
             "p50_ratio": round(http_p["p50_ms"] / bare_p["p50_ms"], 3),
             "p99_ratio": round(http_p["p99_ms"] / bare_p["p99_ms"], 3)}
+
+
+# -- throughput -----------------------------------------------------------------------------
+def bare_queries_per_s(embedder: Embedder, queries: list[str], batch: int, count: int) -> float:
+    """Queries/s of bare ``model.encode_query`` in batches of ``batch`` over ``count`` distinct queries."""
+    texts = queries[:count]
+    started = time.perf_counter()
+    for start in range(0, len(texts), batch):
+        embedder.model.encode_query(texts[start:start + batch], batch_size=batch)
+    return len(texts) / (time.perf_counter() - started)
+
+
+def measure_throughput(embedder: Embedder, index_dir: Path, queries: list[str], clients: int = 50,
+                       seconds: float = 30.0, search_threads: int | None = None) -> dict[str, object]:
+    """Requests/s of ``clients`` × ``seconds`` against a server ÷ bare batch-32 ``encode_query`` q/s.
+
+    Bare figures come first (warm model, server not started yet); the load test then sends
+    the same distinct queries, each at most once (see ``loadtest.distinct_queries``).
+    """
+    embedder.model.encode_query(queries[-8:])  # warm-up on texts the timed runs reach last, if ever
+    bare = {f"batch_{batch}_queries_per_s": round(bare_queries_per_s(embedder, queries, batch, count), 2)
+            for batch, count in ((1, 32), (8, 64), (32, 256))}
+    with ServerProcess(index_dir, search_threads) as server:
+        httpx.get(server.url + "/search", params={"q": "warm-up", "k": 10}, timeout=120)
+        load = asyncio.run(run_load(server.url, clients, seconds, queries=tuple(queries), distinct=True))
+    ratio = load.requests_per_s / bare["batch_32_queries_per_s"]
+    return {"clients": clients, "seconds": load.seconds, "requests": load.requests, "errors": load.errors,
+            "requests_per_s": load.requests_per_s, "p50_ms": load.p50_ms, "p99_ms": load.p99_ms,
+            "error_samples": load.error_samples, "search_threads": search_threads, "bare": bare,
+            "ratio": round(ratio, 3)}
+
+
+def bench_queries(bench_dirs: list[Path]) -> list[str]:
+    """Distinct query texts of the benchmark folders, in file order."""
+    seen: dict[str, None] = {}
+    for folder in bench_dirs:
+        if (folder / "queries.jsonl").is_file():
+            seen.update((query.text, None) for query in load_queries(folder))
+    return list(seen)
 
 
 # -- scale ----------------------------------------------------------------------------------
@@ -266,7 +340,15 @@ def summary_table(results: dict[str, object]) -> str:
         lines.append(f"query   {query['queries']} queries over {query['passages']} passages: HTTP p50 "
                      f"{query['http']['p50_ms']} ms / p99 {query['http']['p99_ms']} ms; bare p50 "
                      f"{query['bare']['p50_ms']} ms / p99 {query['bare']['p99_ms']} ms -> ratio p50 "
-                     f"{query['p50_ratio']} (goal <= 1.3), p99 {query['p99_ratio']}")
+                     f"{query['p50_ratio']} (goal <= 1.15), p99 {query['p99_ratio']}")
+    if put := results.get("throughput"):
+        bare = put["bare"]
+        lines.append(f"load    {put['clients']} clients x {put['seconds']} s: {put['requests_per_s']} requests/s, "
+                     f"p50 {put['p50_ms']} ms, p99 {put['p99_ms']} ms (goal <= 2500), {put['errors']} errors; "
+                     f"bare encode_query q/s batch 1 / 8 / 32: {bare['batch_1_queries_per_s']} / "
+                     f"{bare['batch_8_queries_per_s']} / {bare['batch_32_queries_per_s']} -> ratio "
+                     f"{put['ratio']} (goal >= 0.8)")
+    lines.append("ratios  " + "  ".join(f"{key} {results.get(key)}" for key in RATIOS))
     if scale := results.get("scale"):
         lines.append(f"{'vectors':>9} {'dim':>4} {'kind':6} {'build s':>8} {'MB':>8} {'B/vec':>7} "
                      f"{'p50 ms':>7} {'p99 ms':>7} {'R@10':>6}")
@@ -279,47 +361,94 @@ def summary_table(results: dict[str, object]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m search.benchmark", description=__doc__.split("\n")[0])
-    parser.add_argument("--sections", default="ingest,query,scale", help="comma list of ingest, query, scale")
+    parser.add_argument("--sections", default="ingest,query,throughput,write,scale",
+                        help="comma list of ingest, query, throughput, scale (and registered ones, e.g. write)")
     parser.add_argument("--bench-dir", type=Path, default=DEFAULT_BENCH)
+    parser.add_argument("--index", type=Path, default=None,
+                        help="query/throughput: copy this index instead of building one of seeds/")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--search-threads", type=int, default=64,
+                        help="searches the server runs at once (0: the API's own default)")
     parser.add_argument("--passages", type=int, default=2000, help="ingest corpus size (default: %(default)s)")
     parser.add_argument("--sizes", default="100000,1000000", help="scale: vector counts")
+    parser.add_argument("--write-sizes", default="10000,100000,1000000", help="write: corpus sizes (passages)")
     parser.add_argument("--dims", default="768,256", help="scale: dimensions (Matryoshka)")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench.json")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON, updated section by section")
     return parser.parse_args(argv)
+
+
+def load_previous(path: Path) -> dict[str, object]:
+    """The JSON of earlier runs (sections not run now keep their latest figures)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def with_ratios(results: dict[str, object]) -> dict[str, object]:
+    """``results`` with the four ratios on top (null when their section was never measured)."""
+    ratios = {}
+    for key, (section, field) in RATIOS.items():
+        value = results.get(section)
+        ratios[key] = value.get(field) if isinstance(value, dict) else None
+    return {**ratios, **{key: value for key, value in results.items() if key not in RATIOS}}
 
 
 def save(results: dict[str, object], path: Path) -> None:
     """Write the results so far (each section lands even if a later one is stopped)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    path.write_text(json.dumps(with_ratios(results), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    sections = set(args.sections.split(","))
-    results: dict[str, object] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                              "faiss": faiss.__version__}, "started": time.strftime("%FT%T%z")}
+    sections = list(dict.fromkeys(args.sections.split(",")))
+    unknown = set(sections) - {"ingest", "query", "throughput", "write", "scale"}
+    if unknown:
+        raise SystemExit(f"unknown sections: {', '.join(sorted(unknown))}")
+    results = load_previous(args.out)
+    run = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "faiss": faiss.__version__},
+           "started": time.strftime("%FT%T%z"), "sections": sections, "command": " ".join(sys.argv)}
+    threads = args.search_threads or None
     with tempfile.TemporaryDirectory(prefix="bisearch-bench-") as scratch:
-        index_dir = Path(scratch) / "index"
-        if sections & {"ingest", "query"}:
-            embedder = load_embedder(Settings())
+        ingest_dir, index_dir = Path(scratch) / "ingest", Path(scratch) / "index"
+        embedder = load_embedder(Settings()) if set(sections) & {"ingest", "query", "throughput"} else None
+        if "ingest" in sections:
             chunker = Chunker(embedder.tokenizer, Settings().chunk_tokens)
             documents = bench_corpus([args.bench_dir / "docs", ROOT / "seeds"], chunker, args.passages)
-            results["ingest"] = measure_ingest(embedder, documents, index_dir)
+            results["ingest"] = {**measure_ingest(embedder, documents, ingest_dir), "run": run}
             save(results, args.out)
-            results["int8"] = measure_int8_speedup(embedder, chunk_texts(embedder, documents, 32))
+        if set(sections) & {"query", "throughput"}:
+            if args.index:
+                shutil.copytree(args.index, index_dir)
+            else:
+                build_index(embedder, index_dir, [ROOT / "seeds"])
+        queries = bench_queries([args.bench_dir, args.bench_dir.parent / "debref"])
         if "query" in sections:
-            queries = [query.text for query in load_queries(args.bench_dir)]
-            results["query"] = measure_query(load_embedder(Settings()), index_dir, queries)
+            timed_queries = [query.text for query in load_queries(args.bench_dir)]
+            warmup = [text for text in queries if text not in set(timed_queries)][:5]
+            results["query"] = {**measure_query(embedder, index_dir, timed_queries, warmup=warmup,
+                                                search_threads=threads), "run": run}
             save(results, args.out)
+        if "throughput" in sections:
+            results["throughput"] = {**measure_throughput(embedder, index_dir, queries, args.clients, args.seconds,
+                                                          search_threads=threads), "run": run}
+            save(results, args.out)
+
+    if "write" in sections:
+        writes = measure_writes([int(size) for size in args.write_sizes.split(",")])
+        results["write"] = {**writes, "ratio": writes["write_ratio"], "run": run}
+        save(results, args.out)
     if "scale" in sections:
-        results["scale"] = []
+        rows = []
         for count in map(int, args.sizes.split(",")):
             for dimension in map(int, args.dims.split(",")):
-                results["scale"] += measure_scale(count, dimension)
+                rows += measure_scale(count, dimension)
+                results["scale"] = rows
                 save(results, args.out)
     save(results, args.out)
-    print(summary_table(results))
+    print(summary_table(with_ratios(results)))
     print(f"written: {args.out}")
     return 0
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from search.batching import DEFAULT_CACHE_SIZE, DEFAULT_GATHER_MS, DEFAULT_MAX_BATCH, QueryBatcher
 from search.model_store import DEFAULT_MODEL_NAME, default_model_dir, ensure_model
 from search.types import ModelInfo
 
@@ -38,18 +38,24 @@ class Embedder:
     """Encode queries and passages into L2-normalised float32 vectors."""
 
     def __init__(self, model: str = DEFAULT_MODEL_NAME, device: str | None = None, max_tokens: int = 256,
-                 dimension: int | None = None, quantize: bool = False, model_dir: Path | None = None):
-        """``dimension`` truncates Matryoshka vectors (e.g. 256 of 768); ``quantize`` uses int8 Linear layers."""
-        from sentence_transformers import SentenceTransformer  # heavy import, done lazily
+                 dimension: int | None = None, quantize: bool = False, *, model_dir: Path | None = None,
+                 runtime: str = "torch", precision: str = "fp32", query_batch: int = DEFAULT_MAX_BATCH,
+                 query_gather_ms: float = DEFAULT_GATHER_MS, query_cache: int = DEFAULT_CACHE_SIZE):
+        """``dimension`` truncates Matryoshka vectors (e.g. 256 of 768); ``quantize`` uses int8 Linear layers
+        (the same as ``precision="int8"``). ``runtime`` is torch, onnx or openvino (see search/runtime.py);
+        ``precision`` fp32, bf16 (torch, for a GPU) or int8; fp16 is refused.
 
+        Queries go through one :class:`QueryBatcher` thread: concurrent queries share one
+        model call (at most ``query_batch`` of them), a lone query is encoded at once.
+        """
+        from search.runtime import check_choice, load_model  # heavy imports, done lazily
+
+        precision = "int8" if quantize else precision
+        check_choice(runtime, precision)
         name, location = resolve_model(model, model_dir)
-        self.model = SentenceTransformer(location, device=device or _default_device(), truncate_dim=dimension,
-                                         local_files_only=Path(location).is_dir())
-        if quantize:
-            self.model = quantize_int8(self.model)
-        # Every query runs on this one thread: concurrent queries take turns instead of thrashing,
-        # and torch keeps a single OpenMP team instead of one per server worker thread.
-        self._query_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bisearch-query")
+        self.runtime, self.precision = runtime, precision
+        self.model = load_model(location, runtime, precision, device=device or _default_device(),
+                                truncate_dim=dimension)
         self.model.max_seq_length = min(self.model.max_seq_length or 512, max_tokens + PROMPT_MARGIN_TOKENS)
         self.info = ModelInfo(
             name=name,
@@ -57,6 +63,12 @@ class Embedder:
             query_prompt=_prompt(self.model, ("query", "Retrieval-query")),
             document_prompt=_prompt(self.model, ("document", "Retrieval-document")),
         )
+        # Every query runs on the batcher's one thread: concurrent queries share a call instead of
+        # taking turns, and torch keeps a single OpenMP team instead of one per server thread.
+        self._prompt_tokens = len(self.tokenizer(self.info.query_prompt, add_special_tokens=True)["input_ids"])
+        self.batcher = QueryBatcher(self._encode_query_batch, max_batch=query_batch, gather_ms=query_gather_ms,
+                                    cache_size=query_cache, max_tokens=query_batch * 64,
+                                    count_tokens=self._query_tokens)
 
     @property
     def tokenizer(self):
@@ -74,13 +86,34 @@ class Embedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def encode_query(self, text: str) -> np.ndarray:
-        """One query vector, shape ``(dimension,)``."""
-        return self._query_thread.submit(self._encode_query, text).result()
+        """One query vector, shape ``(dimension,)`` (read-only; it may be shared through the cache)."""
+        return self.batcher.encode(text)
 
-    def _encode_query(self, text: str) -> np.ndarray:
-        vector = self.model.encode([text], prompt=self.info.query_prompt, normalize_embeddings=True,
-                                   convert_to_numpy=True, show_progress_bar=False)
-        return np.ascontiguousarray(vector[0], dtype=np.float32)
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        """Query vectors, shape ``(len(texts), dimension)``, encoded in batches on the query thread."""
+        if not texts:
+            return np.zeros((0, self.info.dimension), dtype=np.float32)
+        return self.batcher.encode_many(texts)
+
+    def _query_tokens(self, text: str) -> int:
+        """Tokens the query takes in a batch (prompt included, capped at the sequence limit)."""
+        tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) + self._prompt_tokens
+        return min(tokens, self.model.max_seq_length)
+
+    def _encode_query_batch(self, texts: list[str]) -> np.ndarray:
+        """ONE model call for a batch of queries (the batcher's encoder)."""
+        vectors = self.model.encode(texts, prompt=self.info.query_prompt, batch_size=len(texts),
+                                    normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    @classmethod
+    def from_settings(cls, settings, dimension: int | None = None) -> "Embedder":
+        """The embedder ``Settings`` describe (model, device, runtime, precision, query batching)."""
+        return cls(settings.model, device=settings.device, max_tokens=settings.chunk_tokens,
+                   dimension=dimension if dimension is not None else settings.dim, quantize=settings.int8,
+                   model_dir=settings.model_dir, runtime=settings.runtime, precision=settings.precision,
+                   query_batch=settings.query_batch, query_gather_ms=settings.query_gather_ms,
+                   query_cache=settings.query_cache)
 
 
 def quantize_int8(model):

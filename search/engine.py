@@ -13,29 +13,30 @@ from search.loading import LoadLimits
 from search.retrieval import Retriever
 from search.settings import Settings
 
+#: The settings that make one loaded model differ from another (the cache key of ``load_embedder``).
+EMBEDDER_SETTINGS = ("model", "model_dir", "dim", "int8", "device", "chunk_tokens", "runtime", "precision",
+                     "query_batch", "query_gather_ms", "query_cache")
 _native_dimensions: dict[str, int] = {}  # model -> full vector size, once loaded untruncated
 
 
 def load_embedder(settings: Settings, dimension: int | None = None) -> Embedder:
-    """One loaded model per (model, chunk size, dimension, runtime options) and process.
+    """One loaded model per (model, size, runtime options) and process.
 
     Asking for the model's full size reuses the untruncated model already loaded.
     """
     dimension = dimension or settings.dim
     if dimension is not None and dimension == _native_dimensions.get(settings.model):
         dimension = None
-    embedder = _cached_embedder(settings.model, settings.chunk_tokens, dimension, settings.int8, settings.device,
-                                settings.model_dir)
+    embedder = _cached_embedder(tuple((name, dimension if name == "dim" else getattr(settings, name))
+                                      for name in EMBEDDER_SETTINGS))
     if dimension is None:
         _native_dimensions[settings.model] = embedder.info.dimension
     return embedder
 
 
 @lru_cache(maxsize=4)
-def _cached_embedder(model: str, chunk_tokens: int, dimension: int | None, quantize: bool, device: str | None,
-                     model_dir: Path | None) -> Embedder:
-    return Embedder(model, device=device, max_tokens=chunk_tokens, dimension=dimension, quantize=quantize,
-                    model_dir=model_dir)
+def _cached_embedder(key: tuple[tuple[str, object], ...]) -> Embedder:
+    return Embedder.from_settings(Settings.model_construct(**dict(key)))
 
 
 def embedder_for(backend: Backend, settings: Settings) -> Embedder:

@@ -51,12 +51,23 @@ async def _client(http: httpx.AsyncClient, deadline: float, queries, latencies: 
         latencies.append((time.perf_counter() - started) * 1000)
 
 
+def distinct_queries(queries: tuple[str, ...]):
+    """The queries, then the same with a round number appended: no text is ever sent twice,
+    so a server-side query cache cannot flatter the figure."""
+    for round_no in itertools.count():
+        for text in queries:
+            yield text if round_no == 0 else f"{text} ({round_no})"
+
+
 async def run_load(url: str, clients: int = 50, seconds: float = 30.0,
-                   queries: tuple[str, ...] = DEFAULT_QUERIES) -> LoadResult:
-    """Run the load and summarise it; the loop stops by itself after ``seconds``."""
+                   queries: tuple[str, ...] = DEFAULT_QUERIES, distinct: bool = False) -> LoadResult:
+    """Run the load and summarise it; the loop stops by itself after ``seconds``.
+
+    ``distinct``: never repeat a query text (see :func:`distinct_queries`).
+    """
     latencies: list[float] = []
     errors: list[str] = []
-    cycle = itertools.cycle(queries)
+    cycle = distinct_queries(queries) if distinct else itertools.cycle(queries)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     started = time.monotonic()
     async with httpx.AsyncClient(base_url=url, timeout=max(60.0, seconds * 2), limits=limits) as http:
@@ -71,8 +82,10 @@ def main() -> None:
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--distinct", action="store_true", help="never send the same text twice")
     args = parser.parse_args()
-    print(json.dumps(asdict(asyncio.run(run_load(args.url, args.clients, args.seconds))), ensure_ascii=False))
+    result = asyncio.run(run_load(args.url, args.clients, args.seconds, distinct=args.distinct))
+    print(json.dumps(asdict(result), ensure_ascii=False))
 
 
 if __name__ == "__main__":

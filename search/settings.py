@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     dim: int | None = Field(None, description="Matryoshka vector size of a new index (768/512/256/128)")
     int8: bool = Field(False, description="dynamic int8 Linear layers on CPU")
     device: str | None = Field(None, description="torch device (default: cuda when present, else cpu)")
+    runtime: Literal["torch", "onnx", "openvino"] = Field(
+        "torch", description="model runtime (onnx/openvino: exported once beside the model; needs optimum)")
+    precision: Literal["fp32", "bf16", "int8"] = Field(
+        "fp32", description="bf16: torch on a GPU; int8: torch dynamic or ONNX quantised (fp16 gives wrong vectors)")
+    query_batch: int = Field(64, ge=1, le=256, description="queries encoded together in one model call")
+    query_gather_ms: float = Field(3.0, ge=0, le=100, description="wait for more queries, only when some are queued")
+    query_cache: int = Field(1024, ge=0, description="query vectors kept (LRU; 0: off)")
     chunk_tokens: int = Field(256, ge=8, le=2048, description="model tokens per passage")
 
     # the FAISS index of the local backend
@@ -50,7 +57,8 @@ class Settings(BaseSettings):
     max_pages: int = Field(2000, ge=1, description="most pages of a PDF (pages are streamed one at a time)")
     max_unzipped_bytes: int = Field(200 * 1024 * 1024, ge=1024,
                                     description="largest total unpacked size of a DOCX (zip bomb guard)")
-    search_threads: int = Field(4, ge=1, le=64, description="searches running at once")
+    search_threads: int = Field(64, ge=1, le=256,
+                                description="searches running at once (>= query_batch, or batches stay small)")
     host: str = Field("127.0.0.1", description="address the server binds (serve --host)")
     allowed_hosts: str | None = Field(
         None, description="comma-separated Host header names answered (default: loopback names and the bound host)")

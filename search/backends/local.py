@@ -61,6 +61,7 @@ class LocalBackend:
         self._view: _View | None = None
         self._lock = threading.RLock()  # guards the view; held for a catch-up or a pointer swap only
         self._merge_thread: threading.Thread | None = None
+        self._stats_cache: tuple[int, dict[str, object]] | None = None
 
     @property
     def location(self) -> str:
@@ -227,9 +228,13 @@ class LocalBackend:
         return self.store.documents(limit, offset)
 
     def stats(self) -> dict[str, object]:
-        info = self.model()
-        return {"backend": "local", "index": str(self.folder), **self.store.counts(),
-                "model": info.as_dict() if info else None, "generation": self.store.generation()}
+        """Counts, model and generation; recounted only after a write (``/health`` stays cheap under load)."""
+        generation = self.store.generation()
+        if self._stats_cache is None or self._stats_cache[0] != generation:
+            info = self.model()
+            self._stats_cache = (generation, {"backend": "local", "index": str(self.folder), **self.store.counts(),
+                                              "model": info.as_dict() if info else None, "generation": generation})
+        return dict(self._stats_cache[1])
 
     def close(self) -> None:
         if self._merge_thread:

@@ -20,8 +20,9 @@ def search_page() -> FileResponse:
 
 
 @router.get("/health", tags=["service"])
-def health(backend: BackendDep) -> dict[str, object]:
-    """Liveness and index size (the index folder by name only, never its server path)."""
+async def health(backend: BackendDep) -> dict[str, object]:
+    """Liveness and index size (the index folder by name only, never its server path); answered on
+    the event loop, so it never queues behind searches for a worker thread."""
     stats = backend.stats()
     if isinstance(stats.get("index"), str):
         stats["index"] = public_source(stats["index"]) or stats["index"]
