@@ -4,7 +4,7 @@ For each question the hit is the passage (as the chunker cuts the document) that
 the answer; the answer lies in the hit's passage ~85% of the time, and this measures
 the choice of sentence inside it.
 
-    flock /tmp/bisearch-cpu.lock .venv/bin/python tools/evidence_eval.py
+    .venv/bin/python -m search.evidence_eval
 """
 from __future__ import annotations
 
@@ -22,11 +22,12 @@ from search.engine import load_embedder
 from search.settings import Settings
 from search.language import keyword_tokens, normalize
 
-ROOTS = {"seeds": Path("/work/main"), "maintguide": Path("/work/shared/bench")}
+REPO = Path(__file__).resolve().parent.parent
+ROOTS = {"seeds": REPO, "maintguide": REPO.parent / "shared" / "bench"}
 
 
 def main() -> None:
-    rows = [json.loads(line) for line in Path("tests/data/evidence.jsonl").read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in (REPO / "tests" / "data" / "evidence.jsonl").read_text().splitlines() if line.strip()]
     embedder = load_embedder(Settings())
     chunker = Chunker(embedder.tokenizer)
     results: dict[str, dict[str, list[bool]]] = {}
@@ -84,7 +85,7 @@ def main() -> None:
           f"{n_sentences} sentences in {encode_sentences_s:.1f} s "
           f"(ingest with sentence vectors = {(encode_passages_s + encode_sentences_s) / encode_passages_s:.2f}x)")
     # query-time alternative: encode the sentences of the top hits per query
-    sample = [json.loads(line) for line in Path("tests/data/evidence.jsonl").read_text().splitlines()][:8]
+    sample = [json.loads(line) for line in (REPO / "tests" / "data" / "evidence.jsonl").read_text().splitlines()][:8]
     timings, q_timings = [], []
     for row in sample:
         text = (ROOTS[row["doc"].split("/")[0]] / f"{row['doc']}.txt").read_text(encoding="utf-8")

@@ -5,7 +5,7 @@ import numpy as np
 from pathlib import Path
 from sentence_transformers import SentenceTransformer
 M = Path.home() / ".cache/bisearch/models"
-B = Path("/work/shared/bench/maintguide")
+B = Path(__file__).resolve().parents[3].parent / "shared" / "bench" / "maintguide"  # beside the repo
 queries = [json.loads(l)["text"] for l in open(B / "queries.jsonl", encoding="utf-8")]
 docs = sorted(glob.glob(str(B / "docs/en/*.txt")))[:16] + sorted(glob.glob(str(B / "docs/zh/*.txt")))[:16]
 passages = [open(d, encoding="utf-8").read()[:1200] for d in docs]
