@@ -62,12 +62,12 @@ def ensure_export(model_dir: Path, runtime: str, int8: bool = False) -> Path:
     """The export of the local model ``model_dir`` for ``runtime`` (made once, then reused)."""
     from sentence_transformers import SentenceTransformer
 
-    os.environ["HF_HUB_OFFLINE"] = "1"  # exports come from the local weights, never a hub
     target = export_dir(Path(model_dir), runtime)
     if not (target / "modules.json").is_file():
         staging = target.with_name(target.name + ".staging")
         shutil.rmtree(staging, ignore_errors=True)
-        model = SentenceTransformer(str(model_dir), backend=runtime, device="cpu", model_kwargs={"export": True})
+        model = SentenceTransformer(str(model_dir), backend=runtime, device="cpu", local_files_only=True,
+                                    model_kwargs={"export": True})  # from the local weights, never a hub
         model.save_pretrained(str(staging))
         os.replace(staging, target)
     if int8 and not (target / int8_file(runtime)).is_file():
