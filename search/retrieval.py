@@ -90,10 +90,10 @@ class Retriever:
         wanted = k + offset
         narrowed = bool(parsed.phrases or parsed.excluded or collapse)
         pool = max(MIN_CANDIDATES, 4 * wanted) * (PRECISION_POOL if narrowed else 1)
-        tokens = keyword_tokens(text)  # normalised inside
-        query_vector = self.embedder.encode_query(normalize(text)) if mode != Mode.SPARSE else None
-        dense, keyword = self._candidates(query_vector, KeywordQuery(tuple(tokens), normalize(text)), mode, pool,
-                                          where)
+        normalized = normalize(text)
+        tokens = keyword_tokens(normalized)
+        query_vector = self.embedder.encode_query(normalized) if mode != Mode.SPARSE else None
+        dense, keyword = self._candidates(query_vector, KeywordQuery(tuple(tokens), normalized), mode, pool, where)
         passages = {chunk_id: passage for chunk_id, passage in self.backend.passages(set(dense) | set(keyword)).items()
                     if passage_matches(parsed, passage.text)}
         # Passages another process deleted since their vectors were found, or that the syntax rules out, drop.
