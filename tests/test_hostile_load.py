@@ -10,6 +10,9 @@ skips it.
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 
 import httpx
@@ -22,8 +25,8 @@ QUESTIONS = ["水贝珠宝的生产周期比全球平均快多少？", "gold pri
              "jewellery exports", "珍珠价格", "diamond certification", "黄金需求", "Luohu District", "pearl farming"]
 
 
-async def _hostile_load(url: str) -> tuple[list[float], list[str], int, int]:
-    health_ms: list[float] = []
+async def _load(url: str) -> dict[str, object]:
+    """The hostile clients: reports, searches and the pathological document (own process)."""
     search_errors: list[str] = []
     counts = {"searches": 0, "reports": 0}
     deadline = time.monotonic() + LOAD_SECONDS
@@ -44,31 +47,48 @@ async def _hostile_load(url: str) -> tuple[list[float], list[str], int, int]:
                     search_errors.append(repr(error))
                 counts["searches"] += 1
 
-        async def prober() -> None:
-            async with httpx.AsyncClient(base_url=url, timeout=10) as own:
-                while time.monotonic() < deadline:
-                    started = time.perf_counter()
-                    assert (await own.get("/health")).status_code == 200
-                    health_ms.append((time.perf_counter() - started) * 1000)
-                    await asyncio.sleep(0.05)
-
         pathological = await client.post("/documents", json={"id": "dots", "text": "." * 32_000 + "x"})
         assert pathological.status_code == 202, pathological.text
         reporters = [asyncio.create_task(reporter(n)) for n in range(REPORT_CLIENTS)]
         searchers = [asyncio.create_task(searcher(n)) for n in range(SEARCH_CLIENTS)]
-        await prober()
-        await asyncio.wait(searchers, timeout=120)  # searches finish; reports still queued are abandoned
+        await asyncio.wait(searchers, timeout=LOAD_SECONDS + 120)  # searches finish; queued reports are abandoned
         for task in reporters + searchers:
             task.cancel()
-    return health_ms, search_errors, counts["searches"], counts["reports"]
+    return {"search_errors": search_errors, **counts}
+
+
+def _probe(url: str) -> list[float]:
+    """``/health`` every 50 ms while the load runs, from a process of its own (milliseconds)."""
+    health_ms = []
+    deadline = time.monotonic() + LOAD_SECONDS
+    with httpx.Client(base_url=url, timeout=10) as client:
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            assert client.get("/health").status_code == 200
+            health_ms.append((time.perf_counter() - started) * 1000)
+            time.sleep(0.05)
+    return health_ms
+
+
+def _in_process(role: str, url: str) -> subprocess.Popen:
+    """Run ``_load`` or ``_probe`` in its own Python process: client work never shares the server's GIL."""
+    return subprocess.Popen([sys.executable, __file__, role, url], stdout=subprocess.PIPE, text=True)
 
 
 def test_hostile_load_keeps_health_fast_and_searches_answering(writable_server):
-    health_ms, search_errors, searches, reports = asyncio.run(_hostile_load(writable_server.url))
-    health_ms.sort()
+    load = _in_process("load", writable_server.url)
+    time.sleep(1)  # the load is under way before the first probe
+    probe = _in_process("probe", writable_server.url)
+    health_ms = sorted(json.loads(probe.communicate(timeout=LOAD_SECONDS + 60)[0]))
+    result = json.loads(load.communicate(timeout=LOAD_SECONDS + 180)[0])
     p99 = health_ms[int(len(health_ms) * 0.99) - 1]
     print(f"\nhostile load: {len(health_ms)} health probes, p50 {health_ms[len(health_ms) // 2]:.1f} ms, "
-          f"p99 {p99:.1f} ms, max {health_ms[-1]:.1f} ms; {searches} searches, {reports} reports")
-    assert not search_errors, search_errors[:3]
-    assert searches >= SEARCH_CLIENTS and len(health_ms) >= 100
+          f"p99 {p99:.1f} ms, max {health_ms[-1]:.1f} ms; {result['searches']} searches, {result['reports']} reports")
+    assert not result["search_errors"], result["search_errors"][:3]
+    assert result["searches"] >= SEARCH_CLIENTS and len(health_ms) >= 100
     assert p99 < 100, f"/health p99 {p99:.1f} ms"
+
+
+if __name__ == "__main__":
+    role, address = sys.argv[1], sys.argv[2]
+    print(json.dumps(asyncio.run(_load(address)) if role == "load" else _probe(address)))

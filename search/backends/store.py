@@ -122,6 +122,8 @@ class Store:
         except sqlite3.DatabaseError as error:
             raise damaged(path, error) from error
         self.lock = threading.RLock()
+        self._readers = threading.local()  # one read-only connection per thread, for generation()
+        self._reader_connections: list[sqlite3.Connection] = []
 
     def _columns(self, table: str) -> set[str]:
         return {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
@@ -151,6 +153,8 @@ class Store:
             raise
 
     def close(self) -> None:
+        for reader in self._reader_connections:
+            reader.close()
         self.db.close()
 
     # -- metadata ---------------------------------------------------------
@@ -163,8 +167,19 @@ class Store:
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     def generation(self) -> int:
-        """Counter bumped by every committed write."""
-        return int(self.get_meta("generation") or 0)
+        """Counter bumped by every committed write, read without the store's lock: each thread reads
+        the committed value on its own connection (WAL), so a long write never delays this check."""
+        reader = getattr(self._readers, "connection", None)
+        if reader is None:
+            reader = self._readers.connection = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            self._reader_connections.append(reader)
+        try:
+            row = reader.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        except sqlite3.DatabaseError as error:
+            if type(error) is sqlite3.DatabaseError:
+                raise damaged(self.path, error) from error
+            raise
+        return int(json.loads(row[0])) if row else 0
 
     # -- writes (inside ``transaction()``) ----------------------------------
     def transaction(self) -> "_Transaction":
