@@ -66,13 +66,18 @@ def test_lone_query_is_one_call_of_one(make_batcher):
     np.testing.assert_array_equal(vector, FakeEncoder.vector("hello world"))
 
 
-def test_queries_waiting_together_share_one_call(make_batcher):
+def run_queued(make_batcher, texts: list[str], max_batch: int):
+    """``texts`` queued behind a running call, then released: ``(encoder, first future, results)``."""
     encoder = FakeEncoder(gate=True)
-    batcher = make_batcher(encoder, max_batch=32, gather_ms=0)
-    texts = [f"query {n}" for n in range(20)]
+    batcher = make_batcher(encoder, max_batch=max_batch, gather_ms=0)
     first, futures = queue_behind_running_call(batcher, encoder, texts)
     encoder.gate.set()
-    results = [future.result(timeout=30) for future in futures]
+    return encoder, first, [future.result(timeout=30) for future in futures]
+
+
+def test_queries_waiting_together_share_one_call(make_batcher):
+    texts = [f"query {n}" for n in range(20)]
+    encoder, first, results = run_queued(make_batcher, texts, max_batch=32)
     assert first.result(timeout=30) is not None
     assert encoder.calls == [["first"], texts]  # the 20 queued ones: ONE call
     for text, vector in zip(texts, results):
@@ -80,13 +85,8 @@ def test_queries_waiting_together_share_one_call(make_batcher):
 
 
 def test_batch_size_limit_splits_the_queue(make_batcher):
-    encoder = FakeEncoder(gate=True)
-    batcher = make_batcher(encoder, max_batch=8, gather_ms=0)
     texts = [f"q{n}" for n in range(20)]
-    _, futures = queue_behind_running_call(batcher, encoder, texts)
-    encoder.gate.set()
-    for future in futures:
-        future.result(timeout=30)
+    encoder, _, _ = run_queued(make_batcher, texts, max_batch=8)
     assert [len(call) for call in encoder.calls] == [1, 8, 8, 4]
     assert [text for call in encoder.calls[1:] for text in call] == texts  # arrival order kept
 
