@@ -41,6 +41,7 @@ class CitedHit(BaseModel):
     keyword_score: float | None = None
     more_in_doc: int = 0  # collapse=doc: other matching passages of the same document
     also_in: list[str] = []  # collapse=doc: documents holding a near-identical passage
+    evidence: list[list[int]] = []  # [start, end] document offsets of the answering sentences, best first
     quote: str = ""  # exactly document.text[start:end]
     highlights: list[tuple[int, int]] = []  # [start, end) of query words in text
     citation: str = ""

@@ -69,7 +69,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     _require_index(settings)
     result = open_retriever(settings).search(args.text, k=args.k, lang=args.lang, doc_ids=args.doc, mode=args.mode,
-                                             collapse=args.collapse)
+                                             collapse=args.collapse, evidence=args.evidence)
     if args.json:
         print(search_response(result, args.k).model_dump_json(indent=2))
         return 0
@@ -79,6 +79,8 @@ def cmd_query(args: argparse.Namespace) -> int:
         print(f"\n[{hit.rank}] {hit.score:.3f}  {passage.doc_id} #{passage.chunk_no} ({passage.lang.value}"
               f"{', mixed' if passage.mixed else ''}) chars {passage.start}-{passage.end}  {passage.title}")
         print("    " + " ".join(passage.text.split())[:400])
+        for start, end in hit.evidence[:1]:
+            print("    evidence: " + " ".join(passage.text[start - passage.start:end - passage.start].split()))
         if hit.more_in_doc or hit.also_in:
             print(f"    (+{hit.more_in_doc} more in this document" + (f"; also in {', '.join(hit.also_in)}" if hit.also_in
                                                                      else "") + ")")
@@ -199,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--doc", action="append", help="only this document id (repeatable)")
     query.add_argument("--mode", choices=[mode.value for mode in Mode], default=Mode.HYBRID.value)
     query.add_argument("--json", action="store_true", help="print the API's JSON")
+    query.add_argument("--evidence", type=int, default=0, metavar="N",
+                       help="mark the answering sentence in the first N hits (~0.5 s per hit on CPU)")
     query.add_argument("--collapse", action="store_true",
                        help="one passage per document; near-identical passages of other documents folded")
     query.set_defaults(handler=cmd_query)

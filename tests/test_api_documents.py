@@ -186,3 +186,13 @@ def test_phrases_exclusions_and_collapse_over_http(client):
     for bad in ('"unclosed', "-only -exclusions"):
         reply = client.get("/search", params={"q": bad})
         assert reply.status_code == 422 and reply.json()["detail"], reply.text
+
+
+def test_evidence_marks_the_english_sentence_for_a_chinese_question(client):
+    reply = client.post("/search", json={"q": "水贝珠宝的生产周期比全球平均快多少？", "k": 3, "evidence": 3})
+    hits = reply.json()["results"]
+    english = next(hit for hit in hits if hit["doc_id"] == SEED_EN and "30% faster" in hit["quote"])
+    document = client.get(f"/documents/{SEED_EN}").json()["text"]
+    sentences = [document[start:end] for start, end in english["evidence"]]
+    assert sentences and all(english["start"] <= s < e <= english["end"] for s, e in english["evidence"])
+    assert any("30% faster" in sentence for sentence in sentences), sentences

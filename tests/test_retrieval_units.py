@@ -24,6 +24,9 @@ class FakeEmbedder:
     def encode_query(self, text: str) -> np.ndarray:
         return fake_vector(self.meaning.get(text, text))
 
+    def encode_documents(self, texts: list[str]) -> np.ndarray:
+        return np.stack([fake_vector(text) for text in texts])
+
 
 @pytest.fixture
 def backend(tmp_path):
@@ -111,3 +114,19 @@ def test_collapse_keeps_one_passage_per_document_and_folds_duplicates(tmp_path):
 def test_collapse_with_no_hits_is_empty(backend):
     retriever = Retriever(backend, FakeEmbedder({}))
     assert retriever.search('"no such phrase anywhere"', k=5, collapse=True).hits == []
+
+
+def test_evidence_marks_the_closest_sentence_of_the_top_hits(tmp_path):
+    from fakes import prepared
+
+    backend = LocalBackend(tmp_path)
+    backend.record_model(FAKE_MODEL)
+    answer = "Lead times are 30% faster."
+    backend.write([prepared("doc", ["Shuibei is in Shenzhen. " + answer + " Exports grew."])])
+    retriever = Retriever(backend, FakeEmbedder({"how fast": answer}))
+    hit = retriever.search("how fast", k=1, evidence=1).hits[0]
+    start, end = hit.evidence[0]
+    assert backend.document("doc").text[start:end] == answer and hit.passage.start <= start < end <= hit.passage.end
+    assert retriever.search("how fast", k=1).hits[0].evidence == []  # off unless asked
+    with pytest.raises(QueryError, match="evidence"):
+        retriever.search("how fast", evidence=99)

@@ -53,6 +53,8 @@ class SearchIn(BaseModel):
     offset: int = Field(0, ge=0, le=1000)
     collapse: Literal["doc"] | None = Field(None, description="doc: the best passage per document, "
                                                               "near-identical passages of other documents folded")
+    evidence: int = Field(0, ge=0, le=10, description="mark the answering sentences in the first N hits "
+                                                       "(about 0.5 s per hit on CPU)")
 
 
 class DocumentIn(BaseModel):

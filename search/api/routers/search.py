@@ -15,7 +15,8 @@ router = APIRouter(tags=["search"])
 
 def run_search(retriever, body: SearchIn, settings) -> SearchOut:
     result = retriever.search(body.q, k=body.k, lang=body.lang.value if body.lang else None, doc_ids=body.doc,
-                              mode=body.mode.value, offset=body.offset, collapse=body.collapse == "doc")
+                              mode=body.mode.value, offset=body.offset, collapse=body.collapse == "doc",
+                              evidence=body.evidence)
     return search_response(result, body.k, body.offset, root=ingest_root(settings))
 
 
