@@ -42,8 +42,7 @@ def _cached_embedder(key: tuple[tuple[str, object], ...]) -> Embedder:
 def embedder_for(backend: Backend, settings: Settings) -> Embedder:
     """The model for an index: an existing index keeps the vector size it was built with."""
     recorded = backend.model()
-    embedder = load_embedder(settings, settings.dim or (recorded.dimension if recorded else None))
-    return embedder
+    return load_embedder(settings, settings.dim or (recorded.dimension if recorded else None))
 
 
 def open_retriever(settings: Settings, embedder: Embedder | None = None) -> Retriever:

@@ -112,8 +112,9 @@ class Retriever:
         ranked = rank(scored)
         if ranked and dense and where.lang is None and mode == Mode.HYBRID:
             ranked = interleave(ranked, languages, lead=languages[max(dense, key=dense.__getitem__)])
+        kept = ranked if collapse else ranked[:wanted]  # collapsing counts over every candidate
         hits = [Hit(0, round(scored[chunk_id], 6), passages[chunk_id], _rounded(dense.get(chunk_id)),
-                    _rounded(keyword.get(chunk_id))) for chunk_id in ranked]
+                    _rounded(keyword.get(chunk_id))) for chunk_id in kept]
         if collapse:
             hits = self._collapsed(hits)
         hits = hits[offset:wanted]
