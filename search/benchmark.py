@@ -15,6 +15,10 @@
 * scale: flat, HNSW and IVF-PQ (re-scored) on synthetic clustered unit vectors: build time,
   size, query latency and recall@10 against exact search.
 
+Bare model calls run on the embedder's model thread (``Embedder.run``), the one thread that
+holds torch's OpenMP team: a call from another thread would start a second team and run
+~20% slower (see search/batching.py), which would flatter every ratio.
+
 The JSON (``docs/bench/bench.json``, committed) keeps the latest run of each section and
 the four ratios at the top level (null until measured). Nothing here is asserted.
 """
@@ -117,7 +121,7 @@ def measure_ingest(embedder: Embedder, documents: list[Document], index_dir: Pat
     for batch in tqdm(rounds_of(documents, round_documents), desc="ingest rounds", unit="round"):
         texts = [chunk.text for document in batch for chunk in ingester.chunker.chunk(document.text)]
         passages += len(texts)
-        bare_s += timed(lambda: embedder.model.encode_document(texts))
+        bare_s += timed(lambda: embedder.run(lambda: embedder.model.encode_document(texts)))
         product_s += timed(lambda: ingester.add(batch))
     ingester.backend.close()
     bare_rate, product_rate = passages / bare_s, passages / product_s
@@ -129,8 +133,8 @@ def measure_ingest(embedder: Embedder, documents: list[Document], index_dir: Pat
 def measure_int8_speedup(embedder: Embedder, texts: list[str]) -> dict[str, object]:
     """Bare encode speed of the int8-quantised model against the float model on ``texts``."""
     quantized = Embedder(quantize=True, max_tokens=Settings().chunk_tokens)
-    float_s = timed(lambda: embedder.model.encode_document(texts))
-    int8_s = timed(lambda: quantized.model.encode_document(texts))
+    float_s = timed(lambda: embedder.run(lambda: embedder.model.encode_document(texts)))
+    int8_s = timed(lambda: quantized.run(lambda: quantized.model.encode_document(texts)))
     return {"passages": len(texts), "float_passages_per_s": round(len(texts) / float_s, 3),
             "int8_passages_per_s": round(len(texts) / int8_s, 3), "speedup": round(float_s / int8_s, 3)}
 
@@ -201,7 +205,7 @@ def measure_query(embedder: Embedder, index_dir: Path, queries: list[str], k: in
     bare_ms, http_ms = [], []
 
     def bare(text: str) -> None:
-        flat.search(embedder.model.encode_query([text]).astype(np.float32), k)
+        flat.search(embedder.run(lambda: embedder.model.encode_query([text])).astype(np.float32), k)
 
     with ServerProcess(index_dir, search_threads) as server, httpx.Client(base_url=server.url, timeout=120) as http:
         def over_http(text: str) -> None:
@@ -224,7 +228,7 @@ def bare_queries_per_s(embedder: Embedder, queries: list[str], batch: int, count
     texts = queries[:count]
     started = time.perf_counter()
     for start in range(0, len(texts), batch):
-        embedder.model.encode_query(texts[start:start + batch], batch_size=batch)
+        embedder.run(lambda: embedder.model.encode_query(texts[start:start + batch], batch_size=batch))
     return len(texts) / (time.perf_counter() - started)
 
 
@@ -235,7 +239,7 @@ def measure_throughput(embedder: Embedder, index_dir: Path, queries: list[str], 
     Bare figures come first (warm model, server not started yet); the load test then sends
     the same distinct queries, each at most once (see ``loadtest.distinct_queries``).
     """
-    embedder.model.encode_query(queries[-8:])  # warm-up on texts the timed runs reach last, if ever
+    embedder.run(lambda: embedder.model.encode_query(queries[-8:]))  # warm-up on texts the timed runs reach last, if ever
     bare = {f"batch_{batch}_queries_per_s": round(bare_queries_per_s(embedder, queries, batch, count), 2)
             for batch, count in ((1, 32), (8, 64), (32, 256))}
     with ServerProcess(index_dir, search_threads) as server:

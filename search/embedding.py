@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
+from tqdm import tqdm
 
 from search.batching import DEFAULT_CACHE_SIZE, DEFAULT_GATHER_MS, DEFAULT_MAX_BATCH, QueryBatcher
 from search.model_store import DEFAULT_MODEL_NAME, default_model_dir, ensure_model
 from search.types import ModelInfo
+
+T = TypeVar("T")
 
 #: Room left for the document prompt ("title: none | text: ") and special tokens.
 PROMPT_MARGIN_TOKENS = 32
@@ -54,8 +59,13 @@ class Embedder:
         check_choice(runtime, precision)
         name, location = resolve_model(model, model_dir)
         self.runtime, self.precision = runtime, precision
-        self.model = load_model(location, runtime, precision, device=device or _default_device(),
-                                truncate_dim=dimension)
+        # One thread owns the model: it loads it, encodes every query batch and every document
+        # batch (see search/batching.py for why a second torch thread costs ~20%).
+        self.batcher = QueryBatcher(self._encode_query_batch, max_batch=query_batch, gather_ms=query_gather_ms,
+                                    cache_size=query_cache, max_tokens=query_batch * 64,
+                                    count_tokens=self._query_tokens)
+        self.model = self.batcher.run(lambda: load_model(location, runtime, precision,
+                                                         device=device or _default_device(), truncate_dim=dimension))
         self.model.max_seq_length = min(self.model.max_seq_length or 512, max_tokens + PROMPT_MARGIN_TOKENS)
         self.info = ModelInfo(
             name=name,
@@ -63,27 +73,30 @@ class Embedder:
             query_prompt=_prompt(self.model, ("query", "Retrieval-query")),
             document_prompt=_prompt(self.model, ("document", "Retrieval-document")),
         )
-        # Every query runs on the batcher's one thread: concurrent queries share a call instead of
-        # taking turns, and torch keeps a single OpenMP team instead of one per server thread.
-        self._prompt_tokens = len(self.tokenizer(self.info.query_prompt, add_special_tokens=True)["input_ids"])
-        self.batcher = QueryBatcher(self._encode_query_batch, max_batch=query_batch, gather_ms=query_gather_ms,
-                                    cache_size=query_cache, max_tokens=query_batch * 64,
-                                    count_tokens=self._query_tokens)
+        # The model's own tokenizer is used on the model thread only: it keeps padding state that a
+        # call from another thread (token counts, the chunker) would flip mid-batch. Other threads
+        # share a copy that is never asked to pad or truncate, so its state never changes.
+        self.tokenizer = copy.deepcopy(self.model.tokenizer)
+        self._prompt_tokens = len(self.tokenizer(self.info.query_prompt)["input_ids"])
 
-    @property
-    def tokenizer(self):
-        """The model's tokenizer (the chunker counts tokens with it)."""
-        return self.model.tokenizer
+    def run(self, task: Callable[[], T]) -> T:
+        """Run ``task`` (anything that calls the model) on the model's own thread."""
+        return self.batcher.run(task)
 
     def encode_documents(self, texts: list[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
-        """Passage vectors, shape ``(len(texts), dimension)``."""
-        if not texts:
-            return np.zeros((0, self.info.dimension), dtype=np.float32)
-        vectors = self.model.encode(
-            texts, prompt=self.info.document_prompt, batch_size=batch_size,
-            normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=progress,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        """Passage vectors, shape ``(len(texts), dimension)``.
+
+        Texts are sorted by length (as sentence-transformers does) and sent to the model
+        thread ``batch_size`` at a time, so queries arriving meanwhile wait one batch at most.
+        """
+        vectors = np.zeros((len(texts), self.info.dimension), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda row: -len(texts[row]))
+        for start in tqdm(range(0, len(order), batch_size), desc="embedding", unit="batch", disable=not progress):
+            rows = order[start:start + batch_size]
+            vectors[rows] = self.run(lambda: self.model.encode(
+                [texts[row] for row in rows], prompt=self.info.document_prompt, batch_size=batch_size,
+                normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False))
+        return vectors
 
     def encode_query(self, text: str) -> np.ndarray:
         """One query vector, shape ``(dimension,)`` (read-only; it may be shared through the cache)."""

@@ -6,7 +6,7 @@ One name per concept, used by loading, ingest, the backends, retrieval, the API 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 
 
@@ -87,7 +87,11 @@ class Passage:
     section: str | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "lang": self.lang.value}
+        return {**{name: getattr(self, name) for name in PASSAGE_FIELDS}, "lang": self.lang.value}
+
+
+#: Passage's field names (``as_dict`` copies them shallowly: its values are immutable).
+PASSAGE_FIELDS = tuple(field.name for field in fields(Passage))
 
 
 @dataclass(frozen=True)

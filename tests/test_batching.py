@@ -199,6 +199,23 @@ def test_closed_batcher_refuses_and_finishes_queued_work():
         batcher.submit("late")
 
 
+def test_tasks_run_on_the_model_thread_after_waiting_queries(make_batcher):
+    encoder = FakeEncoder(gate=True)
+    batcher = make_batcher(encoder, gather_ms=0)
+    first, futures = queue_behind_running_call(batcher, encoder, ["queued query"])
+    order: list[str] = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        task = pool.submit(batcher.run, lambda: order.append(threading.current_thread().name) or "done")
+        encoder.gate.set()
+        assert task.result(timeout=30) == "done"
+    assert order == ["bisearch-query"]  # the thread that encodes the queries
+    assert encoder.calls == [["first"], ["queued query"]]  # the query queued first went first
+    with pytest.raises(ZeroDivisionError):  # a task's error reaches its caller; the thread lives on
+        batcher.run(lambda: 1 / 0)
+    assert batcher.encode("after") is not None
+    assert batcher.run(lambda: batcher.run(lambda: "nested")) == "nested"  # no deadlock from inside
+
+
 # -- the real model ------------------------------------------------------------------------
 REAL_QUERIES = ["A.1. 共享库", "How much faster are Shuibei lead times?", "黄金", "gold",
                 "水贝珠宝的生产周期比全球平均快多少？", "Managing debian/package.symbols",
@@ -233,3 +250,35 @@ def test_real_model_batched_vectors_equal_one_by_one(embedder):
         threaded = np.stack(list(pool.map(embedder.encode_query, REAL_QUERIES)))
     np.testing.assert_allclose(threaded, alone, atol=1e-5)
     np.testing.assert_allclose(embedder.encode_queries(REAL_QUERIES), alone, atol=1e-5)
+
+
+def test_real_model_under_concurrent_queries_and_chunking(embedder):
+    """Many threads query while another chunks a long document with the embedder's tokenizer:
+    every query gets its own vector (the model's tokenizer keeps padding state that a call
+    from another thread used to flip mid-batch: "Unable to create tensor")."""
+    from search.chunking import Chunker
+
+    texts = [f"{text} #{n}" for n in range(6) for text in REAL_QUERIES]
+    chunker = Chunker(embedder.tokenizer, 256)
+    document = " ".join(REAL_QUERIES) * 400
+    stop = threading.Event()
+
+    def chunk_until_done() -> int:
+        rounds = 0
+        while not stop.is_set():
+            assert chunker.chunk(document)
+            rounds += 1
+        return rounds
+
+    with ThreadPoolExecutor(max_workers=49) as pool:
+        chunking = pool.submit(chunk_until_done)
+        vectors = np.stack(list(pool.map(embedder.encode_query, texts)))
+        stop.set()
+        assert chunking.result(timeout=120) >= 1
+    expected = embedder.run(lambda: embedder.model.encode_query(texts, normalize_embeddings=True))
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+    # The race is rare at the default switch interval, so the design is checked as well: other
+    # threads' tokenizer is a separate object, and the model's padding never reaches it.
+    assert embedder.tokenizer is not embedder.model.tokenizer
+    assert embedder.model.tokenizer.backend_tokenizer.padding is not None  # set by the batched calls above
+    assert embedder.tokenizer.backend_tokenizer.padding is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from search.api.deps import RetrieverDep, SettingsDep, in_search_slot, ingest_root
 from search.api.schemas import SearchIn, SearchOut
@@ -13,21 +13,24 @@ from search.citations import search_response
 router = APIRouter(tags=["search"])
 
 
-def run_search(retriever, body: SearchIn, settings) -> SearchOut:
+def run_search(retriever, body: SearchIn, settings) -> Response:
+    """The search as a JSON response, serialised once on the search thread (``SearchOut`` built
+    from trusted values: FastAPI's second validation pass would only cost time)."""
     result = retriever.search(body.q, k=body.k, lang=body.lang.value if body.lang else None, doc_ids=body.doc,
                               mode=body.mode.value, offset=body.offset, collapse=body.collapse == "doc",
                               evidence=body.evidence)
-    return search_response(result, body.k, body.offset, root=ingest_root(settings))
+    out = search_response(result, body.k, body.offset, root=ingest_root(settings))
+    return Response(out.model_dump_json(), media_type="application/json")
 
 
 @router.get("/search", response_model=SearchOut)
 async def search_get(params: Annotated[SearchIn, Query()], request: Request, retriever: RetrieverDep,
-                     settings: SettingsDep) -> SearchOut:
+                     settings: SettingsDep) -> Response:
     """Ranked passages for ``q`` with document, offsets, exact quote, highlights and citation."""
     return await in_search_slot(request, run_search, retriever, params, settings)
 
 
 @router.post("/search", response_model=SearchOut)
-async def search_post(body: SearchIn, request: Request, retriever: RetrieverDep, settings: SettingsDep) -> SearchOut:
+async def search_post(body: SearchIn, request: Request, retriever: RetrieverDep, settings: SettingsDep) -> Response:
     """The same search with a JSON body (``doc`` may be a list)."""
     return await in_search_slot(request, run_search, retriever, body, settings)
