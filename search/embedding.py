@@ -10,6 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from search.batching import DEFAULT_CACHE_SIZE, DEFAULT_GATHER_MS, DEFAULT_MAX_BATCH, QueryBatcher
+from search.runtime import CoreSlices
 from search.model_store import DEFAULT_MODEL_NAME, default_model_dir, ensure_model
 from search.types import ModelInfo
 
@@ -67,6 +68,8 @@ class Embedder:
         self.model = self.batcher.run(lambda: load_model(location, runtime, precision,
                                                          device=device or _default_device(), truncate_dim=dimension))
         self.model.max_seq_length = min(self.model.max_seq_length or 512, max_tokens + PROMPT_MARGIN_TOKENS)
+        self._slices = (self.run(lambda: CoreSlices(self.model))
+                        if runtime == "torch" and self.model.device.type == "cpu" else None)
         self.info = ModelInfo(
             name=name,
             dimension=int(self.model.get_embedding_dimension()),
@@ -114,10 +117,13 @@ class Embedder:
         return min(tokens, self.model.max_seq_length)
 
     def _encode_query_batch(self, texts: list[str]) -> np.ndarray:
-        """ONE model call for a batch of queries (the batcher's encoder)."""
-        vectors = self.model.encode(texts, prompt=self.info.query_prompt, batch_size=len(texts),
-                                    normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        """A batch of queries in one model call, or one per core for a big batch on a CPU (the batcher's encoder)."""
+        vectors = self._slices.encode(self._encode_queries_now, texts) if self._slices else self._encode_queries_now(texts)
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _encode_queries_now(self, texts: list[str]) -> np.ndarray:
+        return self.model.encode(texts, prompt=self.info.query_prompt, batch_size=len(texts),
+                                 normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
 
     @classmethod
     def from_settings(cls, settings, dimension: int | None = None) -> "Embedder":

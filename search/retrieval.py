@@ -102,19 +102,24 @@ class Retriever:
         tokens = keyword_tokens(normalized)
         query_vector = self.embedder.encode_query(normalized) if mode != Mode.SPARSE else None
         dense, keyword = self._candidates(query_vector, KeywordQuery(tuple(tokens), normalized), mode, pool, where)
-        passages = {chunk_id: passage for chunk_id, passage in self.backend.passages(set(dense) | set(keyword)).items()
-                    if passage_matches(parsed, passage.text)}
+        candidates = set(dense) | set(keyword)
+        if narrowed:  # the syntax and collapsing read every candidate's text and document
+            passages = {chunk_id: passage for chunk_id, passage in self.backend.passages(candidates).items()
+                        if passage_matches(parsed, passage.text)}
+            languages = {chunk_id: passage.lang for chunk_id, passage in passages.items()}
+        else:  # ranking needs only languages: texts are read for the returned ranks
+            passages, languages = {}, self.backend.languages(candidates)
         # Passages another process deleted since their vectors were found, or that the syntax rules out, drop.
-        dense, keyword = ({chunk_id: score for chunk_id, score in candidates.items() if chunk_id in passages}
-                          for candidates in (dense, keyword))
-        languages = {chunk_id: passage.lang for chunk_id, passage in passages.items()}
+        dense, keyword = ({chunk_id: score for chunk_id, score in found.items() if chunk_id in languages}
+                          for found in (dense, keyword))
         scored = self._scores(dense, keyword, languages, None if mixed_query else query_lang, mode)
         ranked = rank(scored)
         if ranked and dense and where.lang is None and mode == Mode.HYBRID:
             ranked = interleave(ranked, languages, lead=languages[max(dense, key=dense.__getitem__)])
         kept = ranked if collapse else ranked[:wanted]  # collapsing counts over every candidate
+        passages = passages or self.backend.passages(kept)
         hits = [Hit(0, round(scored[chunk_id], 6), passages[chunk_id], _rounded(dense.get(chunk_id)),
-                    _rounded(keyword.get(chunk_id))) for chunk_id in kept]
+                    _rounded(keyword.get(chunk_id))) for chunk_id in kept if chunk_id in passages]
         if collapse:
             hits = self._collapsed(hits)
         hits = hits[offset:wanted]

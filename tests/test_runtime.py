@@ -51,3 +51,34 @@ def test_bench_json_has_every_ratio_null_until_measured():
 def test_load_test_never_repeats_a_query():
     sent = list(itertools.islice(distinct_queries(("a", "b")), 7))
     assert len(set(sent)) == 7 and sent[:2] == ["a", "b"]
+
+
+def test_core_slices_split_big_batches_across_threads_and_keep_order():
+    import threading
+
+    import numpy as np
+    import torch
+
+    from search.runtime import MIN_SLICED_BATCH, CoreSlices
+
+    class Model:
+        def preprocess(self, texts):
+            return texts
+
+    threads_seen: list[str] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        threads_seen.append(threading.current_thread().name)
+        return np.array([[len(text), torch.get_num_threads()] for text in texts], dtype=np.float32)
+
+    slices = CoreSlices(Model())
+    cores = torch.get_num_threads()
+    small = ["a" * n for n in range(MIN_SLICED_BATCH - 1)]
+    assert slices.encode(encode, small)[:, 1].tolist() == [cores] * len(small)  # a small batch: every core at once
+    big = ["b" * n for n in range(3 * MIN_SLICED_BATCH)]
+    vectors = slices.encode(encode, big)
+    assert vectors[:, 0].tolist() == [len(text) for text in big]  # rows in the callers' order
+    if cores > 1:
+        assert set(vectors[:, 1].tolist()) == {1}  # each slice single-threaded
+        assert len(set(threads_seen[1:])) == cores  # one slice per core, on different threads
+    assert torch.get_num_threads() == cores  # restored for the next lone query

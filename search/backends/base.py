@@ -13,7 +13,7 @@ from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from search.types import Document, DocumentSummary, Filter, KeywordQuery, ModelInfo, Passage, Scored
+from search.types import Document, DocumentSummary, Filter, KeywordQuery, Lang, ModelInfo, Passage, Scored
 
 
 class BackendError(RuntimeError):
@@ -59,6 +59,9 @@ class Backend(Protocol):
 
     def passages(self, ids: Iterable[int]) -> dict[int, Passage]:
         """Passages by id, with their document's title and source (unknown ids left out)."""
+
+    def languages(self, ids: Iterable[int]) -> dict[int, Lang]:
+        """Each passage's language by id, without its text (ranking needs no more; unknown ids left out)."""
 
     def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
         """Stored unit vectors by passage id (unknown ids left out)."""

@@ -26,7 +26,7 @@ from search.backends.base import BackendError, ModelMismatchError, PreparedDocum
 from search.backends.store import Store, damaged
 from search.backends.vectors import (IndexSettings, SnapshotInfo, VectorIndex, VectorIndexError, latest_snapshot,
                                      new_faiss_index)
-from search.types import Document, DocumentSummary, Filter, KeywordQuery, ModelInfo, Passage, Scored
+from search.types import Document, DocumentSummary, Filter, KeywordQuery, Lang, ModelInfo, Passage, Scored
 
 log = logging.getLogger(__name__)
 DB_NAME = "index.sqlite"
@@ -210,6 +210,9 @@ class LocalBackend:
     # -- reads -----------------------------------------------------------------------
     def passages(self, ids: Iterable[int]) -> dict[int, Passage]:
         return self.store.passages(ids)
+
+    def languages(self, ids: Iterable[int]) -> dict[int, Lang]:
+        return self.store.languages(ids)
 
     def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
         return self.store.vectors(ids)

@@ -554,6 +554,10 @@ class MilvusBackend:
         return found
 
     @_guarded
+    def languages(self, ids: Iterable[int]) -> dict[int, Lang]:
+        return {int(row["id"]): Lang(row["lang"]) for row in self._rows_by_id(ids, ["id", "lang"])}
+
+    @_guarded
     def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
         return {int(row["id"]): np.asarray(row["vector"], dtype=np.float32)
                 for row in self._rows_by_id(ids, ["id", "vector"])}

@@ -318,6 +318,14 @@ class Store:
         return np.stack([np.frombuffer(row[0], dtype=np.float32) for row in rows])
 
     @_locked
+    def languages(self, ids: Iterable[int]) -> dict[int, Lang]:
+        ids = [int(chunk_id) for chunk_id in ids]
+        if not ids:
+            return {}
+        rows = self.db.execute(f"SELECT id, lang FROM chunks WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall()
+        return {row[0]: Lang(row[1]) for row in rows}
+
+    @_locked
     def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
         ids = [int(chunk_id) for chunk_id in ids]
         if not ids:
