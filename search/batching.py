@@ -26,6 +26,7 @@ all it calls, so tests drive it with a fake.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 import unicodedata
@@ -81,6 +82,9 @@ class QueryBatcher:
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+        # The thread ends before the interpreter does: a model thread still alive while the
+        # C++ runtime tears down aborts the process ("terminate called without an active exception").
+        atexit.register(self.close)
 
     # -- callers --------------------------------------------------------------------------
     def submit(self, text: str) -> Future:

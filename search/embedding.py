@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 from tqdm import tqdm
 
 from search.batching import DEFAULT_CACHE_SIZE, DEFAULT_GATHER_MS, DEFAULT_MAX_BATCH, QueryBatcher
+from search.evidence import SENTENCE_DIMENSION, SentenceVectors, sentence_spans, truncate
 from search.runtime import CoreSlices
 from search.model_store import DEFAULT_MODEL_NAME, default_model_dir, ensure_model
 from search.types import ModelInfo
@@ -87,19 +88,77 @@ class Embedder:
         return self.batcher.run(task)
 
     def encode_documents(self, texts: list[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
-        """Passage vectors, shape ``(len(texts), dimension)``.
-
-        Texts are sorted by length (as sentence-transformers does) and sent to the model
-        thread ``batch_size`` at a time, so queries arriving meanwhile wait one batch at most.
-        """
+        """Passage vectors, shape ``(len(texts), dimension)``."""
         vectors = np.zeros((len(texts), self.info.dimension), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda row: -len(texts[row]))
-        for start in tqdm(range(0, len(order), batch_size), desc="embedding", unit="batch", disable=not progress):
-            rows = order[start:start + batch_size]
+        for rows in self._batches(texts, batch_size, progress):
             vectors[rows] = self.run(lambda: self.model.encode(
                 [texts[row] for row in rows], prompt=self.info.document_prompt, batch_size=batch_size,
                 normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False))
         return vectors
+
+    def encode_passages(self, texts: list[str], batch_size: int = 16,
+                        progress: bool = False) -> tuple[np.ndarray, list[SentenceVectors | None]]:
+        """Passage vectors (as :meth:`encode_documents`) and, from the same forward pass, a vector
+        per sentence: the passage's token embeddings averaged over the sentence and projected like
+        the passage's. No extra model call; a passage whose tokens cannot be aligned gets None."""
+        vectors = np.zeros((len(texts), self.info.dimension), dtype=np.float32)
+        sentences: list[SentenceVectors | None] = [None] * len(texts)
+        for rows in self._batches(texts, batch_size, progress):
+            batch_vectors, batch_sentences = self.run(lambda: self._encode_with_sentences([texts[r] for r in rows]))
+            vectors[rows] = batch_vectors
+            for row, found in zip(rows, batch_sentences):
+                sentences[row] = found
+        return vectors, sentences
+
+    @staticmethod
+    def _batches(texts: list[str], batch_size: int, progress: bool) -> Iterator[list[int]]:
+        """Row numbers in batches, longest texts first (as sentence-transformers orders them), so
+        each batch is one call on the model thread and queries arriving meanwhile wait one batch."""
+        order = sorted(range(len(texts)), key=lambda row: -len(texts[row]))
+        for start in tqdm(range(0, len(order), batch_size), desc="embedding", unit="batch", disable=not progress):
+            yield order[start:start + batch_size]
+
+    def _encode_with_sentences(self, texts: list[str]) -> tuple[np.ndarray, list[SentenceVectors | None]]:
+        """One model call on the model thread: passage vectors and pooled sentence vectors."""
+        import torch
+
+        outputs = self.model.encode(texts, prompt=self.info.document_prompt, batch_size=len(texts),
+                                    output_value=None, convert_to_numpy=False, show_progress_bar=False)
+        vectors = np.stack([_unit(output["sentence_embedding"].float().cpu().numpy()[:self.info.dimension])
+                            for output in outputs])
+        with torch.inference_mode():
+            sentences = [self._pooled_sentences(text, output) for text, output in zip(texts, outputs)]
+        return vectors, sentences
+
+    def _pooled_sentences(self, text: str, output: dict) -> SentenceVectors | None:
+        import torch
+
+        spans = [(a, b) for a, b in sentence_spans(text)]
+        projection = _projection_after_pooling(self.model)
+        tokens = output["token_embeddings"][output["attention_mask"].bool()]
+        prompt = self.info.document_prompt
+        offsets = self.model.tokenizer(prompt + text, return_offsets_mapping=True, truncation=True,
+                                       max_length=self.model.max_seq_length)["offset_mapping"]
+        if not spans or projection is None or len(offsets) != len(tokens):
+            return None
+        starts = np.array([a - len(prompt) for a, _ in offsets])
+        ends = np.array([b - len(prompt) for _, b in offsets])
+        real = ends > starts  # special tokens have empty offsets
+        pooled, kept = [], []
+        for a, b in spans:
+            inside = real & (starts >= a) & (ends <= b)
+            if not inside.any():  # a sentence beyond the truncated tokens
+                continue
+            pooled.append(tokens[torch.from_numpy(inside)].mean(dim=0))
+            kept.append((a, b))
+        if not kept:
+            return None
+        features = {"sentence_embedding": torch.stack(pooled)}
+        for module in projection:
+            features = module(features)
+        sentence_vectors = truncate(features["sentence_embedding"].float().cpu().numpy(),
+                                    min(SENTENCE_DIMENSION, self.info.dimension))
+        return SentenceVectors(np.array(kept, dtype=np.int32), sentence_vectors.astype(np.float16))
 
     def encode_query(self, text: str) -> np.ndarray:
         """One query vector, shape ``(dimension,)`` (read-only; it may be shared through the cache)."""
@@ -133,6 +192,24 @@ class Embedder:
                    model_dir=settings.model_dir, runtime=settings.runtime, precision=settings.precision,
                    query_batch=settings.query_batch, query_gather_ms=settings.query_gather_ms,
                    query_cache=settings.query_cache)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(vector)
+    return vector / norm if norm else vector
+
+
+def _projection_after_pooling(model) -> list | None:
+    """The modules between mean pooling and normalisation (EmbeddingGemma: two Dense layers), or
+    None when the model is not Transformer → mean Pooling → … (sentence vectors cannot be pooled)."""
+    names = [type(module).__name__ for module in model]
+    if "Pooling" not in names:
+        return None
+    pooling = model[names.index("Pooling")]
+    mode = getattr(pooling, "pooling_mode", None)  # sentence-transformers 6; 5 has pooling_mode_mean_tokens
+    if not (mode in ("mean", ("mean",)) or getattr(pooling, "pooling_mode_mean_tokens", False) is True):
+        return None
+    return [module for module in list(model)[names.index("Pooling") + 1:] if type(module).__name__ != "Normalize"]
 
 
 def quantize_int8(model):

@@ -9,6 +9,8 @@ ingest, see :func:`sentence_spans`; Matryoshka-truncated vectors work too, see
 
 from __future__ import annotations
 
+import struct
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -20,6 +22,33 @@ MAX_SPANS = 3
 RUNNER_UP_MARGIN = 0.05
 
 Span = list[int]  # [start, end] document offsets
+#: Sentence vectors are stored Matryoshka-truncated to this many dimensions, as float16.
+SENTENCE_DIMENSION = 256
+
+
+@dataclass(frozen=True)
+class SentenceVectors:
+    """A passage's sentences as stored at ingest: spans relative to the passage start and one
+    unit vector each (pooled from the passage's own forward pass, see ``Embedder.encode_passages``)."""
+
+    spans: np.ndarray  # (n, 2) int32, offsets into the passage text
+    vectors: np.ndarray  # (n, d) float16
+
+    def to_bytes(self) -> bytes:
+        count, dimension = self.vectors.shape
+        return (struct.pack("<II", count, dimension) + np.asarray(self.spans, "<i4").tobytes()
+                + np.asarray(self.vectors, "<f2").tobytes())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "SentenceVectors":
+        count, dimension = struct.unpack_from("<II", data)
+        spans = np.frombuffer(data, "<i4", 2 * count, 8).reshape(count, 2)
+        return cls(spans, np.frombuffer(data, "<f2", count * dimension, 8 + 8 * count).reshape(count, dimension))
+
+    def evidence(self, query_vector: np.ndarray, passage_start: int) -> list[Span]:
+        """The answering sentences of this passage as document offsets, best first."""
+        spans = [(passage_start + int(a), passage_start + int(b)) for a, b in self.spans]
+        return evidence_spans(query_vector, self.vectors.astype(np.float32), spans, dimension=self.vectors.shape[1])
 
 
 def sentence_spans(passage: str, start: int = 0) -> list[tuple[int, int]]:

@@ -16,6 +16,7 @@ import numpy as np
 from search.backends.base import Backend, PreparedDocument
 from search.chunking import Chunker
 from search.embedding import Embedder
+from search.evidence import SentenceVectors
 from search.language import keyword_tokens
 from search.loading import DocumentError, LoadedFile, LoadLimits, discover_files, load_file
 from search.types import Document, Passage
@@ -84,26 +85,29 @@ class Ingester:
 
     def prepare(self, documents: Sequence[Document], files: dict[str, bytes] | None = None,
                 progress: bool = False) -> list[PreparedDocument]:
-        """Chunk, embed and tokenise documents (one encode call for all their passages)."""
+        """Chunk, embed and tokenise documents (one encode call for all their passages, which also
+        gives each passage's sentence vectors for evidence spans)."""
         passages = [[locate(p, d) for p in self.chunker.chunk(d.text, d.id)] for d in documents]
         flat = [passage.text for group in passages for passage in group]
-        vectors = self._embed(flat, progress)
+        vectors, sentences = self._embed(flat, progress)
         prepared, row = [], 0
         for document, group in zip(documents, passages):
             tokens = tuple(tuple(keyword_tokens(passage.text)) for passage in group)
             prepared.append(PreparedDocument(document, tuple(group), tokens, vectors[row:row + len(group)],
-                                             (files or {}).get(document.id)))
+                                             (files or {}).get(document.id), tuple(sentences[row:row + len(group)])))
             row += len(group)
         return prepared
 
-    def _embed(self, texts: list[str], progress: bool) -> np.ndarray:
-        """Passage vectors, embedded in slices with a cancellation check between them."""
-        parts = [self.embedder.encode_documents([], progress=False)]
+    def _embed(self, texts: list[str], progress: bool) -> tuple[np.ndarray, list[SentenceVectors | None]]:
+        """Passage and sentence vectors, embedded in slices with a cancellation check between them."""
+        parts, sentences = [self.embedder.encode_documents([], progress=False)], []
         for start in range(0, len(texts), EMBED_SLICE):
             self.should_stop()
-            parts.append(self.embedder.encode_documents(texts[start:start + EMBED_SLICE], progress=progress))
+            vectors, found = self.embedder.encode_passages(texts[start:start + EMBED_SLICE], progress=progress)
+            parts.append(vectors)
+            sentences += found
         self.should_stop()
-        return np.concatenate(parts)
+        return np.concatenate(parts), sentences
 
     def add(self, documents: Sequence[Document], files: dict[str, bytes] | None = None,
             progress: bool = False) -> list[IngestOutcome]:

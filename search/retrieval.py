@@ -82,8 +82,10 @@ class Retriever:
         best English and Chinese passages; the language of the passage closest in meaning
         leads, so keyword evidence never decides which language wins. ``collapse`` keeps the
         best passage per document and folds near-identical passages of other documents.
-        ``evidence`` marks the answering sentences of the first that many hits (it embeds
-        their sentences: about half a second per hit on a 2-core CPU)."""
+        Every hit carries its answering sentences (``evidence``) from the sentence vectors stored
+        at ingest (dense and hybrid modes). ``evidence`` also computes them at query time for the
+        first that many hits stored without sentence vectors, or in sparse mode (it embeds their
+        sentences: about half a second per hit on a 2-core CPU)."""
         started = time.perf_counter()
         query, mode = self._validated(query, k, mode, offset)
         if not 0 <= evidence <= MAX_EVIDENCE_HITS:
@@ -125,8 +127,11 @@ class Retriever:
         hits = hits[offset:wanted]
         for position, hit in enumerate(hits, start=offset + 1):
             hit.rank = position
-        if evidence and hits:
-            self._mark_evidence(hits[:evidence], query_vector if query_vector is not None
+        if query_vector is not None:
+            self._stored_evidence(hits, query_vector)
+        unmarked = [hit for hit in hits[:evidence] if not hit.evidence]
+        if unmarked:
+            self._mark_evidence(unmarked, query_vector if query_vector is not None
                                 else self.embedder.encode_query(normalized))
         return SearchResult(query, query_lang, mode, hits, round((time.perf_counter() - started) * 1000, 2), tokens)
 
@@ -156,8 +161,16 @@ class Retriever:
                 dense[chunk_id] = float(vector @ query_vector)
         return dense, keyword
 
+    def _stored_evidence(self, hits: list[Hit], query_vector: np.ndarray) -> None:
+        """Each hit's answering sentences from the sentence vectors stored with its passage (no model call)."""
+        stored = self.backend.sentences(hit.passage.id for hit in hits)
+        for hit in hits:
+            if hit.passage.id in stored:
+                hit.evidence = stored[hit.passage.id].evidence(query_vector, hit.passage.start)
+
     def _mark_evidence(self, hits: list[Hit], query_vector: np.ndarray) -> None:
-        """Each hit's answering sentences (any language), from one embedding call for all their sentences."""
+        """Each hit's answering sentences (any language), from one embedding call for all their sentences
+        (passages stored without sentence vectors: indexes built before they were kept)."""
         spans = [sentence_spans(hit.passage.text, hit.passage.start) for hit in hits]
         texts = [hit.passage.text[a - hit.passage.start:b - hit.passage.start]
                  for hit, sentences in zip(hits, spans) for a, b in sentences]

@@ -7,6 +7,7 @@ import hashlib
 import numpy as np
 
 from search.backends.base import PreparedDocument
+from search.evidence import SentenceVectors, sentence_spans
 from search.language import detect_language, is_mixed, keyword_tokens
 from search.types import Document, ModelInfo, Passage
 
@@ -21,8 +22,17 @@ def fake_vector(text: str, dimension: int = DIMENSION) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def prepared(doc_id: str, sentences: list[str], title: str = "", original: bytes | None = None) -> PreparedDocument:
-    """A document whose passages are its sentences (joined by one space), ready to write."""
+def sentence_vectors(passage: str) -> SentenceVectors:
+    """Stored sentence vectors of a passage: each sentence's fake vector (float16)."""
+    spans = sentence_spans(passage)
+    return SentenceVectors(np.array(spans, dtype=np.int32),
+                           np.stack([fake_vector(passage[a:b]) for a, b in spans]).astype(np.float16))
+
+
+def prepared(doc_id: str, sentences: list[str], title: str = "", original: bytes | None = None,
+             with_sentences: bool = False) -> PreparedDocument:
+    """A document whose passages are its sentences (joined by one space), ready to write;
+    ``with_sentences`` stores each passage's sentence vectors too (as ingest does)."""
     text = " ".join(sentences)
     passages, start = [], 0
     for number, sentence in enumerate(sentences):
@@ -31,4 +41,5 @@ def prepared(doc_id: str, sentences: list[str], title: str = "", original: bytes
         start += len(sentence) + 1
     document = Document(doc_id, title or doc_id, f"mem:{doc_id}", text, detect_language(text))
     return PreparedDocument(document, tuple(passages), tuple(tuple(keyword_tokens(s)) for s in sentences),
-                            np.stack([fake_vector(s) for s in sentences]), original)
+                            np.stack([fake_vector(s) for s in sentences]), original,
+                            tuple(sentence_vectors(s) for s in sentences) if with_sentences else ())

@@ -189,8 +189,10 @@ def test_phrases_exclusions_and_collapse_over_http(client):
 
 
 def test_evidence_marks_the_english_sentence_for_a_chinese_question(client):
-    reply = client.post("/search", json={"q": "水贝珠宝的生产周期比全球平均快多少？", "k": 3, "evidence": 3})
+    """By default: sentence vectors stored at ingest, no request parameter, no extra model call."""
+    reply = client.post("/search", json={"q": "水贝珠宝的生产周期比全球平均快多少？", "k": 3})
     hits = reply.json()["results"]
+    assert all(hit["evidence"] for hit in hits)
     english = next(hit for hit in hits if hit["doc_id"] == SEED_EN and "30% faster" in hit["quote"])
     document = client.get(f"/documents/{SEED_EN}").json()["text"]
     sentences = [document[start:end] for start, end in english["evidence"]]

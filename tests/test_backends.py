@@ -108,6 +108,21 @@ def test_write_search_and_read_back(backend):
     assert (stats["documents"], stats["chunks"], stats["chunks_en"], stats["chunks_zh"]) == (2, 3, 2, 1)
 
 
+def test_sentence_vectors_round_trip(backend):
+    from fakes import sentence_vectors
+
+    backend.write([prepared("with", ["One sentence. Another one here.", "Third."], with_sentences=True),
+                   prepared("without", ["No vectors kept."])])
+    ids = {passage.text: passage_id for passage_id, passage in
+           backend.passages([i for i, _ in backend.dense_search(fake_vector("x"), 10, EVERYTHING)]).items()}
+    stored = backend.sentences(ids.values())
+    assert set(stored) == {ids["One sentence. Another one here."], ids["Third."]}  # none kept: left out
+    expected = sentence_vectors("One sentence. Another one here.")
+    found = stored[ids["One sentence. Another one here."]]
+    assert found.spans.tolist() == expected.spans.tolist() == [[0, 13], [14, 31]]
+    np.testing.assert_array_equal(found.vectors, expected.vectors)
+
+
 def test_replace_by_doc_id_and_delete(backend):
     backend.write([prepared("a", ["Gold prices rose.", "黄金价格上涨。"]), prepared("b", ["Pearls are white."])])
     old_ids = {passage_id for passage_id, _ in backend.dense_search(fake_vector("x"), 10, Filter(doc_ids=("a",)))}

@@ -20,3 +20,21 @@ def test_queries_and_passages_use_the_models_own_prompts(embedder):
 
 def test_the_full_size_reuses_the_loaded_model(embedder):
     assert load_embedder(Settings(), dimension=embedder.info.dimension) is embedder
+
+
+def test_passages_come_with_pooled_sentence_vectors_from_the_same_call(embedder):
+    """Sentence vectors pooled from the passage's own token embeddings: the passage vector is
+    unchanged, each sentence gets a unit vector, and a question lands on its sentence in
+    either language."""
+    passage = ("Shuibei is a jewellery district in Shenzhen. Its production lead times are approximately "
+               "30% faster than the global average. 深圳的黄金价格在2024年上涨。")
+    vectors, sentences = embedder.encode_passages([passage, "短句。"])
+    np.testing.assert_allclose(vectors, embedder.encode_documents([passage, "短句。"]), atol=1e-5)
+    found = sentences[0]
+    assert [passage[a:b][:9] for a, b in found.spans] == ["Shuibei i", "Its produ", "深圳的黄金价格在2"]
+    assert found.vectors.dtype == np.float16
+    np.testing.assert_allclose(np.linalg.norm(found.vectors.astype(np.float32), axis=1), 1.0, atol=1e-2)
+    for question in ("How much faster are Shuibei's lead times?", "水贝珠宝的生产周期比全球平均快多少？"):
+        start, end = found.evidence(embedder.encode_query(question), 0)[0]
+        assert "30% faster" in passage[start:end], question
+    assert len(sentences[1].spans) == 1

@@ -176,6 +176,22 @@ def test_an_index_of_the_previous_version_is_migrated_in_place(tmp_path):
     assert 7 not in backend.passages([i for i, _ in backend.dense_search(fake_vector("New text."), 1, EVERYTHING)])
 
 
+def test_an_index_without_sentence_vectors_is_migrated_in_place(tmp_path):
+    backend = open_local(tmp_path)
+    backend.write([prepared("old", ["Written before sentence vectors were kept."])])
+    backend.close()
+    db = sqlite3.connect(tmp_path / "index.sqlite")
+    db.execute("ALTER TABLE chunks DROP COLUMN sentences")  # the version 2 layout
+    db.commit()
+    db.close()
+    backend = open_local(tmp_path)
+    found = backend.dense_search(fake_vector("Written before sentence vectors were kept."), 1, EVERYTHING)
+    assert backend.sentences([found[0][0]]) == {}
+    backend.write([prepared("new", ["Kept now. With two sentences."], with_sentences=True)])
+    new_id = backend.dense_search(fake_vector("Kept now. With two sentences."), 1, EVERYTHING)[0][0]
+    assert len(backend.sentences([new_id])[new_id].spans) == 2
+
+
 def test_corrupt_database_gives_clear_error(tmp_path):
     (tmp_path / "index.sqlite").write_bytes(b"this is not a database" * 100)
     with pytest.raises(BackendError, match="index.sqlite.*rebuild"):

@@ -127,6 +127,23 @@ def test_evidence_marks_the_closest_sentence_of_the_top_hits(tmp_path):
     hit = retriever.search("how fast", k=1, evidence=1).hits[0]
     start, end = hit.evidence[0]
     assert backend.document("doc").text[start:end] == answer and hit.passage.start <= start < end <= hit.passage.end
-    assert retriever.search("how fast", k=1).hits[0].evidence == []  # off unless asked
+    assert retriever.search("how fast", k=1).hits[0].evidence == []  # stored without sentence vectors: only on request
     with pytest.raises(QueryError, match="evidence"):
         retriever.search("how fast", evidence=99)
+
+
+def test_every_hit_carries_evidence_from_stored_sentence_vectors(tmp_path):
+    from fakes import prepared
+
+    backend = LocalBackend(tmp_path)
+    backend.record_model(FAKE_MODEL)
+    answer = "Lead times are 30% faster."
+    backend.write([prepared("doc", ["Shuibei is in Shenzhen. " + answer + " Exports grew.", "Gold is yellow."],
+                            with_sentences=True)])
+    embedder = FakeEmbedder({"how fast": answer})
+    embedder.encode_documents = None  # no model call may happen: the evidence comes from storage
+    hits = Retriever(backend, embedder).search("how fast", k=2).hits
+    start, end = next(hit for hit in hits if answer in hit.passage.text).evidence[0]
+    assert backend.document("doc").text[start:end] == answer
+    assert all(hit.evidence and hit.passage.start <= hit.evidence[0][0] < hit.evidence[0][1] <= hit.passage.end
+               for hit in hits)

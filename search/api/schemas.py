@@ -53,7 +53,9 @@ class SearchIn(BaseModel):
     offset: int = Field(0, ge=0, le=1000)
     collapse: Literal["doc"] | None = Field(None, description="doc: the best passage per document, "
                                                               "near-identical passages of other documents folded")
-    evidence: int = Field(0, ge=0, le=10, description="mark the answering sentences in the first N hits "
+    evidence: int = Field(0, ge=0, le=10, description="every hit carries its answering sentences from vectors "
+                                                       "stored at ingest; this also computes them for the first N "
+                                                       "hits stored without (older indexes) or in sparse mode "
                                                        "(about 0.5 s per hit on CPU)")
 
 

@@ -13,6 +13,7 @@ from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from search.evidence import SentenceVectors
 from search.types import Document, DocumentSummary, Filter, KeywordQuery, Lang, ModelInfo, Passage, Scored
 
 
@@ -33,6 +34,10 @@ class PreparedDocument:
     tokens: tuple[tuple[str, ...], ...]
     vectors: np.ndarray
     original: bytes | None = None  # the file it was read from (PDF, DOCX), kept and served
+    sentences: tuple[SentenceVectors | None, ...] = ()  # per passage, for evidence spans (empty: none)
+
+    def sentences_of(self, row: int) -> SentenceVectors | None:
+        return self.sentences[row] if row < len(self.sentences) else None
 
 
 @runtime_checkable
@@ -65,6 +70,9 @@ class Backend(Protocol):
 
     def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
         """Stored unit vectors by passage id (unknown ids left out)."""
+
+    def sentences(self, ids: Iterable[int]) -> dict[int, SentenceVectors]:
+        """Stored sentence vectors by passage id (passages stored without them left out)."""
 
     def document(self, doc_id: str) -> Document | None:
         """One document with its exact text, or None."""

@@ -26,6 +26,7 @@ from search.backends.base import BackendError, ModelMismatchError, PreparedDocum
 from search.backends.store import Store, damaged
 from search.backends.vectors import (IndexSettings, SnapshotInfo, VectorIndex, VectorIndexError, latest_snapshot,
                                      new_faiss_index)
+from search.evidence import SentenceVectors
 from search.types import Document, DocumentSummary, Filter, KeywordQuery, Lang, ModelInfo, Passage, Scored
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,9 @@ class LocalBackend:
 
     def languages(self, ids: Iterable[int]) -> dict[int, Lang]:
         return self.store.languages(ids)
+
+    def sentences(self, ids: Iterable[int]) -> dict[int, SentenceVectors]:
+        return {chunk_id: SentenceVectors.from_bytes(data) for chunk_id, data in self.store.sentences(ids).items()}
 
     def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
         return self.store.vectors(ids)

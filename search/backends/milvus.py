@@ -70,6 +70,7 @@ import numpy as np
 
 from search.backends.base import BackendError, ModelMismatchError, PreparedDocument
 from search.language import normalize
+from search.evidence import SentenceVectors
 from search.types import Document, DocumentSummary, Filter, KeywordQuery, Lang, ModelInfo, Passage, Scored
 
 log = logging.getLogger(__name__)
@@ -89,12 +90,21 @@ EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 DUMMY = [0.0, 0.0]
 SERVER_SCHEMES = ("http", "https", "tcp", "grpc", "unix")
 TEXT, LAYOUT, FILE = 0, 1, 2
+MAX_SENTENCES_FIELD = 48_000  # base64 characters: well inside a JSON field's 64 KiB
 PASSAGE_FIELDS = ["id", "doc_id", "gen", "chunk_no", "start", "end", "lang", "mixed", "title", "source", "text", "loc"]
 
 T = TypeVar("T")
 
 _lite_lock = threading.Lock()
 _lite_users: dict[str, int] = {}  # Milvus Lite file -> open backends in this process
+
+
+def _sentences_field(sentences: SentenceVectors | None) -> str | None:
+    """Sentence vectors as base64 for the JSON field, or None when absent or too big for it."""
+    if sentences is None:
+        return None
+    encoded = base64.b64encode(sentences.to_bytes()).decode()
+    return encoded if len(encoded) <= MAX_SENTENCES_FIELD else None
 
 
 def quote(value: str) -> str:
@@ -379,14 +389,16 @@ class MilvusBackend:
         for prepared in batch:
             ids = self._ids.take(len(prepared.passages))
             vectors = np.asarray(prepared.vectors, dtype=np.float32)
-            for passage_id, passage, vector in zip(ids, prepared.passages, vectors):
+            for row, (passage_id, passage, vector) in enumerate(zip(ids, prepared.passages, vectors)):
+                sentences = prepared.sentences_of(row)
                 rows.append({
                     "id": passage_id, "vector": vector.tolist(), "doc_id": passage.doc_id, "gen": gen,
                     "chunk_no": passage.chunk_no, "start": passage.start, "end": passage.end,
                     "lang": Lang(passage.lang).value, "mixed": bool(passage.mixed),
                     "title": prepared.document.title, "source": prepared.document.source, "text": passage.text,
                     "loc": {"page": passage.page, "page_end": passage.page_end, "page_label": passage.page_label,
-                            "section": passage.section},
+                            "section": passage.section,  # sentence vectors: base64 (lite has no nullable fields)
+                            "sentences": _sentences_field(sentences)},
                     "keyword_text": normalize(passage.text),
                 })
         for start in range(0, len(rows), INSERT_ROWS):
@@ -552,6 +564,11 @@ class MilvusBackend:
                 Lang(row["lang"]), bool(row["mixed"]), row["title"], row["source"], int(row["id"]),
                 loc.get("page"), loc.get("page_end"), loc.get("page_label"), loc.get("section"))
         return found
+
+    @_guarded
+    def sentences(self, ids: Iterable[int]) -> dict[int, SentenceVectors]:
+        return {int(row["id"]): SentenceVectors.from_bytes(base64.b64decode(row["loc"]["sentences"]))
+                for row in self._rows_by_id(ids, ["id", "loc"]) if (row["loc"] or {}).get("sentences")}
 
     @_guarded
     def languages(self, ids: Iterable[int]) -> dict[int, Lang]:

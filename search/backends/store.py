@@ -23,7 +23,7 @@ from search.backends.base import BackendError, PreparedDocument
 from search.language import detect_language
 from search.types import Document, DocumentSummary, Filter, Lang, Passage
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (
@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
     chunk_no INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
     lang TEXT NOT NULL, mixed INTEGER NOT NULL DEFAULT 0, text TEXT NOT NULL, vector BLOB NOT NULL,
-    page INTEGER, page_end INTEGER, page_label TEXT, section TEXT
+    page INTEGER, page_end INTEGER, page_label TEXT, section TEXT, sentences BLOB
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 CREATE INDEX IF NOT EXISTS chunks_lang ON chunks(lang);
@@ -118,6 +118,8 @@ class Store:
             self.db.execute("PRAGMA foreign_keys=ON")
             if self._columns("chunks") and "script" in self._columns("chunks"):
                 self._migrate_v1()
+            if self._columns("chunks") and "sentences" not in self._columns("chunks"):
+                self._migrate_v2()
             self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as error:
             raise damaged(path, error) from error
@@ -151,6 +153,11 @@ class Store:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+
+    def _migrate_v2(self) -> None:
+        """Version 3 stores each passage's sentence vectors; older passages have none (NULL)."""
+        self.db.execute("ALTER TABLE chunks ADD COLUMN sentences BLOB")
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema', ?)", (json.dumps(SCHEMA_VERSION),))
 
     def close(self) -> None:
         for reader in self._reader_connections:
@@ -211,10 +218,11 @@ class Store:
         ids = list(range(first, first + len(prepared.passages)))
         self.db.executemany(
             'INSERT INTO chunks(id, doc_id, chunk_no, start, "end", lang, mixed, text, vector, page, page_end, '
-            'page_label, section) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+            'page_label, section, sentences) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
             [(chunk_id, document.id, p.chunk_no, p.start, p.end, p.lang.value, int(p.mixed), p.text,
-              np.asarray(vector, dtype=np.float32).tobytes(), p.page, p.page_end, p.page_label, p.section)
-             for chunk_id, p, vector in zip(ids, prepared.passages, prepared.vectors)],
+              np.asarray(vector, dtype=np.float32).tobytes(), p.page, p.page_end, p.page_label, p.section,
+              sentences.to_bytes() if (sentences := prepared.sentences_of(row)) is not None else None)
+             for row, (chunk_id, p, vector) in enumerate(zip(ids, prepared.passages, prepared.vectors))],
         )
         self.db.executemany("INSERT INTO chunks_fts(rowid, tokens) VALUES (?, ?)",
                             [(chunk_id, " ".join(tokens)) for chunk_id, tokens in zip(ids, prepared.tokens)])
@@ -316,6 +324,15 @@ class Store:
         """Up to ``count`` stored vectors picked at random (training data for IVF-PQ)."""
         rows = self.db.execute("SELECT vector FROM chunks ORDER BY random() LIMIT ?", (count,)).fetchall()
         return np.stack([np.frombuffer(row[0], dtype=np.float32) for row in rows])
+
+    @_locked
+    def sentences(self, ids: Iterable[int]) -> dict[int, bytes]:
+        ids = [int(chunk_id) for chunk_id in ids]
+        if not ids:
+            return {}
+        rows = self.db.execute(f"SELECT id, sentences FROM chunks WHERE sentences IS NOT NULL "
+                               f"AND id IN ({','.join('?' * len(ids))})", ids).fetchall()
+        return {row[0]: row[1] for row in rows}
 
     @_locked
     def languages(self, ids: Iterable[int]) -> dict[int, Lang]:
