@@ -126,39 +126,30 @@ class Embedder:
                                     output_value=None, convert_to_numpy=False, show_progress_bar=False)
         vectors = np.stack([_unit(output["sentence_embedding"].float().cpu().numpy()[:self.info.dimension])
                             for output in outputs])
+        projection = _projection_after_pooling(self.model)
+        if projection is None:  # not a mean-pooled model: no sentence vectors to pool
+            return vectors, [None] * len(texts)
         with torch.inference_mode():
-            sentences = [self._pooled_sentences(text, output) for text, output in zip(texts, outputs)]
+            sentences = [self._pooled_sentences(text, output, projection) for text, output in zip(texts, outputs)]
         return vectors, sentences
 
-    def _pooled_sentences(self, text: str, output: dict) -> SentenceVectors | None:
+    def _pooled_sentences(self, text: str, output: dict, projection: list) -> SentenceVectors | None:
+        """Each sentence's tokens averaged (as the model pools a passage) and sent through ``projection``."""
         import torch
 
-        spans = [(a, b) for a, b in sentence_spans(text)]
-        projection = _projection_after_pooling(self.model)
         tokens = output["token_embeddings"][output["attention_mask"].bool()]
-        prompt = self.info.document_prompt
-        offsets = self.model.tokenizer(prompt + text, return_offsets_mapping=True, truncation=True,
-                                       max_length=self.model.max_seq_length)["offset_mapping"]
-        if not spans or projection is None or len(offsets) != len(tokens):
+        found = sentence_token_masks(self.model.tokenizer, self.info.document_prompt, text,
+                                     self.model.max_seq_length, len(tokens))
+        if not found:
             return None
-        starts = np.array([a - len(prompt) for a, _ in offsets])
-        ends = np.array([b - len(prompt) for _, b in offsets])
-        real = ends > starts  # special tokens have empty offsets
-        pooled, kept = [], []
-        for a, b in spans:
-            inside = real & (starts >= a) & (ends <= b)
-            if not inside.any():  # a sentence beyond the truncated tokens
-                continue
-            pooled.append(tokens[torch.from_numpy(inside)].mean(dim=0))
-            kept.append((a, b))
-        if not kept:
-            return None
-        features = {"sentence_embedding": torch.stack(pooled)}
+        features = {"sentence_embedding": torch.stack([tokens[torch.from_numpy(mask)].mean(dim=0)
+                                                       for _, mask in found])}
         for module in projection:
             features = module(features)
         sentence_vectors = truncate(features["sentence_embedding"].float().cpu().numpy(),
                                     min(SENTENCE_DIMENSION, self.info.dimension))
-        return SentenceVectors(np.array(kept, dtype=np.int32), sentence_vectors.astype(np.float16))
+        return SentenceVectors(np.array([span for span, _ in found], dtype=np.int32),
+                               sentence_vectors.astype(np.float16))
 
     def encode_query(self, text: str) -> np.ndarray:
         """One query vector, shape ``(dimension,)`` (read-only; it may be shared through the cache)."""
@@ -197,6 +188,29 @@ class Embedder:
 def _unit(vector: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(vector)
     return vector / norm if norm else vector
+
+
+def sentence_token_masks(tokenizer, prompt: str, text: str, max_length: int,
+                         token_count: int) -> list[tuple[tuple[int, int], np.ndarray]]:
+    """Each sentence of ``text`` (offsets into it) with the mask of its tokens among the
+    ``token_count`` tokens the model saw for ``prompt + text``. A token belongs to the sentence
+    holding its last character: the tokenizer folds a word's leading space into the word, so the
+    first word of a sentence starts one character before it. Special and prompt tokens belong to
+    none; sentences past the truncated tokens are left out. Empty when this tokenisation does not
+    give the model's ``token_count`` tokens (nothing can be aligned)."""
+    offsets = tokenizer(prompt + text, return_offsets_mapping=True, truncation=True,
+                        max_length=max_length)["offset_mapping"]
+    if len(offsets) != token_count:
+        return []
+    bounds = np.asarray(offsets, dtype=np.int64).reshape(-1, 2) - len(prompt)
+    starts, ends = bounds[:, 0], bounds[:, 1]
+    real = ends > starts  # special tokens have empty offsets
+    found = []
+    for a, b in sentence_spans(text):
+        mask = real & (ends > a) & (ends <= b)
+        if mask.any():
+            found.append(((a, b), mask))
+    return found
 
 
 def _projection_after_pooling(model) -> list | None:

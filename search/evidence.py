@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from search.chunking import split_sentences
+from search.language import highlight_terms, keyword_tokens
 
 MAX_SPANS = 3
 #: A second or third sentence is kept only when its cosine is within this margin of the best.
@@ -75,8 +76,16 @@ def evidence_spans(query_vector: np.ndarray, sentence_vectors: np.ndarray, spans
         return []
     if len(spans) != len(sentence_vectors):
         raise ValueError("one vector per sentence span is needed")
-    scores = truncate(sentence_vectors, dimension) @ truncate(query_vector, dimension)
-    order = np.argsort(-scores, kind="stable")
+    return ranked_spans(truncate(sentence_vectors, dimension) @ truncate(query_vector, dimension), spans,
+                        limit, margin)
+
+
+def ranked_spans(scores: np.ndarray, spans: Sequence[tuple[int, int]], limit: int = MAX_SPANS,
+                 margin: float = RUNNER_UP_MARGIN) -> list[Span]:
+    """Up to ``limit`` spans by score, best first: the best, then others within ``margin`` of it."""
+    if not spans:
+        return []
+    order = np.argsort(-np.asarray(scores), kind="stable")
     best = float(scores[order[0]])
     return [list(spans[i]) for i in order[:limit] if i == order[0] or scores[i] >= best - margin]
 
@@ -93,6 +102,17 @@ def overlap_ranked(query_tokens: Iterable[str], sentence_tokens: Sequence[Iterab
     counts = [len(wanted & set(tokens)) for tokens in sentence_tokens]
     order = sorted(range(len(spans)), key=lambda i: (-counts[i], i))
     return [list(spans[i]) for i in order[:limit]]
+
+
+def shared_words_evidence(query_tokens: Iterable[str], passage: str, start: int = 0,
+                          limit: int = MAX_SPANS) -> list[Span]:
+    """Fallback without vectors: the sentences sharing the most query content words (stop words
+    left out; ties kept, up to ``limit``), as document offsets; none when no sentence shares one."""
+    wanted = highlight_terms(query_tokens)
+    spans = sentence_spans(passage, start)
+    counts = [len(wanted & set(keyword_tokens(passage[a - start:b - start]))) for a, b in spans]
+    best = max(counts, default=0)
+    return [list(span) for span, count in zip(spans, counts) if best and count == best][:limit]
 
 
 def contains(span: Sequence[int], start: int, end: int) -> bool:

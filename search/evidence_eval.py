@@ -4,6 +4,14 @@ For each question the hit is the passage (as the chunker cuts the document) that
 the answer; the answer lies in the hit's passage ~85% of the time, and this measures
 the choice of sentence inside it.
 
+Rows: the two baselines and the retriever's fallback without vectors ("shared words": content
+words only, no sentence when none is shared); sentences encoded on their own ("sentence vectors"); and vectors
+taken from the passage's own forward pass ("pooled": each sentence's token embeddings
+averaged, then the model's Dense layers, as the model pools a whole passage; "stored" is
+exactly what ingest keeps, 256-d float16; "no Dense" compares the averaged token embeddings
+with the query's averaged token embeddings; "max-sim" scores a sentence by its best single
+token, each token projected through the Dense layers).
+
     .venv/bin/python -m search.evidence_eval
 """
 from __future__ import annotations
@@ -18,6 +26,7 @@ import numpy as np
 
 from search import evidence
 from search.chunking import Chunker
+from search.embedding import Embedder, _projection_after_pooling, sentence_token_masks
 from search.engine import load_embedder
 from search.settings import Settings
 from search.language import keyword_tokens, normalize
@@ -26,13 +35,60 @@ REPO = Path(__file__).resolve().parent.parent
 ROOTS = {"seeds": REPO, "maintguide": REPO.parent / "shared" / "bench"}
 
 
+def forward(embedder: Embedder, text: str, prompt: str) -> dict:
+    """The model's outputs for one text (token embeddings, attention mask, sentence embedding)."""
+    return embedder.run(lambda: embedder.model.encode([text], prompt=prompt, output_value=None,
+                                                      convert_to_numpy=False, show_progress_bar=False))[0]
+
+
+def project(embedder: Embedder, vectors):
+    """Rows of token-embedding space through the model's layers after pooling (Dense, Dense)."""
+    import torch
+
+    features = {"sentence_embedding": vectors}
+    with torch.inference_mode():
+        for module in _projection_after_pooling(embedder.model):
+            features = module(features)
+    return features["sentence_embedding"].float().cpu().numpy()
+
+
+def pooled_methods(embedder: Embedder, text: str, start: int, question: str,
+                   query: np.ndarray) -> dict[str, list[evidence.Span]]:
+    """Evidence from the passage's own forward pass, every variant (see the module docstring)."""
+    import torch
+
+    passage = forward(embedder, text, embedder.info.document_prompt)
+    tokens = passage["token_embeddings"][passage["attention_mask"].bool()]
+    found = sentence_token_masks(embedder.model.tokenizer, embedder.info.document_prompt, text,
+                                 embedder.model.max_seq_length, len(tokens))
+    spans = [(start + a, start + b) for (a, b), _ in found]
+    hidden = torch.stack([tokens[torch.from_numpy(mask)].mean(dim=0) for _, mask in found])
+    pooled = project(embedder, hidden)
+    asked = forward(embedder, question, embedder.info.query_prompt)
+    query_hidden = asked["token_embeddings"][asked["attention_mask"].bool()].mean(dim=0).float().cpu().numpy()
+    projected_tokens = project(embedder, tokens)
+    methods = {}
+    for dim in (768, 256, 128):
+        methods[f"pooled {dim}-d"] = evidence.evidence_spans(query, pooled, spans, dimension=dim)
+    methods["pooled 256-d, top 3"] = evidence.evidence_spans(query, pooled, spans, margin=1.0, dimension=256)
+    methods["pooled, no Dense (hidden 768-d)"] = evidence.evidence_spans(
+        query_hidden, hidden.float().cpu().numpy(), spans)
+    for dim in (768, 256):
+        scores = evidence.truncate(projected_tokens, dim) @ evidence.truncate(query, dim)
+        best = np.array([scores[mask].max() for _, mask in found])
+        methods[f"max-sim tokens {dim}-d"] = evidence.ranked_spans(best, spans)
+    stored = embedder.encode_passages([text])[1][0]
+    methods["stored (ingest: pooled 256-d fp16)"] = stored.evidence(query, start) if stored else []
+    return methods
+
+
 def main() -> None:
     rows = [json.loads(line) for line in (REPO / "tests" / "data" / "evidence.jsonl").read_text().splitlines() if line.strip()]
     embedder = load_embedder(Settings())
     chunker = Chunker(embedder.tokenizer)
     results: dict[str, dict[str, list[bool]]] = {}
     by_group: dict[str, list[int]] = {"same": [], "cross": []}
-    encode_sentences_s = encode_passages_s = 0.0
+    encode_sentences_s = encode_passages_s = pooled_s = 0.0
     n_sentences = n_passages = 0
     seen_docs = set()
     for number, row in enumerate(rows):
@@ -54,6 +110,9 @@ def main() -> None:
             started = time.perf_counter()
             embedder.encode_documents([c.text for c in chunks])
             encode_passages_s += time.perf_counter() - started
+            started = time.perf_counter()
+            embedder.encode_passages([c.text for c in chunks])
+            pooled_s += time.perf_counter() - started
             n_sentences += len(all_sentences)
             n_passages += len(chunks)
         query = embedder.encode_query(normalize(row["question"]))
@@ -61,11 +120,14 @@ def main() -> None:
             "first sentence": evidence.first_sentence(spans),
             "word overlap": evidence.overlap_ranked(keyword_tokens(row["question"]),
                                                     [keyword_tokens(s) for s in sentences], spans),
+            "shared words (fallback; none if 0)": evidence.shared_words_evidence(keyword_tokens(row["question"]),
+                                                                                 chunk.text, chunk.start),
         }
         for dim in (768, 256, 128):
             methods[f"sentence vectors {dim}-d"] = evidence.evidence_spans(query, vectors, spans, dimension=dim)
             methods[f"sentence vectors {dim}-d, top 3"] = evidence.evidence_spans(query, vectors, spans, margin=1.0,
                                                                                    dimension=dim)
+        methods.update(pooled_methods(embedder, chunk.text, chunk.start, normalize(row["question"]), query))
         group = "cross" if row["question_lang"] != row["answer_lang"] else "same"
         by_group[group].append(number)
         for name, found in methods.items():
@@ -76,14 +138,15 @@ def main() -> None:
     sizes = results.pop("_sentences_per_passage")["n"]
     print(f"{len(rows)} questions ({len(by_group['cross'])} cross-language), "
           f"{statistics.mean(sizes):.1f} sentences per answering passage")
-    print(f"{'method':34} {'ev@1':>6} {'ev@3':>6} {'same@1':>7} {'cross@1':>8}")
+    print(f"{'method':36} {'ev@1':>6} {'ev@3':>6} {'same@1':>7} {'cross@1':>8}")
     for name, flags in results.items():
         share = lambda f, idx=None: sum(f[i] for i in (idx or range(len(f)))) / len(idx or f)
-        print(f"{name:34} {share(flags['@1']):6.3f} {share(flags['@3']):6.3f} "
+        print(f"{name:36} {share(flags['@1']):6.3f} {share(flags['@3']):6.3f} "
               f"{share(flags['@1'], by_group['same']):7.3f} {share(flags['@1'], by_group['cross']):8.3f}")
     print(f"ingest cost on these {len(seen_docs)} documents: {n_passages} passages encoded in {encode_passages_s:.1f} s, "
           f"{n_sentences} sentences in {encode_sentences_s:.1f} s "
-          f"(ingest with sentence vectors = {(encode_passages_s + encode_sentences_s) / encode_passages_s:.2f}x)")
+          f"(ingest with sentence vectors = {(encode_passages_s + encode_sentences_s) / encode_passages_s:.2f}x); "
+          f"passages with pooled sentence vectors in {pooled_s:.1f} s ({pooled_s / encode_passages_s:.2f}x)")
     # query-time alternative: encode the sentences of the top hits per query
     sample = [json.loads(line) for line in (REPO / "tests" / "data" / "evidence.jsonl").read_text().splitlines()][:8]
     timings, q_timings = [], []

@@ -43,3 +43,18 @@ def prepared(doc_id: str, sentences: list[str], title: str = "", original: bytes
     return PreparedDocument(document, tuple(passages), tuple(tuple(keyword_tokens(s)) for s in sentences),
                             np.stack([fake_vector(s) for s in sentences]), original,
                             tuple(sentence_vectors(s) for s in sentences) if with_sentences else ())
+
+
+class FakeEmbedder:
+    """Queries embed like the passage they name (so the test decides what is 'closest in meaning')."""
+
+    info = FAKE_MODEL
+
+    def __init__(self, meaning: dict[str, str] | None = None):
+        self.meaning = meaning or {}
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return fake_vector(self.meaning.get(text, text))
+
+    def encode_documents(self, texts: list[str]) -> np.ndarray:
+        return np.stack([fake_vector(text) for text in texts])

@@ -251,6 +251,9 @@ class SlowEmbedder:
                            ) if texts else np.zeros((0, 8))
         return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
+    def encode_passages(self, texts, batch_size: int = 16, progress: bool = False):
+        return self.encode_documents(texts), [None] * len(texts)  # no sentence vectors
+
     def encode_query(self, text: str) -> np.ndarray:
         vector = np.random.default_rng(abs(hash(text)) % 2**32).normal(size=8)
         return (vector / np.linalg.norm(vector)).astype(np.float32)

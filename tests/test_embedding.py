@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from search.embedding import sentence_token_masks
 from search.engine import load_embedder
+from search.evidence import sentence_spans
 from search.settings import Settings
 
 
@@ -38,3 +40,27 @@ def test_passages_come_with_pooled_sentence_vectors_from_the_same_call(embedder)
         start, end = found.evidence(embedder.encode_query(question), 0)[0]
         assert "30% faster" in passage[start:end], question
     assert len(sentences[1].spans) == 1
+
+
+def test_sentence_tokens_are_aligned_to_the_text_after_the_prompt(embedder):
+    """Each sentence pools its own tokens: its first word too (the tokenizer folds the space before
+    a word into it), never the prompt's or special tokens, no token twice; sentences past the
+    truncated tokens are left out, and a tokenisation that does not match the model's gives none."""
+    text = "Shuibei is a district. Its lead times are 30% faster.  深圳的黄金价格上涨。"
+    prompt, tokenizer = embedder.info.document_prompt, embedder.model.tokenizer  # the model thread's own
+
+    def tokens(max_length: int = 512):
+        encoded = tokenizer(prompt + text, return_offsets_mapping=True, truncation=True, max_length=max_length)
+        return [(prompt + text)[a:b] for a, b in encoded["offset_mapping"]]
+
+    def masks(max_length: int = 512, count: int | None = None):
+        return sentence_token_masks(tokenizer, prompt, text, max_length, count or len(tokens(max_length)))
+
+    pieces, found = embedder.run(tokens), embedder.run(masks)
+    assert [span for span, _ in found] == sentence_spans(text)
+    words = ["".join(piece for piece, inside in zip(pieces, mask) if inside) for _, mask in found]
+    assert words == [" Shuibei is a district.", " Its lead times are 30% faster.", "深圳的黄金价格上涨。"]
+    assert np.array([mask for _, mask in found]).sum(axis=0).max() == 1
+    short = embedder.run(lambda: masks(max_length=12))
+    assert [span for span, _ in short] == [sentence_spans(text)[0]]  # the rest was truncated away
+    assert embedder.run(lambda: masks(count=len(pieces) + 1)) == []

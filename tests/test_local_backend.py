@@ -9,11 +9,12 @@ import threading
 import numpy as np
 import pytest
 
-from fakes import FAKE_MODEL, fake_vector, prepared
+from fakes import FAKE_MODEL, FakeEmbedder, fake_vector, prepared
 from search.backends import BackendError
 from search.backends.local import LocalBackend
 from search.backends.store import Store
 from search.backends.vectors import SNAPSHOT_PREFIX, latest_snapshot
+from search.retrieval import Retriever
 from search.types import Filter, Lang
 
 EVERYTHING = Filter()
@@ -177,19 +178,27 @@ def test_an_index_of_the_previous_version_is_migrated_in_place(tmp_path):
 
 
 def test_an_index_without_sentence_vectors_is_migrated_in_place(tmp_path):
+    old_text = "Written before sentence vectors were kept. Gold prices rose."
     backend = open_local(tmp_path)
-    backend.write([prepared("old", ["Written before sentence vectors were kept."])])
+    backend.write([prepared("old", [old_text])])
     backend.close()
     db = sqlite3.connect(tmp_path / "index.sqlite")
     db.execute("ALTER TABLE chunks DROP COLUMN sentences")  # the version 2 layout
+    db.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
     db.commit()
     db.close()
     backend = open_local(tmp_path)
-    found = backend.dense_search(fake_vector("Written before sentence vectors were kept."), 1, EVERYTHING)
-    assert backend.sentences([found[0][0]]) == {}
+    assert backend.store.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "3"
+    old_id = backend.dense_search(fake_vector(old_text), 1, EVERYTHING)[0][0]
+    assert backend.sentences([old_id]) == {}
     backend.write([prepared("new", ["Kept now. With two sentences."], with_sentences=True)])
     new_id = backend.dense_search(fake_vector("Kept now. With two sentences."), 1, EVERYTHING)[0][0]
     assert len(backend.sentences([new_id])[new_id].spans) == 2
+    hits = {hit.passage.doc_id: hit for hit in Retriever(backend, FakeEmbedder()).search("gold prices", k=2).hits}
+    assert hits["old"].evidence == [[43, 60]] and old_text[43:60] == "Gold prices rose."  # shared words
+    assert hits["new"].evidence  # stored sentence vectors
+    backend.close()
+    assert open_local(tmp_path).sentences([new_id])  # reopening a migrated index changes nothing
 
 
 def test_corrupt_database_gives_clear_error(tmp_path):

@@ -60,3 +60,14 @@ def test_evidence_spans_pick_the_closest_sentences():
     assert len(evidence.evidence_spans(query, vectors, spans, margin=2.0)) == 3
     assert evidence.first_sentence(spans) == [[100, 120]]
     assert evidence.overlap_ranked(["answer"], [["first"], ["the", "answer"], ["tail"]], spans)[0] == [121, 146]
+
+
+def test_shared_words_evidence_keeps_the_best_sentences_and_abstains_without_any():
+    passage = "Gold prices rose. 黄金价格上涨。 Exports of gold grew, prices too."
+    quote = lambda spans: [passage[a - 10:b - 10] for a, b in spans]  # noqa: E731 (offsets start at 10)
+    assert quote(evidence.shared_words_evidence(["how", "did", "gold", "exports", "grow"], passage, 10)) == [
+        "Exports of gold grew, prices too."]  # stop words ("how", "did") do not count
+    assert quote(evidence.shared_words_evidence(["gold", "prices"], passage, 10)) == [
+        "Gold prices rose.", "Exports of gold grew, prices too."]  # ties kept, in passage order
+    assert quote(evidence.shared_words_evidence(["黄金"], passage, 10)) == ["黄金价格上涨。"]
+    assert evidence.shared_words_evidence(["silver"], passage, 10) == []

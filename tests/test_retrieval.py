@@ -31,6 +31,16 @@ def test_chinese_question_finds_english_passage_across_languages(seed_retriever)
     assert english and "30% faster" in english[0].passage.text
 
 
+def test_every_hit_carries_evidence_and_a_chinese_question_marks_the_english_sentence(seed_retriever):
+    """Evidence by default, from the sentence vectors pooled at ingest: no parameter, no extra model call."""
+    result = seed_retriever.search("水贝珠宝的生产周期比全球平均快多少？", k=5)
+    assert result.hits and all(1 <= len(hit.evidence) <= 3 for hit in result.hits)
+    assert all(hit.passage.start <= start < end <= hit.passage.end for hit in result.hits for start, end in hit.evidence)
+    english = next(hit for hit in result.hits if hit.passage.lang == "en" and "30% faster" in hit.passage.text)
+    start, end = english.evidence[0]
+    assert "30% faster" in seed_retriever.backend.document(english.passage.doc_id).text[start:end]
+
+
 def test_traditional_and_full_width_queries_work_like_simplified(seed_retriever):
     simplified = seed_retriever.search("韩国珠宝出口增长了多少?", k=3)
     traditional = seed_retriever.search("韓國珠寶出口增長了多少？", k=3)

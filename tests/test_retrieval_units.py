@@ -6,26 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fakes import FAKE_MODEL, fake_vector, prepared
+from fakes import FAKE_MODEL, FakeEmbedder, fake_vector, prepared
+from search import evidence
 from search.backends.local import LocalBackend
 from search.fusion import interleave
 from search.retrieval import QueryError, Retriever
 from search.types import Lang, Mode
-
-
-class FakeEmbedder:
-    """Queries embed like the passage they name (so the test decides what is 'closest in meaning')."""
-
-    info = FAKE_MODEL
-
-    def __init__(self, meaning: dict[str, str]):
-        self.meaning = meaning
-
-    def encode_query(self, text: str) -> np.ndarray:
-        return fake_vector(self.meaning.get(text, text))
-
-    def encode_documents(self, texts: list[str]) -> np.ndarray:
-        return np.stack([fake_vector(text) for text in texts])
 
 
 @pytest.fixture
@@ -116,34 +102,77 @@ def test_collapse_with_no_hits_is_empty(backend):
     assert retriever.search('"no such phrase anywhere"', k=5, collapse=True).hits == []
 
 
-def test_evidence_marks_the_closest_sentence_of_the_top_hits(tmp_path):
-    from fakes import prepared
+class CountingEmbedder(FakeEmbedder):
+    """Counts the model calls: queries encoded and sentences embedded at query time."""
 
+    def __init__(self, meaning: dict[str, str]):
+        super().__init__(meaning)
+        self.queries, self.sentences = 0, 0
+
+    def encode_query(self, text: str) -> np.ndarray:
+        self.queries += 1
+        return super().encode_query(text)
+
+    def encode_documents(self, texts: list[str]) -> np.ndarray:
+        self.sentences += len(texts)
+        return super().encode_documents(texts)
+
+
+ANSWER = "Lead times are 30% faster."
+PASSAGE = "Shuibei is in Shenzhen. " + ANSWER + " Exports grew."
+
+
+def evidence_backend(tmp_path, with_sentences: bool) -> LocalBackend:
     backend = LocalBackend(tmp_path)
     backend.record_model(FAKE_MODEL)
-    answer = "Lead times are 30% faster."
-    backend.write([prepared("doc", ["Shuibei is in Shenzhen. " + answer + " Exports grew."])])
-    retriever = Retriever(backend, FakeEmbedder({"how fast": answer}))
-    hit = retriever.search("how fast", k=1, evidence=1).hits[0]
-    start, end = hit.evidence[0]
-    assert backend.document("doc").text[start:end] == answer and hit.passage.start <= start < end <= hit.passage.end
-    assert retriever.search("how fast", k=1).hits[0].evidence == []  # stored without sentence vectors: only on request
-    with pytest.raises(QueryError, match="evidence"):
-        retriever.search("how fast", evidence=99)
+    backend.write([prepared("doc", [PASSAGE, "Gold is yellow."], with_sentences=with_sentences)])
+    return backend
+
+
+def quoted(backend, hit) -> list[str]:
+    assert all(hit.passage.start <= start < end <= hit.passage.end for start, end in hit.evidence)
+    return [backend.document(hit.passage.doc_id).text[start:end] for start, end in hit.evidence]
 
 
 def test_every_hit_carries_evidence_from_stored_sentence_vectors(tmp_path):
-    from fakes import prepared
-
-    backend = LocalBackend(tmp_path)
-    backend.record_model(FAKE_MODEL)
-    answer = "Lead times are 30% faster."
-    backend.write([prepared("doc", ["Shuibei is in Shenzhen. " + answer + " Exports grew.", "Gold is yellow."],
-                            with_sentences=True)])
-    embedder = FakeEmbedder({"how fast": answer})
-    embedder.encode_documents = None  # no model call may happen: the evidence comes from storage
+    backend = evidence_backend(tmp_path, with_sentences=True)
+    embedder = CountingEmbedder({"how fast": ANSWER})
     hits = Retriever(backend, embedder).search("how fast", k=2).hits
-    start, end = next(hit for hit in hits if answer in hit.passage.text).evidence[0]
-    assert backend.document("doc").text[start:end] == answer
-    assert all(hit.evidence and hit.passage.start <= hit.evidence[0][0] < hit.evidence[0][1] <= hit.passage.end
-               for hit in hits)
+    assert quoted(backend, next(hit for hit in hits if ANSWER in hit.passage.text))[0] == ANSWER
+    assert all(hit.evidence for hit in hits)
+    assert (embedder.queries, embedder.sentences) == (1, 0)  # the query's own vector, no sentence embedded
+
+
+def test_evidence_n_embeds_the_sentences_of_the_first_n_hits(tmp_path):
+    backend = evidence_backend(tmp_path, with_sentences=True)
+    embedder = CountingEmbedder({"how fast": ANSWER})
+    hits = Retriever(backend, embedder).search("how fast", k=2, evidence=1).hits
+    assert embedder.sentences == len(evidence.sentence_spans(hits[0].passage.text))  # the first hit's only
+    assert quoted(backend, next(hit for hit in hits if ANSWER in hit.passage.text))[0] == ANSWER
+    assert all(hit.evidence for hit in hits)
+    with pytest.raises(QueryError, match="evidence"):
+        Retriever(backend, embedder).search("how fast", evidence=99)
+
+
+def test_passages_stored_without_sentence_vectors_fall_back_to_shared_words(tmp_path):
+    """An index built before sentence vectors were kept: the sentence sharing the most query
+    words, no model call; ``evidence=N`` embeds the first N hits' sentences instead."""
+    backend = evidence_backend(tmp_path, with_sentences=False)
+    embedder = CountingEmbedder({"how fast": ANSWER, "did exports grow": ANSWER})
+    retriever = Retriever(backend, embedder)
+    hit = next(hit for hit in retriever.search("did exports grow", k=2).hits if hit.passage.text == PASSAGE)
+    assert quoted(backend, hit) == ["Exports grew."] and embedder.sentences == 0
+    assert next(hit for hit in retriever.search("how fast", k=2).hits if hit.passage.text == PASSAGE).evidence == []
+    hit = next(hit for hit in retriever.search("how fast", k=2, evidence=2).hits if hit.passage.text == PASSAGE)
+    assert quoted(backend, hit)[0] == ANSWER and embedder.sentences == 3 + 1  # both hits' sentences
+
+
+def test_sparse_mode_calls_the_model_only_when_evidence_is_asked(tmp_path):
+    backend = evidence_backend(tmp_path, with_sentences=True)
+    embedder = CountingEmbedder({"shenzhen exports": ANSWER})
+    retriever = Retriever(backend, embedder)
+    hit = retriever.search("shenzhen exports", k=1, mode="sparse").hits[0]
+    assert quoted(backend, hit) == ["Shuibei is in Shenzhen.", "Exports grew."]  # shared words, ties kept
+    assert (embedder.queries, embedder.sentences) == (0, 0)
+    hit = retriever.search("shenzhen exports", k=1, mode="sparse", evidence=1).hits[0]
+    assert quoted(backend, hit)[0] == ANSWER and embedder.queries == 1

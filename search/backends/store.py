@@ -155,9 +155,18 @@ class Store:
             raise
 
     def _migrate_v2(self) -> None:
-        """Version 3 stores each passage's sentence vectors; older passages have none (NULL)."""
-        self.db.execute("ALTER TABLE chunks ADD COLUMN sentences BLOB")
-        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema', ?)", (json.dumps(SCHEMA_VERSION),))
+        """Version 3 stores each passage's sentence vectors; older passages have none (NULL). In one
+        transaction, checked again inside it: another process may be opening the same index."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if "sentences" not in self._columns("chunks"):
+                self.db.execute("ALTER TABLE chunks ADD COLUMN sentences BLOB")
+                self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema', ?)",
+                                (json.dumps(SCHEMA_VERSION),))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         for reader in self._reader_connections:
