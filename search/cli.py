@@ -202,8 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--mode", choices=[mode.value for mode in Mode], default=Mode.HYBRID.value)
     query.add_argument("--json", action="store_true", help="print the API's JSON")
     query.add_argument("--evidence", type=int, default=0, metavar="N",
-                       help="every hit shows its answering sentence (stored at ingest); also compute it for the "
-                            "first N hits of an older index or in sparse mode (~0.5 s per hit on CPU)")
+                       help="every hit shows its answering sentence (sentence vectors stored at ingest); embed "
+                            "the sentences of the first N hits now instead: more precise, ~0.5 s per hit on CPU")
     query.add_argument("--collapse", action="store_true",
                        help="one passage per document; near-identical passages of other documents folded")
     query.set_defaults(handler=cmd_query)

@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from search.chunking import split_sentences
-from search.language import highlight_terms, keyword_tokens
+from search.language import highlight_terms, term_matches
 
 MAX_SPANS = 3
 #: A second or third sentence is kept only when its cosine is within this margin of the best.
@@ -106,11 +106,12 @@ def overlap_ranked(query_tokens: Iterable[str], sentence_tokens: Sequence[Iterab
 
 def shared_words_evidence(query_tokens: Iterable[str], passage: str, start: int = 0,
                           limit: int = MAX_SPANS) -> list[Span]:
-    """Fallback without vectors: the sentences sharing the most query content words (stop words
-    left out; ties kept, up to ``limit``), as document offsets; none when no sentence shares one."""
-    wanted = highlight_terms(query_tokens)
+    """Fallback without vectors: the sentences holding the most distinct query words (the words the
+    search page highlights: no stop words; ties kept, up to ``limit``), as document offsets; none
+    when no sentence holds one."""
+    matches = term_matches(passage, highlight_terms(query_tokens))
     spans = sentence_spans(passage, start)
-    counts = [len(wanted & set(keyword_tokens(passage[a - start:b - start]))) for a, b in spans]
+    counts = [len({term for a, b, term in matches if s - start <= a and b <= e - start}) for s, e in spans]
     best = max(counts, default=0)
     return [list(span) for span, count in zip(spans, counts) if best and count == best][:limit]
 

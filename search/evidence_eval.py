@@ -155,7 +155,8 @@ def main() -> None:
         chunks = chunker.chunk(text)[:3]
         sentences = [text[s:e] for c in chunks for s, e in evidence.sentence_spans(c.text, c.start)]
         started = time.perf_counter()
-        embedder.encode_query(normalize(row["question"]))
+        question = normalize(row["question"])  # the bare model call: the query cache already holds it
+        embedder.run(lambda: embedder.model.encode_query([question]))
         q_timings.append(time.perf_counter() - started)
         started = time.perf_counter()
         embedder.encode_documents(sentences)

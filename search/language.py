@@ -109,18 +109,23 @@ def _term_pattern(term: str) -> re.Pattern:
     return re.compile(edge + re.escape(term) + tail)
 
 
-def highlight_spans(text: str, terms: frozenset[str]) -> list[tuple[int, int]]:
-    """Merged ``[start, end)`` spans of ``text`` where the query ``terms`` occur.
+def term_matches(text: str, terms: frozenset[str]) -> list[tuple[int, int, str]]:
+    """``(start, end, term)`` for every occurrence of the query ``terms`` in ``text``, in order.
 
     Matching runs on a normalised copy (full-width, traditional characters, case), and
     the spans are mapped back, so they always index the original ``text``.
     """
     folded, positions = _folded_with_positions(text)
-    spans = sorted((match.start(), match.end()) for term in terms for match in _term_pattern(term).finditer(folded))
+    found = sorted((match.start(), match.end(), term) for term in terms for match in _term_pattern(term).finditer(folded))
     if positions is not None:
-        spans = [(positions[start], positions[end - 1] + 1) for start, end in spans]
+        found = [(positions[start], positions[end - 1] + 1, term) for start, end, term in found]
+    return found
+
+
+def highlight_spans(text: str, terms: frozenset[str]) -> list[tuple[int, int]]:
+    """Merged ``[start, end)`` spans of ``text`` where the query ``terms`` occur (see :func:`term_matches`)."""
     merged: list[tuple[int, int]] = []
-    for start, end in spans:
+    for start, end, _ in term_matches(text, terms):
         if merged and start <= merged[-1][1]:
             merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
         else:

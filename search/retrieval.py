@@ -163,8 +163,8 @@ class Retriever:
         hits: their sentences embedded now (evidence@1 .64 on tests/data/evidence.jsonl). The others:
         the sentence vectors stored with the passage at ingest (.55, no model call); without them
         (sparse mode, passages stored before they were kept, a sentence set too big for a Milvus
-        field) the sentences sharing the most query words (.29 overall, same-language questions
-        .47; none when no sentence shares one)."""
+        field) the sentences holding the most query words (.26; .41 for same-language questions;
+        none when no sentence holds one)."""
         if embedded:
             self._mark_evidence(hits[:embedded], query_vector)
         rest = hits[embedded:]

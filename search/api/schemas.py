@@ -53,10 +53,10 @@ class SearchIn(BaseModel):
     offset: int = Field(0, ge=0, le=1000)
     collapse: Literal["doc"] | None = Field(None, description="doc: the best passage per document, "
                                                               "near-identical passages of other documents folded")
-    evidence: int = Field(0, ge=0, le=10, description="every hit carries its answering sentences from vectors "
-                                                       "stored at ingest; this also computes them for the first N "
-                                                       "hits stored without (older indexes) or in sparse mode "
-                                                       "(about 0.5 s per hit on CPU)")
+    evidence: int = Field(0, ge=0, le=10, description="every hit carries its answering sentences (sentence "
+                                                       "vectors stored at ingest); N embeds the sentences of the "
+                                                       "first N hits now instead: more precise, about 0.5 s per "
+                                                       "hit on CPU")
 
 
 class DocumentIn(BaseModel):
