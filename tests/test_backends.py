@@ -121,6 +121,8 @@ def test_sentence_vectors_round_trip(backend):
     found = stored[ids["One sentence. Another one here."]]
     assert found.spans.tolist() == expected.spans.tolist() == [[0, 13], [14, 31]]
     np.testing.assert_array_equal(found.vectors, expected.vectors)
+    assert found.evidence(expected.vectors[1].astype(np.float32), 100) == [[114, 131]]  # document offsets
+    assert backend.delete("with") and backend.sentences(ids.values()) == {}
 
 
 def test_replace_by_doc_id_and_delete(backend):
