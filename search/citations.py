@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from search.language import highlight_spans, highlight_terms
-from search.report import Report, Section, format_citation
+from search.report import Report, Section, as_spans, evidence_quote, format_citation
 from search.retrieval import SearchResult
 from search.types import Lang, Mode
 
@@ -45,6 +45,8 @@ class CitedHit(BaseModel):
     quote: str = ""  # exactly document.text[start:end]
     highlights: list[tuple[int, int]] = []  # [start, end) of query words in text
     citation: str = ""
+    evidence_quote: str = ""  # the evidence sentences' exact text, in document order, joined by " … "
+    evidence_citation: str = ""  # the citation of evidence_quote (its characters, not the passage's)
 
 
 class SearchOut(BaseModel):
@@ -79,9 +81,12 @@ def search_response(result: SearchResult, k: int, offset: int = 0, root: Path | 
     results = []
     for hit in result.hits:
         passage = replace(hit.passage, source=public_source(hit.passage.source, root))
+        evidence = as_spans(hit.evidence)
         results.append(CitedHit(**{**hit.as_dict(), "source": passage.source}, quote=passage.text,
                                 highlights=highlight_spans(passage.text, terms),
-                                citation=format_citation(hit.rank, passage)))
+                                citation=format_citation(hit.rank, passage),
+                                evidence_quote=evidence_quote(passage, evidence) if evidence else "",
+                                evidence_citation=format_citation(hit.rank, passage, evidence) if evidence else ""))
     return SearchOut(query=result.query, query_lang=result.query_lang, mode=result.mode, k=k, offset=offset,
                      took_ms=result.took_ms, results=results)
 
@@ -96,4 +101,4 @@ def public_report(report: Report, root: Path | None = None) -> Report:
 
 def quoted_chars(report: Report) -> int:
     """Characters quoted by a report (each reference once)."""
-    return sum(len(reference.passage.text) for reference in report.references)
+    return sum(len(reference.quote) for reference in report.references)

@@ -143,7 +143,8 @@ def cmd_model(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from search.report import render_markdown, report_for_questions
+    from search.backends.vectors import write_atomically
+    from search.report import render_markdown, report_for_questions, verify_quotes
 
     try:
         lines = args.questions.read_text(encoding="utf-8").splitlines()
@@ -156,10 +157,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     _require_index(settings)
     from search.engine import open_retriever
 
-    report = report_for_questions(open_retriever(settings), questions, args.k, args.title)
+    retriever = open_retriever(settings)
+    report = verify_quotes(report_for_questions(retriever, questions, args.k, args.title, args.quote), retriever.backend)
     output = json.dumps(report.as_dict(), ensure_ascii=False, indent=2) if args.json else render_markdown(report)
     if args.output:
-        args.output.write_text(output, encoding="utf-8")
+        write_atomically(args.output, [output.encode("utf-8")])
         print(f"wrote {args.output}: {len(questions)} question(s), {len(report.references)} reference(s)")
     else:
         print(output)
@@ -239,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     report.add_argument("-k", type=int, default=3, help="passages per question")
     report.add_argument("--title", default=DEFAULT_TITLE)
+    report.add_argument("--quote", choices=("evidence", "passage"), default="evidence",
+                        help="quote each hit's evidence sentences (default) or its whole passage")
     report.add_argument("--json", action="store_true")
     report.set_defaults(handler=cmd_report)
 

@@ -67,7 +67,15 @@ def test_report_markdown_and_json(client):
     body = as_json.json()
     reference = body["references"][0]
     document = client.get(f"/documents/{reference['doc_id']}").json()
-    assert document["text"][reference["start"]:reference["end"]] == reference["quote"]
+    assert document["text"][reference["start"]:reference["end"]] == reference["text"]
+    # The quote is the evidence sentence(s), exact, cited by their own characters; the passage stays in start/end.
+    evidence = reference["evidence"]
+    assert evidence and all(reference["start"] <= s < e <= reference["end"] for s, e in evidence)
+    assert reference["quote"] == " … ".join(document["text"][s:e] for s, e in sorted(evidence))
+    assert reference["citation"].endswith("chars " + ", ".join(f"{s}–{e}" for s, e in sorted(evidence)))
+    passages = client.post("/report", json={"questions": ["gold"], "k": 1, "quote": "passage"},
+                           headers={"Accept": "application/json"}).json()["references"][0]
+    assert passages["quote"] == passages["text"] and passages["evidence"] == []
     chosen = client.post("/report", json={"passages": [{"doc_id": SEED_EN, "start": 0, "end": 40, "query": "q"}]})
     assert chosen.status_code == 200 and "Shenzhen’s Luohu District" in chosen.text
 
@@ -198,3 +206,21 @@ def test_evidence_marks_the_english_sentence_for_a_chinese_question(client):
     sentences = [document[start:end] for start, end in english["evidence"]]
     assert sentences and all(english["start"] <= s < e <= english["end"] for s, e in english["evidence"])
     assert any("30% faster" in sentence for sentence in sentences), sentences
+    assert english["evidence_quote"] == " … ".join(document[s:e] for s, e in sorted(english["evidence"]))
+    assert english["evidence_citation"].startswith(f"[{english['rank']}] ") and "chars " in english["evidence_citation"]
+
+
+def test_a_report_of_a_hit_quotes_its_evidence_and_refuses_a_changed_document(client):
+    """The page sends the hit's evidence and the text it saw; the export re-reads the store (409 when changed)."""
+    client.post("/documents", json={"id": "zh/jade", "text": "Jade prices rose by 12% this year. Buyers came from Hangzhou."})
+    hit = client.post("/search", json={"q": "Where did the jade buyers come from?", "doc": ["zh/jade"]}).json()["results"][0]
+    chosen = {key: hit[key] for key in ("doc_id", "start", "end", "evidence")} | {"text": hit["quote"]}
+    report = client.post("/report", json={"passages": [chosen]}, headers={"Accept": "application/json"}).json()
+    assert report["references"][0]["quote"] == hit["evidence_quote"]
+    assert "Hangzhou" in hit["evidence_quote"] and "12%" not in hit["evidence_quote"]
+    client.post("/documents", json={"id": "zh/jade", "text": "Jade prices fell by 12% this year. Buyers came from Suzhou."})
+    stale = client.post("/report", json={"passages": [chosen]})
+    assert stale.status_code == 409 and "search again" in stale.json()["detail"]
+    outside = client.post("/report", json={"passages": [{**chosen, "text": None, "evidence": [[0, 10 ** 6]]}]})
+    assert outside.status_code == 422
+    client.delete("/documents/zh/jade")

@@ -104,7 +104,13 @@ def test_cross_language_search_copy_and_report(page: Page, live_server) -> None:
     citation = hit.locator(".citation").inner_text().strip()
     assert citation
 
-    # Copy citation: the button says "Copied"; the clipboard holds citation + quote.
+    # The evidence sentence is marked inside the passage: the English sentence that answers the Chinese question.
+    evidence = hit.locator(".passage .evidence[data-rank='1']")
+    expect(evidence).to_have_count(1)
+    expect(evidence).to_contain_text("30% faster")
+    evidence_text = evidence.inner_text()
+
+    # Copy citation quotes the evidence sentence, cited by its own characters; Copy passage the whole passage.
     hit.locator(".copy-btn").click()
     expect(hit.locator(".copy-btn")).to_have_text("Copied")
     try:
@@ -112,8 +118,14 @@ def test_cross_language_search_copy_and_report(page: Page, live_server) -> None:
     except Exception:  # clipboard reads can be refused in some headless set-ups
         clipboard = None
     if clipboard is not None:
-        assert clipboard.startswith(citation + "\n\u201c")
-        assert "30% faster" in clipboard and clipboard.endswith("\u201d")
+        head, quoted = clipboard.split("\n", 1)
+        assert head.startswith(citation.split(",")[0]) and "chars " in head and head != citation
+        assert quoted == "\u201c" + evidence_text + "\u201d" or evidence_text in quoted
+        hit.locator(".copy-passage-btn").click()
+        expect(hit.locator(".copy-passage-btn")).to_have_text("Copied")
+        clipboard = page.evaluate("navigator.clipboard.readText()")
+        assert clipboard.startswith(citation + "\n\u201c") and clipboard.endswith("\u201d")
+        assert len(clipboard) > len(citation) + len(evidence_text)
 
     # Report: add two passages, remove the other one, download the Markdown.
     other = results.filter(has_not=page.locator(".passage", has_text="30% faster")).first
@@ -136,8 +148,8 @@ def test_cross_language_search_copy_and_report(page: Page, live_server) -> None:
     expect(page.locator("#error")).to_be_empty()
     assert markdown.lstrip().startswith("#"), markdown[:200]
     assert "Search report" in markdown
-    quote = hit.locator(".passage").inner_text()
-    assert quote.strip()[:60] in markdown, "the chosen passage's quote is missing from the report"
+    first_line = evidence_text.strip().splitlines()[0]
+    assert first_line[:60] in markdown, "the chosen passage's evidence sentence is missing from the report"
     assert "30% faster" in markdown
     lowered = markdown.lower()
     assert "reference" in lowered or "sources" in lowered, markdown[-500:]

@@ -21,7 +21,7 @@ from search.backends import BackendError, ModelMismatchError
 from search.chunking import Chunker
 from search.ingest import Ingester
 from search.loading import DocumentError, LoadLimits
-from search.report import ReportError
+from search.report import ReportError, StaleQuoteError
 from search.retrieval import QueryError, Retriever
 from search.settings import Settings
 
@@ -184,7 +184,8 @@ def _status_handler(status: int):
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
-    for kind, status in ((QueryError, 422), (DocumentError, 422), (ReportError, 422), (ModelMismatchError, 409),
+    for kind, status in ((QueryError, 422), (DocumentError, 422), (StaleQuoteError, 409), (ReportError, 422),
+                         (ModelMismatchError, 409),
                          (BackendError, 503)):
         app.add_exception_handler(kind, _status_handler(status))
 

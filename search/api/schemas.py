@@ -8,13 +8,15 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, Field
 
 from search.citations import CitedHit, SearchOut
-from search.report import DEFAULT_TITLE
+from search.evidence import MAX_SPANS
+from search.report import DEFAULT_TITLE, QuoteKind
 from search.language import has_visible_text
 from search.retrieval import MAX_QUERY_CHARS
 from search.types import Lang, Mode
 
 MAX_DOC_ID_CHARS = 200
 MAX_OFFSET = 10**9  # character offsets and paging never go beyond this (SQLite and JSON stay in range)
+Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET)]
 
 __all__ = ["CitedHit", "SearchOut", "SearchIn", "DocumentIn", "IngestIn", "PassageIn", "ReportIn", "JobOut",
            "has_visible_text", "check_doc_id", "MAX_DOC_ID_CHARS", "MAX_OFFSET"]
@@ -75,6 +77,10 @@ class PassageIn(BaseModel):
     start: int = Field(..., ge=0, le=MAX_OFFSET)
     end: int = Field(..., ge=1, le=MAX_OFFSET)
     query: str | None = Field(None, max_length=MAX_QUERY_CHARS)
+    evidence: list[tuple[Offset, Offset]] | None = Field(
+        None, max_length=MAX_SPANS, description="the hit's evidence spans (document offsets inside start..end)")
+    text: str | None = Field(None, max_length=MAX_OFFSET,
+                             description="the passage text as found; the export refuses it (409) if the document changed")
 
 
 class ReportIn(BaseModel):
@@ -82,6 +88,7 @@ class ReportIn(BaseModel):
     k: int = Field(3, ge=1, le=10)
     passages: list[PassageIn] | None = Field(None, max_length=200)
     title: str = Field(DEFAULT_TITLE, min_length=1, max_length=200)
+    quote: QuoteKind = Field("evidence", description="quote each hit's evidence sentences, or the whole passage")
 
 
 class JobOut(BaseModel):

@@ -184,7 +184,7 @@ class VectorIndex:
         target = snapshot_path(folder, info.generation)
         header = json.dumps(asdict(info)).encode()
         body = faiss.serialize_index(self.index)
-        _write_atomically(target, [len(header).to_bytes(4, "little"), header, memoryview(body)])
+        write_atomically(target, [len(header).to_bytes(4, "little"), header, memoryview(body)])
         for old in folder.glob(f"{SNAPSHOT_PREFIX}*"):
             if snapshot_generation(old) < info.generation:
                 old.unlink(missing_ok=True)
@@ -223,7 +223,7 @@ def latest_snapshot(folder: Path) -> Path | None:
     return snapshots[-1] if snapshots and snapshot_generation(snapshots[-1]) >= 0 else None
 
 
-def _write_atomically(target: Path, parts: list) -> None:
+def write_atomically(target: Path, parts: list) -> None:
     """Write ``parts`` to a temp file in the same folder, fsync, and rename it over ``target``."""
     handle, temp = tempfile.mkstemp(dir=target.parent, prefix=".vectors-", suffix=".tmp")
     try:

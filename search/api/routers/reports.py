@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from search.api.deps import BackendDep, RetrieverDep, SettingsDep, in_search_slot, ingest_root
 from search.api.schemas import ReportIn
 from search.citations import public_report, quoted_chars
-from search.report import render_markdown, report_for_passages, report_for_questions
+from search.report import render_markdown, report_for_passages, report_for_questions, verify_quotes
 
 router = APIRouter(tags=["reports"])
 
@@ -26,10 +26,12 @@ async def make_report(body: ReportIn, request: Request, retriever: RetrieverDep,
     check_quote_budget(sum(p.end - p.start for p in body.passages or []), settings.max_report_chars)
     if body.passages:
         report = await in_search_slot(request, report_for_passages, backend,
-                                      [p.model_dump() for p in body.passages], body.title)
+                                      [p.model_dump() for p in body.passages], body.title, body.quote)
     else:
-        report = report_for_questions(await answers(request, retriever, body), body.questions or [], body.k, body.title)
+        report = report_for_questions(await answers(request, retriever, body), body.questions or [], body.k,
+                                      body.title, body.quote)
     check_quote_budget(quoted_chars(report), settings.max_report_chars)
+    report = await in_search_slot(request, verify_quotes, report, backend)
     report = public_report(report, ingest_root(settings))
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse(report.as_dict())
