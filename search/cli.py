@@ -123,7 +123,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from search.api import create_app, server_config
     from search.engine import open_retriever
 
-    settings = settings_of(args).with_overrides(host=args.host)
+    settings = settings_of(args)
+    settings = settings.with_overrides(host=args.host, model_process=settings.model_process is not False)
     if args.host not in LOOPBACK_HOSTS and not settings.api_key and not args.insecure_no_key:
         raise CliError(f"--host {args.host} serves other machines: set BISEARCH_API_KEY so writes need a key, "
                        f"or pass --insecure-no-key to serve without one")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
@@ -41,85 +42,58 @@ def _prompt(model, names: tuple[str, ...]) -> str:
     return ""
 
 
-class Embedder:
-    """Encode queries and passages into L2-normalised float32 vectors."""
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to load: everything a model process needs to load the same model (picklable)."""
 
-    def __init__(self, model: str = DEFAULT_MODEL_NAME, device: str | None = None, max_tokens: int = 256,
-                 dimension: int | None = None, quantize: bool = False, *, model_dir: Path | None = None,
-                 runtime: str = "torch", precision: str = "fp32", query_batch: int = DEFAULT_MAX_BATCH,
-                 query_gather_ms: float = DEFAULT_GATHER_MS, query_cache: int = DEFAULT_CACHE_SIZE):
-        """``dimension`` truncates Matryoshka vectors (e.g. 256 of 768); ``quantize`` uses int8 Linear layers
-        (the same as ``precision="int8"``). ``runtime`` is torch, onnx or openvino (see search/runtime.py);
-        ``precision`` fp32, bf16 (torch, for a GPU) or int8; fp16 is refused.
+    name: str  # recorded in the index
+    location: str  # folder or id to load
+    runtime: str = "torch"
+    precision: str = "fp32"
+    device: str | None = None
+    dimension: int | None = None
+    max_tokens: int = 256
 
-        Queries go through one :class:`QueryBatcher` thread: concurrent queries share one
-        model call (at most ``query_batch`` of them), a lone query is encoded at once.
-        """
-        from search.runtime import check_choice, load_model  # heavy imports, done lazily
 
-        precision = "int8" if quantize else precision
-        check_choice(runtime, precision)
-        name, location = resolve_model(model, model_dir)
-        self.runtime, self.precision = runtime, precision
-        # One thread owns the model: it loads it, encodes every query batch and every document
-        # batch (see search/batching.py for why a second torch thread costs ~20%).
-        self.batcher = QueryBatcher(self._encode_query_batch, max_batch=query_batch, gather_ms=query_gather_ms,
-                                    cache_size=query_cache, max_tokens=query_batch * 64,
-                                    count_tokens=self._query_tokens)
-        self.model = self.batcher.run(lambda: load_model(location, runtime, precision,
-                                                         device=device or _default_device(), truncate_dim=dimension))
-        self.model.max_seq_length = min(self.model.max_seq_length or 512, max_tokens + PROMPT_MARGIN_TOKENS)
-        self._slices = (self.run(lambda: CoreSlices(self.model))
-                        if runtime == "torch" and self.model.device.type == "cpu" else None)
+class ModelEngine:
+    """The loaded model and every call into it. It lives where the model does: on the
+    Embedder's model thread, or alone in a model process (see search/model_process.py)."""
+
+    def __init__(self, spec: ModelSpec):
+        from search.runtime import load_model  # heavy imports, done lazily
+
+        self.model = load_model(spec.location, spec.runtime, spec.precision,
+                                device=spec.device or _default_device(), truncate_dim=spec.dimension)
+        self.model.max_seq_length = min(self.model.max_seq_length or 512, spec.max_tokens + PROMPT_MARGIN_TOKENS)
+        self.slices = (CoreSlices(self.model) if spec.runtime == "torch" and self.model.device.type == "cpu"
+                       else None)
         self.info = ModelInfo(
-            name=name,
+            name=spec.name,
             dimension=int(self.model.get_embedding_dimension()),
             query_prompt=_prompt(self.model, ("query", "Retrieval-query")),
             document_prompt=_prompt(self.model, ("document", "Retrieval-document")),
         )
-        # The model's own tokenizer is used on the model thread only: it keeps padding state that a
-        # call from another thread (token counts, the chunker) would flip mid-batch. Other threads
-        # share a copy that is never asked to pad or truncate, so its state never changes.
-        self.tokenizer = copy.deepcopy(self.model.tokenizer)
-        self._prompt_tokens = len(self.tokenizer(self.info.query_prompt)["input_ids"])
 
-    def run(self, task: Callable[[], T]) -> T:
-        """Run ``task`` (anything that calls the model) on the model's own thread."""
-        return self.batcher.run(task)
+    def describe(self) -> tuple[ModelInfo, int, object]:
+        """``(info, max_seq_length, a copy of the tokenizer)``: what callers need without the model."""
+        return self.info, int(self.model.max_seq_length), copy.deepcopy(self.model.tokenizer)
 
-    def encode_documents(self, texts: list[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
-        """Passage vectors, shape ``(len(texts), dimension)``."""
-        vectors = np.zeros((len(texts), self.info.dimension), dtype=np.float32)
-        for rows in self._batches(texts, batch_size, progress):
-            vectors[rows] = self.run(lambda: self.model.encode(
-                [texts[row] for row in rows], prompt=self.info.document_prompt, batch_size=batch_size,
-                normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False))
-        return vectors
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        """A batch of queries in one model call, or one per core for a big batch on a CPU."""
+        vectors = self.slices.encode(self._encode_queries_now, texts) if self.slices else self._encode_queries_now(texts)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def encode_passages(self, texts: list[str], batch_size: int = 16,
-                        progress: bool = False) -> tuple[np.ndarray, list[SentenceVectors | None]]:
-        """Passage vectors (as :meth:`encode_documents`) and, from the same forward pass, a vector
-        per sentence: the passage's token embeddings averaged over the sentence and projected like
-        the passage's. No extra model call; a passage whose tokens cannot be aligned gets None."""
-        vectors = np.zeros((len(texts), self.info.dimension), dtype=np.float32)
-        sentences: list[SentenceVectors | None] = [None] * len(texts)
-        for rows in self._batches(texts, batch_size, progress):
-            batch_vectors, batch_sentences = self.run(lambda: self._encode_with_sentences([texts[r] for r in rows]))
-            vectors[rows] = batch_vectors
-            for row, found in zip(rows, batch_sentences):
-                sentences[row] = found
-        return vectors, sentences
+    def _encode_queries_now(self, texts: list[str]) -> np.ndarray:
+        return self.model.encode(texts, prompt=self.info.query_prompt, batch_size=len(texts),
+                                 normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
 
-    @staticmethod
-    def _batches(texts: list[str], batch_size: int, progress: bool) -> Iterator[list[int]]:
-        """Row numbers in batches, longest texts first (as sentence-transformers orders them), so
-        each batch is one call on the model thread and queries arriving meanwhile wait one batch."""
-        order = sorted(range(len(texts)), key=lambda row: -len(texts[row]))
-        for start in tqdm(range(0, len(order), batch_size), desc="embedding", unit="batch", disable=not progress):
-            yield order[start:start + batch_size]
+    def encode_documents(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Passage vectors of one batch."""
+        return self.model.encode(texts, prompt=self.info.document_prompt, batch_size=batch_size,
+                                 normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
 
-    def _encode_with_sentences(self, texts: list[str]) -> tuple[np.ndarray, list[SentenceVectors | None]]:
-        """One model call on the model thread: passage vectors and pooled sentence vectors."""
+    def encode_with_sentences(self, texts: list[str]) -> tuple[np.ndarray, list[SentenceVectors | None]]:
+        """One model call: passage vectors and pooled sentence vectors."""
         import torch
 
         outputs = self.model.encode(texts, prompt=self.info.document_prompt, batch_size=len(texts),
@@ -151,6 +125,104 @@ class Embedder:
         return SentenceVectors(np.array([span for span, _ in found], dtype=np.int32),
                                sentence_vectors.astype(np.float16))
 
+    def close(self) -> None:
+        """Nothing to release in-process (the model process stops its own)."""
+
+
+class Embedder:
+    """Encode queries and passages into L2-normalised float32 vectors."""
+
+    def __init__(self, model: str = DEFAULT_MODEL_NAME, device: str | None = None, max_tokens: int = 256,
+                 dimension: int | None = None, quantize: bool = False, *, model_dir: Path | None = None,
+                 runtime: str = "torch", precision: str = "fp32", query_batch: int = DEFAULT_MAX_BATCH,
+                 query_gather_ms: float = DEFAULT_GATHER_MS, query_cache: int = DEFAULT_CACHE_SIZE,
+                 model_process: bool = False):
+        """``dimension`` truncates Matryoshka vectors (e.g. 256 of 768); ``quantize`` uses int8 Linear layers
+        (the same as ``precision="int8"``). ``runtime`` is torch, onnx or openvino (see search/runtime.py);
+        ``precision`` fp32, bf16 (torch, for a GPU) or int8; fp16 is refused.
+
+        Queries go through one :class:`QueryBatcher` thread: concurrent queries share one
+        model call (at most ``query_batch`` of them), a lone query is encoded at once.
+        ``model_process`` loads the model in a process of its own (the server's choice: see
+        search/model_process.py); ``model`` is then not available here.
+        """
+        from search.runtime import check_choice
+
+        precision = "int8" if quantize else precision
+        check_choice(runtime, precision)
+        name, location = resolve_model(model, model_dir)
+        spec = ModelSpec(name, location, runtime, precision, device, dimension, max_tokens)
+        self.runtime, self.precision = runtime, precision
+        # One thread owns the model: it loads it, encodes every query batch and every document
+        # batch (see search/batching.py for why a second torch thread costs ~20%).
+        self.batcher = QueryBatcher(self._encode_query_batch, max_batch=query_batch, gather_ms=query_gather_ms,
+                                    cache_size=query_cache, max_tokens=query_batch * 64,
+                                    count_tokens=self._query_tokens)
+        self.engine: ModelEngine | None = None
+        try:
+            self.engine = self._start_engine(spec, model_process)
+            # The model's own tokenizer is used where the model is only: it keeps padding state that a
+            # call from another thread (token counts, the chunker) would flip mid-batch. Other threads
+            # share a copy that is never asked to pad or truncate, so its state never changes.
+            self.info, self.max_seq_length, self.tokenizer = self.run(self.engine.describe)
+        except BaseException:
+            self.close()
+            raise
+        self._prompt_tokens = len(self.tokenizer(self.info.query_prompt)["input_ids"])
+
+    def _start_engine(self, spec: ModelSpec, model_process: bool):
+        if model_process:
+            from search.model_process import EngineProcess
+
+            return EngineProcess(spec)
+        return self.batcher.run(lambda: ModelEngine(spec))
+
+    @property
+    def model(self):
+        """The loaded SentenceTransformer (in-process only; call it through :meth:`run`)."""
+        if not isinstance(self.engine, ModelEngine):
+            raise RuntimeError("the model runs in its own process: use the Embedder's methods")
+        return self.engine.model
+
+    def run(self, task: Callable[[], T]) -> T:
+        """Run ``task`` (anything that calls the model) on the model's own thread."""
+        return self.batcher.run(task)
+
+    def close(self) -> None:
+        """Stop the model thread (and the model process)."""
+        self.batcher.close()
+        if self.engine is not None:
+            self.engine.close()
+
+    def encode_documents(self, texts: list[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
+        """Passage vectors, shape ``(len(texts), dimension)``."""
+        vectors = np.zeros((len(texts), self.info.dimension), dtype=np.float32)
+        for rows in self._batches(texts, batch_size, progress):
+            vectors[rows] = self.run(lambda: self.engine.encode_documents([texts[row] for row in rows], batch_size))
+        return vectors
+
+    def encode_passages(self, texts: list[str], batch_size: int = 16,
+                        progress: bool = False) -> tuple[np.ndarray, list[SentenceVectors | None]]:
+        """Passage vectors (as :meth:`encode_documents`) and, from the same forward pass, a vector
+        per sentence: the passage's token embeddings averaged over the sentence and projected like
+        the passage's. No extra model call; a passage whose tokens cannot be aligned gets None."""
+        vectors = np.zeros((len(texts), self.info.dimension), dtype=np.float32)
+        sentences: list[SentenceVectors | None] = [None] * len(texts)
+        for rows in self._batches(texts, batch_size, progress):
+            batch_vectors, batch_sentences = self.run(lambda: self.engine.encode_with_sentences([texts[r] for r in rows]))
+            vectors[rows] = batch_vectors
+            for row, found in zip(rows, batch_sentences):
+                sentences[row] = found
+        return vectors, sentences
+
+    @staticmethod
+    def _batches(texts: list[str], batch_size: int, progress: bool) -> Iterator[list[int]]:
+        """Row numbers in batches, longest texts first (as sentence-transformers orders them), so
+        each batch is one call on the model thread and queries arriving meanwhile wait one batch."""
+        order = sorted(range(len(texts)), key=lambda row: -len(texts[row]))
+        for start in tqdm(range(0, len(order), batch_size), desc="embedding", unit="batch", disable=not progress):
+            yield order[start:start + batch_size]
+
     def encode_query(self, text: str) -> np.ndarray:
         """One query vector, shape ``(dimension,)`` (read-only; it may be shared through the cache)."""
         return self.batcher.encode(text)
@@ -164,16 +236,11 @@ class Embedder:
     def _query_tokens(self, text: str) -> int:
         """Tokens the query takes in a batch (prompt included, capped at the sequence limit)."""
         tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) + self._prompt_tokens
-        return min(tokens, self.model.max_seq_length)
+        return min(tokens, self.max_seq_length)
 
     def _encode_query_batch(self, texts: list[str]) -> np.ndarray:
-        """A batch of queries in one model call, or one per core for a big batch on a CPU (the batcher's encoder)."""
-        vectors = self._slices.encode(self._encode_queries_now, texts) if self._slices else self._encode_queries_now(texts)
-        return np.ascontiguousarray(vectors, dtype=np.float32)
-
-    def _encode_queries_now(self, texts: list[str]) -> np.ndarray:
-        return self.model.encode(texts, prompt=self.info.query_prompt, batch_size=len(texts),
-                                 normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        """The batcher's encoder: one batch of queries, wherever the model is."""
+        return self.engine.encode_queries(texts)
 
     @classmethod
     def from_settings(cls, settings, dimension: int | None = None) -> "Embedder":
@@ -182,7 +249,7 @@ class Embedder:
                    dimension=dimension if dimension is not None else settings.dim, quantize=settings.int8,
                    model_dir=settings.model_dir, runtime=settings.runtime, precision=settings.precision,
                    query_batch=settings.query_batch, query_gather_ms=settings.query_gather_ms,
-                   query_cache=settings.query_cache)
+                   query_cache=settings.query_cache, model_process=bool(settings.model_process))
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from search.settings import Settings
 
 #: The settings that make one loaded model differ from another (the cache key of ``load_embedder``).
 EMBEDDER_SETTINGS = ("model", "model_dir", "dim", "int8", "device", "chunk_tokens", "runtime", "precision",
-                     "query_batch", "query_gather_ms", "query_cache")
+                     "query_batch", "query_gather_ms", "query_cache", "model_process")
 _native_dimensions: dict[str, int] = {}  # model -> full vector size, once loaded untruncated
 
 

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     query_batch: int = Field(64, ge=1, le=256, description="queries encoded together in one model call")
     query_gather_ms: float = Field(3.0, ge=0, le=100, description="wait for more queries, only when some are queued")
     query_cache: int = Field(1024, ge=0, description="query vectors kept (LRU; 0: off)")
+    model_process: bool | None = Field(None, description="the model in a process of its own (default: on for "
+                                                         "`bisearch serve`, off elsewhere)")
     chunk_tokens: int = Field(256, ge=8, le=2048, description="model tokens per passage")
 
     # the FAISS index of the local backend
