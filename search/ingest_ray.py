@@ -74,6 +74,8 @@ class _Pool:
 def ingest_on_ray(settings: Settings, paths: list[Path], options: RayOptions = RayOptions(),
                   progress: bool = False, verbose: bool = False) -> IngestSummary:
     """Ingest files and folders on Ray into the index ``settings`` name; the summary as :meth:`Ingester.ingest_paths`."""
+    if options.gpus_per_actor < 0 or (options.actors or 1) < 1 or (options.cpus_per_actor or 1) <= 0:
+        raise RayIngestError("--ray-gpus-per-actor must be >= 0, --ray-actors >= 1 and --ray-cpus-per-actor > 0")
     _check_address(options.address)
     backend = open_backend(settings)
     try:
@@ -197,8 +199,6 @@ def _size_pool(ray, options: RayOptions) -> _Pool:
     node_cpus = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")] or [0]
     cpus_total, gpus_total = total.get("CPU", 0), total.get("GPU", 0)
     gpus = options.gpus_per_actor
-    if gpus < 0 or (options.actors is not None and options.actors < 1) or (options.cpus_per_actor or 1) <= 0:
-        raise RayIngestError("--ray-gpus-per-actor must be >= 0, --ray-actors >= 1 and --ray-cpus-per-actor > 0")
     if gpus > 0:
         if gpus_total < gpus:
             raise RayIngestError(f"--ray-gpus-per-actor {gpus:g}: the Ray cluster has {gpus_total:g} GPU(s), so the "
@@ -223,21 +223,11 @@ def _size_pool(ray, options: RayOptions) -> _Pool:
 def _run(ray, backend: Backend, settings: Settings, dimension: int | None, pool: _Pool,
          work: list[dict[str, str]], summary: IngestSummary, progress: bool) -> None:
     """Read and chunk → embed → write, streamed: the driver writes as embedded documents arrive."""
-    from ray.data import DataContext
     from tqdm import tqdm
 
-    context = DataContext.get_current()
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
-    context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
-    context.raise_original_map_exception = True
-    data = ray.data.from_items(work, override_num_blocks=min(len(work), MAX_READ_TASKS))
-    data = data.map_batches(_read_and_chunk, fn_kwargs={"settings": settings}, batch_size=None,
-                            num_cpus=LOAD_CPUS, batch_format="numpy")
-    data = _map_without_restarts(data, _Embed, fn_constructor_kwargs={"settings": settings, "dimension": dimension,
-                                                                    "threads": pool.threads},
-                                 batch_size=EMBED_BATCH_DOCS, compute=ray.data.ActorPoolStrategy(size=pool.actors),
-                                 num_cpus=pool.cpus, num_gpus=pool.gpus or None, batch_format="numpy")
+    with _data_context(enable_progress_bars=False, print_on_execution_start=False,
+                       wait_for_min_actors_s=ACTOR_START_TIMEOUT_S, raise_original_map_exception=True):
+        data = _pipeline(ray, settings, dimension, pool, work)
     known = {item["doc_id"]: item["known"] or None for item in work}
     pending: list = []
     model_checked = False
@@ -274,6 +264,33 @@ def _run(ray, backend: Backend, settings: Settings, dimension: int | None, pool:
         raise RayIngestError(f"the Ray run failed: {_first_line(error)}") from None
     finally:
         bar.close()
+
+
+def _pipeline(ray, settings: Settings, dimension: int | None, pool: _Pool, work: list[dict[str, str]]):
+    """Files read and chunked by CPU tasks, then embedded by the actor pool (lazy: runs as the driver iterates)."""
+    data = ray.data.from_items(work, override_num_blocks=min(len(work), MAX_READ_TASKS))
+    data = data.map_batches(_read_and_chunk, fn_kwargs={"settings": settings}, batch_size=None,
+                            num_cpus=LOAD_CPUS, batch_format="numpy")
+    return _map_without_restarts(data, _Embed, fn_constructor_kwargs={"settings": settings, "dimension": dimension,
+                                                                      "threads": pool.threads},
+                                 batch_size=EMBED_BATCH_DOCS, compute=ray.data.ActorPoolStrategy(size=pool.actors),
+                                 num_cpus=pool.cpus, num_gpus=pool.gpus or None, batch_format="numpy")
+
+
+@contextmanager
+def _data_context(**values) -> Iterator[None]:
+    """Ray Data settings for the datasets built in the block (each keeps a copy), then restored."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    before = {name: getattr(context, name) for name in values}
+    for name, value in values.items():
+        setattr(context, name, value)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            setattr(context, name, value)
 
 
 def _map_without_restarts(data, fn, **options):
