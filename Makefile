@@ -21,7 +21,7 @@ $(BIN)/python:
 # requirement would pull CUDA packages.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
-	$(BIN)/pip install --quiet -e '.[test,milvus]'
+	$(BIN)/pip install --quiet -e '.[test,milvus,ray]'
 	touch $(STAMP)
 
 model: $(STAMP)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -47,19 +48,38 @@ def _require_index(settings: Settings) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from search.engine import open_ingester
+    if args.ray is not None:
+        summary = _ingest_on_ray(args)
+    else:
+        from search.engine import open_ingester
 
-    ingester = open_ingester(settings_of(args))
-    try:
-        summary = ingester.ingest_paths(args.paths, progress=not args.quiet)
-    finally:
-        ingester.backend.close()
+        ingester = open_ingester(settings_of(args))
+        try:
+            summary = ingester.ingest_paths(args.paths, progress=not args.quiet)
+        finally:
+            ingester.backend.close()
     for error in summary.failed:
         print(f"skipped: {error}", file=sys.stderr)
     report = summary.as_dict()
     print("files: {files}  added: {added}  replaced: {replaced}  unchanged: {unchanged}  "
           "failed: {failed}  chunks added: {chunks_added}".format(**report))
     return 1 if summary.failed and not summary.outcomes else 0
+
+
+def _ingest_on_ray(args: argparse.Namespace):
+    """``ingest --ray [ADDRESS]``: the same ingest on a Ray cluster (search/ingest_ray.py; the ray extra)."""
+    from search.ingest_ray import RayIngestError, RayOptions, ingest_on_ray
+
+    address = args.ray or None
+    if address and os.path.exists(address):
+        raise CliError(f"--ray took {address!r} as the cluster address, but it is a file or folder: put the paths "
+                       f"first (`ingest PATH... --ray`) or write `--ray local`")
+    options = RayOptions(address=address, gpus_per_actor=args.ray_gpus_per_actor, actors=args.ray_actors,
+                         cpus_per_actor=args.ray_cpus_per_actor)
+    try:
+        return ingest_on_ray(settings_of(args), args.paths, options, progress=not args.quiet, verbose=args.verbose)
+    except RayIngestError as error:
+        raise CliError(str(error)) from None
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -195,6 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser("ingest", help="add .txt/.md/.html files or folders to the index")
     ingest.add_argument("paths", nargs="+", type=Path)
     ingest.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ingest.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                        help="run on Ray (the ray extra): the cluster at ADDRESS (host:port, ray://host:port, auto), "
+                             "or without one a private local Ray on 127.0.0.1; put it after the paths")
+    ingest.add_argument("--ray-gpus-per-actor", type=float, default=0.0, metavar="N",
+                        help="GPUs per embedding actor (default 0: embed on CPU); a cluster without them fails at once")
+    ingest.add_argument("--ray-actors", type=int, metavar="N",
+                        help="embedding actors (default: GPUs / --ray-gpus-per-actor, on CPU one per node)")
+    ingest.add_argument("--ray-cpus-per-actor", type=float, metavar="N",
+                        help="CPUs (and torch threads) per embedding actor (default: 1 with GPUs, on CPU the node's "
+                             "CPUs less 0.5 left for reading files)")
     ingest.set_defaults(handler=cmd_ingest)
 
     query = commands.add_parser("query", help="ranked, cited passages for a question")

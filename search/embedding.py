@@ -35,6 +35,15 @@ def resolve_model(model: str, model_dir: Path | None = None) -> tuple[str, str]:
     return model, model
 
 
+def load_tokenizer(model: str = DEFAULT_MODEL_NAME, model_dir: Path | None = None):
+    """The model's tokenizer alone, from the same folder the :class:`Embedder` loads (what the
+    chunker needs where no model runs: the CPU workers of a Ray ingest)."""
+    from transformers import AutoTokenizer
+
+    _, location = resolve_model(model, model_dir)
+    return AutoTokenizer.from_pretrained(location, local_files_only=Path(location).is_dir())
+
+
 def _prompt(model, names: tuple[str, ...]) -> str:
     for name in names:
         if name in model.prompts:

@@ -16,7 +16,6 @@ import numpy as np
 from search.backends.base import Backend, PreparedDocument
 from search.chunking import Chunker
 from search.embedding import Embedder
-from search.evidence import SentenceVectors
 from search.language import keyword_tokens
 from search.loading import DocumentError, LoadedFile, LoadLimits, discover_files, load_file
 from search.types import Document, Passage
@@ -87,27 +86,8 @@ class Ingester:
                 progress: bool = False) -> list[PreparedDocument]:
         """Chunk, embed and tokenise documents (one encode call for all their passages, which also
         gives each passage's sentence vectors for evidence spans)."""
-        passages = [[locate(p, d) for p in self.chunker.chunk(d.text, d.id)] for d in documents]
-        flat = [passage.text for group in passages for passage in group]
-        vectors, sentences = self._embed(flat, progress)
-        prepared, row = [], 0
-        for document, group in zip(documents, passages):
-            tokens = tuple(tuple(keyword_tokens(passage.text)) for passage in group)
-            prepared.append(PreparedDocument(document, tuple(group), tokens, vectors[row:row + len(group)],
-                                             (files or {}).get(document.id), tuple(sentences[row:row + len(group)])))
-            row += len(group)
-        return prepared
-
-    def _embed(self, texts: list[str], progress: bool) -> tuple[np.ndarray, list[SentenceVectors | None]]:
-        """Passage and sentence vectors, embedded in slices with a cancellation check between them."""
-        parts, sentences = [self.embedder.encode_documents([], progress=False)], []
-        for start in range(0, len(texts), EMBED_SLICE):
-            self.should_stop()
-            vectors, found = self.embedder.encode_passages(texts[start:start + EMBED_SLICE], progress=progress)
-            parts.append(vectors)
-            sentences += found
-        self.should_stop()
-        return np.concatenate(parts), sentences
+        chunked = [chunk_document(self.chunker, document, (files or {}).get(document.id)) for document in documents]
+        return embed_chunked(self.embedder, chunked, self.should_stop, progress)
 
     def add(self, documents: Sequence[Document], files: dict[str, bytes] | None = None,
             progress: bool = False) -> list[IngestOutcome]:
@@ -124,7 +104,7 @@ class Ingester:
         if prepared:
             self.backend.write(prepared)
         sizes = {item.document.id: len(item.passages) for item in prepared}
-        return [IngestOutcome(document.id, _status(known[document.id], document), sizes.get(document.id, 0))
+        return [IngestOutcome(document.id, outcome_status(known[document.id], document), sizes.get(document.id, 0))
                 for document in unique]
 
     def ingest_paths(self, paths: list[Path], progress: bool = False, batch_files: int = INGEST_BATCH_FILES,
@@ -147,21 +127,12 @@ class Ingester:
         first_file: dict[str, Path] = {}
         for position, (path, doc_id) in enumerate(files, start=1):
             name = _name(path, root)
-            if first_file.setdefault(doc_id, path) != path:
-                summary.failed.append(f"{name}: same document id {doc_id!r} as {_name(first_file[doc_id], root)}; "
-                                      f"rename one of them")
-            elif owner := self._other_file_with_id(doc_id, path, root):
-                summary.failed.append(f"{name}: document id {doc_id!r} already holds {owner}; "
-                                      f"rename the file or delete that document first")
+            refused = file_refusal(self.backend, path, doc_id, root, first_file)
+            loaded = refused or load_one(path, doc_id, name, limits or self.limits, pages)
+            if isinstance(loaded, str):
+                summary.failed.append(loaded)
             else:
-                try:
-                    batch.append(load_file(path, doc_id, name=name, limits=limits or self.limits, progress=pages))
-                except FileNotFoundError:
-                    summary.failed.append(f"{name}: deleted during the ingest")
-                except DocumentError as error:
-                    summary.failed.append(str(error))
-                except OSError as error:
-                    summary.failed.append(f"{name}: {error.strerror or type(error).__name__}")
+                batch.append(loaded)
             if batch and (len(batch) >= batch_files or position == len(files)):
                 files_kept = {item.document.id: item.original for item in batch if item.original is not None}
                 summary.outcomes.extend(self.add([item.document for item in batch], files_kept))
@@ -173,20 +144,90 @@ class Ingester:
         bar.close()
         return summary
 
-    def _other_file_with_id(self, doc_id: str, path: Path, root: Path | None) -> str | None:
-        """The source of the stored document ``doc_id`` when it is another file that still exists.
 
-        Re-ingesting the same file (or one whose old source is gone: moved, renamed) replaces it;
-        a second file that merely shares the name must not silently overwrite the first.
-        """
-        stored = self.backend.document(doc_id) if self.backend.document_hash(doc_id) else None
-        if stored is None or not stored.source:
-            return None
-        other = Path(stored.source) if root is None or os.path.isabs(stored.source) else root / stored.source
-        try:
-            return None if not other.is_file() or os.path.samefile(other, path) else stored.source
-        except OSError:
-            return None
+def file_refusal(backend: Backend, path: Path, doc_id: str, root: Path | None,
+                 first_file: dict[str, Path]) -> str | None:
+    """Why ``path`` is not ingested as ``doc_id`` (another file of this run or of the index holds the
+    id), or None. ``first_file`` remembers the run's ids (filled here)."""
+    name = _name(path, root)
+    if first_file.setdefault(doc_id, path) != path:
+        return f"{name}: same document id {doc_id!r} as {_name(first_file[doc_id], root)}; rename one of them"
+    if owner := _other_file_with_id(backend, doc_id, path, root):
+        return f"{name}: document id {doc_id!r} already holds {owner}; rename the file or delete that document first"
+    return None
+
+
+def _other_file_with_id(backend: Backend, doc_id: str, path: Path, root: Path | None) -> str | None:
+    """The source of the stored document ``doc_id`` when it is another file that still exists.
+
+    Re-ingesting the same file (or one whose old source is gone: moved, renamed) replaces it;
+    a second file that merely shares the name must not silently overwrite the first.
+    """
+    stored = backend.document(doc_id) if backend.document_hash(doc_id) else None
+    if stored is None or not stored.source:
+        return None
+    other = Path(stored.source) if root is None or os.path.isabs(stored.source) else root / stored.source
+    try:
+        return None if not other.is_file() or os.path.samefile(other, path) else stored.source
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class ChunkedDocument:
+    """A document cut into located passages with their keyword tokens: all of it but the vectors
+    (no model needed, only its tokenizer)."""
+
+    document: Document
+    passages: tuple[Passage, ...]
+    tokens: tuple[tuple[str, ...], ...]
+    original: bytes | None = None
+
+
+def chunk_document(chunker: Chunker, document: Document, original: bytes | None = None) -> ChunkedDocument:
+    """The document's passages (pages and sections located) and their keyword tokens."""
+    passages = tuple(locate(passage, document) for passage in chunker.chunk(document.text, document.id))
+    return ChunkedDocument(document, passages, tuple(tuple(keyword_tokens(p.text)) for p in passages), original)
+
+
+def embed_chunked(embedder: Embedder, chunked: Sequence[ChunkedDocument], should_stop: Callable[[], None] = lambda: None,
+                  progress: bool = False) -> list[PreparedDocument]:
+    """Chunked documents with their passage and sentence vectors: one encode call for all their
+    passages, in slices with a ``should_stop`` check between them."""
+    texts = [passage.text for item in chunked for passage in item.passages]
+    parts, sentences = [embedder.encode_documents([], progress=False)], []
+    for start in range(0, len(texts), EMBED_SLICE):
+        should_stop()
+        vectors, found = embedder.encode_passages(texts[start:start + EMBED_SLICE], progress=progress)
+        parts.append(vectors)
+        sentences += found
+    should_stop()
+    vectors, prepared, row = np.concatenate(parts), [], 0
+    for item in chunked:
+        end = row + len(item.passages)
+        prepared.append(PreparedDocument(item.document, item.passages, item.tokens, vectors[row:end], item.original,
+                                         tuple(sentences[row:end])))
+        row = end
+    return prepared
+
+
+def load_one(path: Path, doc_id: str, name: str, limits: LoadLimits, pages=None) -> LoadedFile | str:
+    """One file read into a document, or the one-line reason it was not."""
+    try:
+        return load_file(path, doc_id, name=name, limits=limits, progress=pages)
+    except FileNotFoundError:
+        return f"{name}: deleted during the ingest"
+    except DocumentError as error:
+        return str(error)
+    except OSError as error:
+        return f"{name}: {error.strerror or type(error).__name__}"
+
+
+def outcome_status(known: str | None, document: Document) -> Status:
+    """added (new id), replaced (changed text) or unchanged (same SHA-256 as stored)."""
+    if known is None:
+        return "added"
+    return "unchanged" if known == document.sha256 else "replaced"
 
 
 def _name(path: Path, root: Path | None) -> str:
@@ -214,9 +255,3 @@ def _page_bar(progress: bool):
                 bar.close()
 
     return update
-
-
-def _status(known: str | None, document: Document) -> Status:
-    if known is None:
-        return "added"
-    return "unchanged" if known == document.sha256 else "replaced"
