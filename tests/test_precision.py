@@ -43,6 +43,59 @@ def test_duplicates_folded_but_translations_kept():
     assert [(k.doc_id, k.also_in) for k in kept] == [("html", ["pdf"]), ("zh", [])]
 
 
+def _pair(cosine: float) -> np.ndarray:
+    return np.array([[1.0, 0.0], [cosine, (1 - cosine ** 2) ** 0.5]], dtype=np.float32)
+
+
+# Real passages of the Debian New Maintainers' Guide (docs/bench/duplicates.txt): the HTML chapter's
+# footnotes and the PDF page holding them, chunked with other boundaries (measured cosine .855,
+# Jaccard .585, containment .964) ...
+HTML_FOOTNOTES = (
+    "[84] The dput package seems to come with more features and to be becoming more popular than the dupload "
+    "package. It uses the file /etc/dput for its global configuration and the file ~/.dput.cf for per-user "
+    "configuration. It supports Ubuntu-related services out-of-the-box, too.\n[86] See "
+    "ftp://ftp.upload.debian.org/pub/UploadQueue/README. Alternatively, you can use the dcut command from the "
+    "dput package.")
+PDF_FOOTNOTES = (
+    "You can set up an equivalent archive by yourself using the tools listed at "
+    "http://wiki.debian.org/HowToSetupADebianRepository. So this section is useful for non-DDs, too.\n3The dput "
+    "package seems to come with more features and to be becoming more popular than the dupload package. It uses "
+    "the file /etc/dput for its global configuration and the file ~/.dput.cf for per-user configuration. It "
+    "supports Ubuntu-related services out-of-the-box, too.\n⁴See Debian Developer’s Reference 5.6, ”Uploading a "
+    "package” (http://www.debian.org/doc/manuals/developers-reference/pkgs.html#upload) .\n⁵See "
+    "ftp://ftp.upload.debian.org/pub/UploadQueue/README. Alternatively, you can use the dcut command from the "
+    "dput package.")
+# ... and an English passage with its Chinese translation sharing the URL (cosine .86, containment .71).
+EN_HOWTO = ("(I've added the line numbers.)\n\nPlease follow the HOWTO provided by the ftpmasters and sent to\n"
+            "debian-devel-announce: http://lists.debian.org/debian-devel-announce/2006/03/msg00023.html.")
+ZH_HOWTO = ("(注：我为它添加了行号。)\n\n另外还可以参看 ftpmasters 发送到 debian-devel-announce 的 HOWTO： announce: "
+            "http://lists.debian.org/debian-devel-announce/2006/03/msg00023.html.")
+
+
+def test_boundary_shifted_duplicate_is_folded():
+    a, b = collapse.shingles(HTML_FOOTNOTES), collapse.shingles(PDF_FOOTNOTES)
+    assert collapse.containment(a, b) > 0.9 and len(a & b) / len(a | b) < 0.8  # Jaccard missed it
+    kept = collapse.fold_duplicates(["html/upload", "pdf/guide"], [HTML_FOOTNOTES, PDF_FOOTNOTES], _pair(0.855))
+    assert [(k.doc_id, k.also_in) for k in kept] == [("html/upload", ["pdf/guide"])]
+
+
+def test_translation_sharing_code_and_links_is_not_folded():
+    assert collapse.containment(collapse.shingles(EN_HOWTO), collapse.shingles(ZH_HOWTO)) >= 0.7
+    for order in ((EN_HOWTO, ZH_HOWTO), (ZH_HOWTO, EN_HOWTO)):
+        kept = collapse.fold_duplicates(["en", "zh"], list(order), _pair(0.99))
+        assert [k.also_in for k in kept] == [[], []]
+    # Chinese duplicates fold like English ones; a republished copy (identical chunk) always does.
+    kept = collapse.fold_duplicates(["zh/html", "zh/pdf"], [ZH_HOWTO, ZH_HOWTO.replace("\n\n", "\n")], _pair(0.97))
+    assert [(k.doc_id, k.also_in) for k in kept] == [("zh/html", ["zh/pdf"])]
+
+
+def test_short_passage_contained_in_an_unrelated_one_is_not_folded():
+    short, long = "See the dput package.", PDF_FOOTNOTES
+    assert collapse.containment(collapse.shingles(short), collapse.shingles(long)) >= 0.7
+    kept = collapse.fold_duplicates(["a", "b"], [long, short], _pair(0.6))
+    assert [k.also_in for k in kept] == [[], []]
+
+
 def test_interleave_and_fusion_are_pure():
     groups = {1: "en", 2: "en", 3: "en", 4: "zh", 5: "zh"}
     assert fusion.interleave([1, 2, 3, 4, 5], groups, "en") == [1, 4, 2, 5, 3]
