@@ -43,7 +43,7 @@ def bulk_load(backend: LocalBackend, count: int, dimension: int, rng: np.random.
         size = min(count - start, PASSAGES_PER_BULK_DOCUMENT * 20)
         documents = [synthetic_document(f"bulk-{start + n}", min(PASSAGES_PER_BULK_DOCUMENT, size - n), dimension, rng)
                      for n in range(0, size, PASSAGES_PER_BULK_DOCUMENT)]
-        with backend.store.transaction() as generation:
+        with backend.store.transaction():
             for document in documents:
                 backend.store.insert_document(document)
     backend.merge()

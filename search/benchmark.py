@@ -52,6 +52,7 @@ from search.evaluation import load_queries
 from search.backends.local import LocalBackend
 from search.backends.vectors import IndexSettings, VectorIndex
 from search.bench_writes import measure_writes
+from search.bench_phrases import measure_phrase_sizes
 from search.ingest import Ingester
 from search.loading import discover_files, read_document
 from search.settings import Settings
@@ -352,6 +353,10 @@ def summary_table(results: dict[str, object]) -> str:
                      f"bare encode_query q/s batch 1 / 8 / 32: {bare['batch_1_queries_per_s']} / "
                      f"{bare['batch_8_queries_per_s']} / {bare['batch_32_queries_per_s']} -> ratio "
                      f"{put['ratio']} (goal >= 0.8)")
+    for row in (results.get("phrases") or {}).get("rows", []):
+        lines.append(f"phrases {row['passages']:,} passages, {row['queries']} queries: p50 plain {row['plain_ms_p50']} ms, "
+                     f"\"phrase\" {row['phrase_ms_p50']} ms, with -word {row['phrase_excluding_ms_p50']} ms; "
+                     f"phrase recall@10 {row['phrase_recall_at_10']} (EN {row['phrase_recall_at_10_en']}, ZH {row['phrase_recall_at_10_zh']})")
     lines.append("ratios  " + "  ".join(f"{key} {results.get(key)}" for key in RATIOS))
     if scale := results.get("scale"):
         lines.append(f"{'vectors':>9} {'dim':>4} {'kind':6} {'build s':>8} {'MB':>8} {'B/vec':>7} "
@@ -365,8 +370,8 @@ def summary_table(results: dict[str, object]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m search.benchmark", description=__doc__.split("\n")[0])
-    parser.add_argument("--sections", default="ingest,query,throughput,write,scale",
-                        help="comma list of ingest, query, throughput, scale (and registered ones, e.g. write)")
+    parser.add_argument("--sections", default="ingest,query,throughput,write,phrases,scale",
+                        help="comma list of ingest, query, throughput, write, phrases, scale")
     parser.add_argument("--bench-dir", type=Path, default=DEFAULT_BENCH)
     parser.add_argument("--index", type=Path, default=None,
                         help="query/throughput: copy this index instead of building one of seeds/")
@@ -377,6 +382,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--passages", type=int, default=2000, help="ingest corpus size (default: %(default)s)")
     parser.add_argument("--sizes", default="100000,1000000", help="scale: vector counts")
     parser.add_argument("--write-sizes", default="10000,100000,1000000", help="write: corpus sizes (passages)")
+    parser.add_argument("--phrase-sizes", default="10000,100000", help="phrases: corpus sizes (passages)")
     parser.add_argument("--dims", default="768,256", help="scale: dimensions (Matryoshka)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON, updated section by section")
     return parser.parse_args(argv)
@@ -408,7 +414,7 @@ def save(results: dict[str, object], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sections = list(dict.fromkeys(args.sections.split(",")))
-    unknown = set(sections) - {"ingest", "query", "throughput", "write", "scale"}
+    unknown = set(sections) - {"ingest", "query", "throughput", "write", "phrases", "scale"}
     if unknown:
         raise SystemExit(f"unknown sections: {', '.join(sorted(unknown))}")
     results = load_previous(args.out)
@@ -443,6 +449,10 @@ def main(argv: list[str] | None = None) -> int:
     if "write" in sections:
         writes = measure_writes([int(size) for size in args.write_sizes.split(",")])
         results["write"] = {**writes, "ratio": writes["write_ratio"], "run": run}
+        save(results, args.out)
+    if "phrases" in sections:
+        results["phrases"] = {**measure_phrase_sizes([int(size) for size in args.phrase_sizes.split(",")],
+                                                     [args.bench_dir, args.bench_dir.parent / "debref"]), "run": run}
         save(results, args.out)
     if "scale" in sections:
         rows = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 from search.backends import Backend, open_backend
 from search.chunking import Chunker

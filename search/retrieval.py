@@ -12,10 +12,10 @@ from search.backends.base import Backend
 from search.embedding import Embedder
 from search.evidence import evidence_spans, sentence_spans, shared_words_evidence
 from search.collapse import collapse_by_doc, fold_duplicates
-from search.fusion import KEYWORD_WEIGHT, fuse, interleave, rank
+from search.fusion import KEYWORD_WEIGHT, documents_first, fuse, interleave, rank
 from search.language import detect_language, is_mixed, keyword_tokens, normalize
 from search.query import QuerySyntaxError, parse_query, passage_matches
-from search.types import Filter, KeywordQuery, Lang, Mode, Passage
+from search.types import Filter, KeywordQuery, Lang, Mode, Origin, Passage
 
 MAX_QUERY_CHARS = 2000
 MIN_CANDIDATES = 100
@@ -80,7 +80,8 @@ class Retriever:
         """Run a query: ``"exact phrases"`` must occur and ``-words`` must not (after keyword
         normalisation); the rest ranks. Hybrid results without a language filter alternate the
         best English and Chinese passages; the language of the passage closest in meaning
-        leads, so keyword evidence never decides which language wins. ``collapse`` keeps the
+        leads, so keyword evidence never decides which language wins; every document's best
+        passage comes before any document's second one. ``collapse`` keeps the
         best passage per document and folds near-identical passages of other documents.
         Every hit carries its answering sentences (``hit.evidence``), see :meth:`_add_evidence`;
         ``evidence`` recomputes them for the first that many hits by embedding their sentences
@@ -101,22 +102,23 @@ class Retriever:
         pool = max(MIN_CANDIDATES, 4 * wanted) * (PRECISION_POOL if narrowed else 1)
         normalized = normalize(text)
         tokens = keyword_tokens(normalized)
+        keywords = KeywordQuery(tuple(tokens), normalized, tuple(tuple(keyword_tokens(p)) for p in parsed.phrases))
         query_vector = self.embedder.encode_query(normalized) if mode != Mode.SPARSE else None
-        dense, keyword = self._candidates(query_vector, KeywordQuery(tuple(tokens), normalized), mode, pool, where)
+        dense, keyword = self._candidates(query_vector, keywords, mode, pool, where)
         candidates = set(dense) | set(keyword)
         if narrowed:  # the syntax and collapsing read every candidate's text and document
             passages = {chunk_id: passage for chunk_id, passage in self.backend.passages(candidates).items()
                         if passage_matches(parsed, passage.text)}
-            languages = {chunk_id: passage.lang for chunk_id, passage in passages.items()}
-        else:  # ranking needs only languages: texts are read for the returned ranks
-            passages, languages = {}, self.backend.languages(candidates)
+            origins = {chunk_id: Origin(passage.lang, passage.doc_id) for chunk_id, passage in passages.items()}
+        else:  # ranking needs only languages and documents: texts are read for the returned ranks
+            passages, origins = {}, self.backend.origins(candidates)
         # Passages another process deleted since their vectors were found, or that the syntax rules out, drop.
-        dense, keyword = ({chunk_id: score for chunk_id, score in found.items() if chunk_id in languages}
+        dense, keyword = ({chunk_id: score for chunk_id, score in found.items() if chunk_id in origins}
                           for found in (dense, keyword))
+        languages = {chunk_id: origin.lang for chunk_id, origin in origins.items()}
         scored = self._scores(dense, keyword, languages, None if mixed_query else query_lang, mode)
-        ranked = rank(scored)
-        if ranked and dense and where.lang is None and mode == Mode.HYBRID:
-            ranked = interleave(ranked, languages, lead=languages[max(dense, key=dense.__getitem__)])
+        documents = {chunk_id: origin.doc_id for chunk_id, origin in origins.items()}
+        ranked = self._ranked(scored, dense, languages, documents, mode, balanced=where.lang is None)
         kept = ranked if collapse else ranked[:wanted]  # collapsing counts over every candidate
         passages = passages or self.backend.passages(kept)
         hits = [Hit(0, round(scored[chunk_id], 6), passages[chunk_id], _rounded(dense.get(chunk_id)),
@@ -143,6 +145,18 @@ class Retriever:
         if offset < 0:
             raise QueryError("offset must not be negative")
         return query, parse_enum(Mode, mode, "mode")
+
+    @staticmethod
+    def _ranked(scored: dict[int, float], dense: dict[int, float], languages: dict[int, Lang],
+                documents: dict[int, str], mode: Mode, balanced: bool) -> list[int]:
+        """Ids best first. Hybrid: each document's best passage before any second one, and, without a
+        language filter, English and Chinese alternating from the language of the closest passage."""
+        ranked = rank(scored)
+        if mode != Mode.HYBRID or not ranked:
+            return ranked
+        if dense and balanced:
+            ranked = interleave(ranked, languages, lead=languages[max(dense, key=dense.__getitem__)])
+        return documents_first(ranked, documents)
 
     def _candidates(self, query_vector: np.ndarray | None, keywords: KeywordQuery, mode: Mode, pool: int,
                     where: Filter) -> tuple[dict[int, float], dict[int, float]]:

@@ -108,10 +108,21 @@ class Filter:
 
 @dataclass(frozen=True)
 class KeywordQuery:
-    """A keyword search: jieba tokens (local BM25) and the normalised text (engines with analysers)."""
+    """A keyword search: jieba tokens (local BM25) and the normalised text (engines with analysers).
+    ``phrases``: the keyword tokens of each quoted phrase; a backend may return only passages
+    holding them (the retriever checks the exact phrase itself)."""
 
     tokens: tuple[str, ...]
     text: str
+    phrases: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a passage comes from, as ranking needs it: its language and its document (no text)."""
+
+    lang: Lang
+    doc_id: str
 
 
 Scored = list[tuple[int, float]]

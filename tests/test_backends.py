@@ -18,7 +18,7 @@ from fakes import FAKE_MODEL, fake_vector, prepared
 from search.backends.local import LocalBackend
 from search.backends.base import Backend, BackendError, ModelMismatchError, PreparedDocument
 from search.language import detect_language, is_mixed, keyword_tokens, normalize
-from search.types import Document, Filter, KeywordQuery, Lang, ModelInfo, Passage
+from search.types import Document, Filter, KeywordQuery, Lang, ModelInfo, Origin, Passage
 
 BACKENDS = ["local", "milvus"]
 EVERYTHING = Filter()
@@ -99,8 +99,9 @@ def test_write_search_and_read_back(backend):
     assert backend.document_hash("gold") == document.sha256 and backend.document_hash("nope") is None
     assert backend.document("nope") is None and backend.passages([123456789]) == {}
     all_ids = [passage_id for passage_id, _ in backend.dense_search(fake_vector("x"), 10, EVERYTHING)]
-    assert backend.languages([*all_ids, 123456789]) == {i: p.lang for i, p in backend.passages(all_ids).items()}
-    assert sorted(backend.languages(all_ids).values()) == [Lang.EN, Lang.EN, Lang.ZH]
+    assert backend.origins([*all_ids, 123456789]) == {i: Origin(p.lang, p.doc_id)
+                                                      for i, p in backend.passages(all_ids).items()}
+    assert sorted(origin.lang for origin in backend.origins(all_ids).values()) == [Lang.EN, Lang.EN, Lang.ZH]
     assert [summary.id for summary in backend.documents()] == ["gold", "pearl"]
     assert [summary.id for summary in backend.documents(limit=1, offset=1)] == ["pearl"]
     assert backend.documents()[0].chunks == 2
@@ -130,7 +131,7 @@ def test_replace_by_doc_id_and_delete(backend):
     old_ids = {passage_id for passage_id, _ in backend.dense_search(fake_vector("x"), 10, Filter(doc_ids=("a",)))}
     backend.write([prepared("a", ["Jade is green."])])
     assert backend.document("a").text == "Jade is green."
-    assert backend.passages(old_ids) == {} and backend.vectors(old_ids) == {} and backend.languages(old_ids) == {}
+    assert backend.passages(old_ids) == {} and backend.vectors(old_ids) == {} and backend.origins(old_ids) == {}
     assert sorted(top_docs(backend, "x")) == ["a", "b"]
     assert keyword_docs(backend, "黄金") == []
     assert backend.stats()["chunks"] == 2

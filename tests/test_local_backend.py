@@ -6,7 +6,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 
-import numpy as np
 import pytest
 
 from fakes import FAKE_MODEL, FakeEmbedder, fake_vector, prepared
@@ -15,7 +14,8 @@ from search.backends.local import LocalBackend
 from search.backends.store import Store
 from search.backends.vectors import SNAPSHOT_PREFIX, latest_snapshot
 from search.retrieval import Retriever
-from search.types import Filter, Lang
+from search.language import keyword_tokens
+from search.types import Filter, KeywordQuery, Lang
 
 EVERYTHING = Filter()
 
@@ -271,3 +271,24 @@ def test_file_modes_are_one(tmp_path):
     backend.merge()
     modes = {path.stat().st_mode & 0o777 for path in tmp_path.iterdir() if path.name.startswith(("vectors-", "index."))}
     assert len(modes) == 1, modes
+
+
+def test_keyword_search_with_phrases_keeps_only_passages_holding_them(tmp_path):
+    backend = LocalBackend(tmp_path)
+    backend.record_model(FAKE_MODEL)
+    backend.write([prepared("apart", ["The guide is part of the build of packages."]),
+                   prepared("together", ["Most of the guide is about packaging."]),
+                   prepared("zh", ["水贝珠宝的生产周期比全球平均快百分之三十。"])])
+    everything = Filter()
+
+    def documents(tokens: str, *phrases: str) -> set[str]:
+        query = KeywordQuery(tuple(keyword_tokens(tokens)), tokens, tuple(tuple(keyword_tokens(p)) for p in phrases))
+        found = backend.keyword_search(query, 10, everything)
+        return {passage.doc_id for passage in backend.passages(chunk_id for chunk_id, _ in found).values()}
+
+    assert documents("of the guide") == {"apart", "together"}
+    assert documents("of the guide", "of the guide") == {"together"}  # English: tokens adjacent, in order
+    assert documents("of the guide", "of the guide", "about packaging") == {"together"}  # every phrase
+    assert documents("guide of the", "guide of the") == set()
+    assert documents("生产 产周", "产周") == {"zh"}  # "产周" is not on jieba's word boundaries: not required
+    backend.close()

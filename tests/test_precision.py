@@ -103,6 +103,12 @@ def test_interleave_and_fusion_are_pure():
     assert fused[1] == 0.5 and fused[4] == 0.5  # bonus: own script only, min-max normalised (1 is the minimum)
 
 
+def test_documents_first_puts_every_documents_best_passage_before_any_second():
+    documents = {1: "a", 2: "a", 3: "b", 4: "a", 5: "c", 6: "b"}
+    assert fusion.documents_first([1, 2, 3, 4, 5, 6], documents) == [1, 3, 5, 2, 4, 6]
+    assert fusion.documents_first([], {}) == []
+
+
 def test_evidence_spans_pick_the_closest_sentences():
     passage = "First sentence here. The answer is 30% faster. Unrelated tail."
     spans = evidence.sentence_spans(passage, start=100)

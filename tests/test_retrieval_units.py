@@ -38,6 +38,35 @@ def test_hybrid_is_led_by_the_closest_passage_and_alternates(backend):
     assert [hit.passage.lang for hit in hits] == [Lang.EN, Lang.ZH, Lang.EN, Lang.ZH]
 
 
+class BlendEmbedder(FakeEmbedder):
+    """A query vector whose cosines with the named passages are in the ratio of their weights."""
+
+    def __init__(self, weights: dict[str, float]):
+        super().__init__()
+        self.weights = weights
+
+    def encode_query(self, text: str) -> np.ndarray:
+        passages = np.stack([fake_vector(passage) for passage in self.weights])
+        vector = np.linalg.lstsq(passages, np.array(list(self.weights.values())), rcond=None)[0]
+        return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+
+def test_hybrid_shows_each_documents_best_passage_before_any_second_one(tmp_path):
+    backend = LocalBackend(tmp_path)
+    backend.record_model(FAKE_MODEL)
+    backend.write([prepared("long", ["Gold rose in May.", "Gold rose in June.", "Gold rose in July."]),
+                   prepared("short", ["Silver fell in May."])])
+    retriever = Retriever(backend, BlendEmbedder({"Gold rose in May.": 0.6, "Gold rose in June.": 0.5,
+                                                  "Gold rose in July.": 0.45, "Silver fell in May.": 0.4}))
+    documents = {mode: [hit.passage.doc_id for hit in retriever.search("metals", k=4, mode=mode, lang="en").hits]
+                 for mode in (Mode.DENSE, Mode.HYBRID)}
+    assert documents[Mode.DENSE] == ["long", "long", "long", "short"]  # dense: cosine order, untouched
+    assert documents[Mode.HYBRID] == ["long", "short", "long", "long"]
+    hybrid = retriever.search("metals", k=4, lang="en").hits
+    assert [hit.passage.text for hit in hybrid[2:]] == ["Gold rose in June.", "Gold rose in July."]  # order kept
+    backend.close()
+
+
 def test_keyword_bonus_only_for_the_query_language(backend):
     query = "黄金价格"
     retriever = Retriever(backend, FakeEmbedder({}))

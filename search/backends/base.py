@@ -14,7 +14,7 @@ from typing import Iterable, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from search.evidence import SentenceVectors
-from search.types import Document, DocumentSummary, Filter, KeywordQuery, Lang, ModelInfo, Passage, Scored
+from search.types import Document, DocumentSummary, Filter, KeywordQuery, ModelInfo, Origin, Passage, Scored
 
 
 class BackendError(RuntimeError):
@@ -60,13 +60,16 @@ class Backend(Protocol):
         """Top ``k`` passages by cosine similarity (exact scores)."""
 
     def keyword_search(self, query: KeywordQuery, k: int, where: Filter) -> Scored:
-        """Top ``k`` passages by BM25 (positive, higher is better)."""
+        """Top ``k`` passages by BM25 (positive, higher is better). The local backend returns only
+        passages holding ``query.phrases``' tokens (so a phrase's passages are not crowded out of
+        the pool by passages with its words apart); Milvus ranks on the text alone."""
 
     def passages(self, ids: Iterable[int]) -> dict[int, Passage]:
         """Passages by id, with their document's title and source (unknown ids left out)."""
 
-    def languages(self, ids: Iterable[int]) -> dict[int, Lang]:
-        """Each passage's language by id, without its text (ranking needs no more; unknown ids left out)."""
+    def origins(self, ids: Iterable[int]) -> dict[int, Origin]:
+        """Each passage's language and document by id, without its text (ranking needs no more;
+        unknown ids left out)."""
 
     def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
         """Stored unit vectors by passage id (unknown ids left out)."""

@@ -27,7 +27,7 @@ from search.backends.store import Store, damaged
 from search.backends.vectors import (IndexSettings, SnapshotInfo, VectorIndex, VectorIndexError, latest_snapshot,
                                      new_faiss_index)
 from search.evidence import SentenceVectors
-from search.types import Document, DocumentSummary, Filter, KeywordQuery, Lang, ModelInfo, Passage, Scored
+from search.types import Document, DocumentSummary, Filter, KeywordQuery, ModelInfo, Origin, Passage, Scored
 
 log = logging.getLogger(__name__)
 DB_NAME = "index.sqlite"
@@ -206,14 +206,14 @@ class LocalBackend:
         return sorted(live, key=lambda pair: -pair[1])[:k]
 
     def keyword_search(self, query: KeywordQuery, k: int, where: Filter) -> Scored:
-        return self.store.keyword_search(query.tokens, k, where)
+        return self.store.keyword_search(query.tokens, k, where, query.phrases)
 
     # -- reads -----------------------------------------------------------------------
     def passages(self, ids: Iterable[int]) -> dict[int, Passage]:
         return self.store.passages(ids)
 
-    def languages(self, ids: Iterable[int]) -> dict[int, Lang]:
-        return self.store.languages(ids)
+    def origins(self, ids: Iterable[int]) -> dict[int, Origin]:
+        return self.store.origins(ids)
 
     def sentences(self, ids: Iterable[int]) -> dict[int, SentenceVectors]:
         return {chunk_id: SentenceVectors.from_bytes(data) for chunk_id, data in self.store.sentences(ids).items()}

@@ -71,7 +71,7 @@ import numpy as np
 from search.backends.base import BackendError, ModelMismatchError, PreparedDocument
 from search.language import normalize
 from search.evidence import SentenceVectors
-from search.types import Document, DocumentSummary, Filter, KeywordQuery, Lang, ModelInfo, Passage, Scored
+from search.types import Document, DocumentSummary, Filter, KeywordQuery, Lang, ModelInfo, Origin, Passage, Scored
 
 log = logging.getLogger(__name__)
 # pymilvus logs every failed RPC (several lines each) before raising; the adapter raises one clear line instead.
@@ -571,8 +571,9 @@ class MilvusBackend:
                 for row in self._rows_by_id(ids, ["id", "loc"]) if (row["loc"] or {}).get("sentences")}
 
     @_guarded
-    def languages(self, ids: Iterable[int]) -> dict[int, Lang]:
-        return {int(row["id"]): Lang(row["lang"]) for row in self._rows_by_id(ids, ["id", "lang"])}
+    def origins(self, ids: Iterable[int]) -> dict[int, Origin]:
+        return {int(row["id"]): Origin(Lang(row["lang"]), row["doc_id"])
+                for row in self._rows_by_id(ids, ["id", "lang", "doc_id"])}
 
     @_guarded
     def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:

@@ -15,13 +15,13 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from search.backends.base import BackendError, PreparedDocument
 from search.language import detect_language
-from search.types import Document, DocumentSummary, Filter, Lang, Passage
+from search.types import Document, DocumentSummary, Filter, Lang, Origin, Passage
 
 SCHEMA_VERSION = 3
 SCHEMA = """
@@ -54,10 +54,18 @@ PASSAGE_COLUMNS = ('c.id, c.doc_id, c.chunk_no, c.start, c."end", c.text, c.lang
 DOCUMENT_COLUMNS = "id, title, source, text, lang, pages, page_labels, sections, media_type"
 
 
-def fts_query(tokens: Iterable[str]) -> str:
-    """An FTS5 MATCH expression that ORs the quoted tokens."""
-    quoted = ['"' + token.replace('"', '""') + '"' for token in dict.fromkeys(tokens)]
-    return " OR ".join(quoted)
+def _quoted(token: str) -> str:
+    return '"' + token.replace('"', '""') + '"'
+
+
+def fts_query(tokens: Iterable[str], phrases: Iterable[Sequence[str]] = ()) -> str:
+    """An FTS5 MATCH expression that ORs the quoted tokens and requires each all-ASCII phrase
+    (its tokens adjacent and in order). A phrase with Chinese is not required here: a quoted
+    string need not fall on jieba's word boundaries (the retriever checks it as a substring)."""
+    expression = " OR ".join(_quoted(token) for token in dict.fromkeys(tokens))
+    required = [" + ".join(map(_quoted, phrase)) for phrase in phrases
+                if phrase and all(token.isascii() for token in phrase)]
+    return " AND ".join(f"({part})" for part in [*required, expression]) if required else expression
 
 
 def filter_sql(where: Filter) -> tuple[str, list]:
@@ -344,12 +352,13 @@ class Store:
         return {row[0]: row[1] for row in rows}
 
     @_locked
-    def languages(self, ids: Iterable[int]) -> dict[int, Lang]:
+    def origins(self, ids: Iterable[int]) -> dict[int, Origin]:
         ids = [int(chunk_id) for chunk_id in ids]
         if not ids:
             return {}
-        rows = self.db.execute(f"SELECT id, lang FROM chunks WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall()
-        return {row[0]: Lang(row[1]) for row in rows}
+        rows = self.db.execute(f"SELECT id, lang, doc_id FROM chunks WHERE id IN ({','.join('?' * len(ids))})",
+                               ids).fetchall()
+        return {row[0]: Origin(Lang(row[1]), row[2]) for row in rows}
 
     @_locked
     def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
@@ -362,8 +371,9 @@ class Store:
         return {row[0]: np.frombuffer(row[1], dtype=np.float32) for row in rows}
 
     @_locked
-    def keyword_search(self, tokens: Iterable[str], limit: int, where: Filter) -> list[tuple[int, float]]:
-        """BM25 (FTS5) top ``limit`` passage ids, best first."""
+    def keyword_search(self, tokens: Iterable[str], limit: int, where: Filter,
+                       phrases: Iterable[Sequence[str]] = ()) -> list[tuple[int, float]]:
+        """BM25 (FTS5) top ``limit`` passage ids, best first (only passages holding every phrase's tokens)."""
         tokens = list(tokens)
         if not tokens:
             return []
@@ -371,7 +381,7 @@ class Store:
         rows = self.db.execute(
             "SELECT chunks_fts.rowid, -bm25(chunks_fts) AS score FROM chunks_fts "
             f"JOIN chunks c ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ?{clauses} ORDER BY score DESC LIMIT ?",
-            [fts_query(tokens), *params, limit],
+            [fts_query(tokens, phrases), *params, limit],
         ).fetchall()
         return [(int(row[0]), float(row[1])) for row in rows]
 

@@ -268,7 +268,6 @@ def main() -> None:
             f"{(sum(map(rule, measured[h])) / len(measured[h]) if measured[h] else float('nan')):>13.3f}"
             for h in header))
 
-    chosen = list(RULES.values())[-1]
     chinese = [(i, j) for i, j in pairs["translation"] if max(p.han[i], p.han[j]) >= 1]
     say(f"translation pairs with any Chinese character: {len(chinese)}; folded by each rule: " + ", ".join(
         f"{n.split(' (')[0]}: {sum(rule(p.measures(i, j)) for i, j in chinese)}" for n, rule in RULES.items()))
