@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 #: Weight of the min-max normalised BM25 score added to the cosine in hybrid mode
-#: (.05 before; .03 is as good or better on every R@10 cell of both dev sets: docs/bench/fusion_sweep.txt).
+#: (.05 before; with documents first, .03 is as good or better on every R@10 cell of both dev sets:
+#: docs/bench/fusion_sweep.txt).
 KEYWORD_WEIGHT = 0.03
 
 Scores = Mapping[int, float]
