@@ -102,7 +102,7 @@ class Retriever:
         pool = max(MIN_CANDIDATES, 4 * wanted) * (PRECISION_POOL if narrowed else 1)
         normalized = normalize(text)
         tokens = keyword_tokens(normalized)
-        keywords = KeywordQuery(tuple(tokens), normalized, tuple(tuple(keyword_tokens(p)) for p in parsed.phrases))
+        keywords = KeywordQuery(tuple(tokens), normalized, parsed.phrases)
         query_vector = self.embedder.encode_query(normalized) if mode != Mode.SPARSE else None
         dense, keyword = self._candidates(query_vector, keywords, mode, pool, where)
         candidates = set(dense) | set(keyword)

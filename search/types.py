@@ -109,12 +109,12 @@ class Filter:
 @dataclass(frozen=True)
 class KeywordQuery:
     """A keyword search: jieba tokens (local BM25) and the normalised text (engines with analysers).
-    ``phrases``: the keyword tokens of each quoted phrase; a backend may return only passages
-    holding them (the retriever checks the exact phrase itself)."""
+    ``phrases``: the quoted phrases, folded (``search.query.fold``); a backend may return only
+    passages holding them (the retriever checks every phrase itself)."""
 
     tokens: tuple[str, ...]
     text: str
-    phrases: tuple[tuple[str, ...], ...] = ()
+    phrases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from search.backends.store import Store
 from search.backends.vectors import SNAPSHOT_PREFIX, latest_snapshot
 from search.retrieval import Retriever
 from search.language import keyword_tokens
+from search.query import fold
 from search.types import Filter, KeywordQuery, Lang
 
 EVERYTHING = Filter()
@@ -278,17 +279,36 @@ def test_keyword_search_with_phrases_keeps_only_passages_holding_them(tmp_path):
     backend.record_model(FAKE_MODEL)
     backend.write([prepared("apart", ["The guide is part of the build of packages."]),
                    prepared("together", ["Most of the guide is about packaging."]),
-                   prepared("zh", ["水贝珠宝的生产周期比全球平均快百分之三十。"])])
-    everything = Filter()
+                   prepared("zh", ["水贝珠宝的生产周期比全球平均快百分之三十。"]),
+                   prepared("zh2", ["生产和周期是两个词。"])])
 
     def documents(tokens: str, *phrases: str) -> set[str]:
-        query = KeywordQuery(tuple(keyword_tokens(tokens)), tokens, tuple(tuple(keyword_tokens(p)) for p in phrases))
-        found = backend.keyword_search(query, 10, everything)
+        query = KeywordQuery(tuple(keyword_tokens(tokens)), tokens, tuple(fold(p) for p in phrases))
+        found = backend.keyword_search(query, 10, Filter())
         return {passage.doc_id for passage in backend.passages(chunk_id for chunk_id, _ in found).values()}
 
     assert documents("of the guide") == {"apart", "together"}
     assert documents("of the guide", "of the guide") == {"together"}  # English: tokens adjacent, in order
     assert documents("of the guide", "of the guide", "about packaging") == {"together"}  # every phrase
     assert documents("guide of the", "guide of the") == set()
-    assert documents("生产 产周", "产周") == {"zh"}  # "产周" is not on jieba's word boundaries: not required
+    assert documents("生产 周期") == {"zh", "zh2"}
+    assert documents("生产 周期", "产周期") == {"zh"}  # Chinese: a substring, wherever jieba cut
+    assert documents("生產 週期", "產週期") == {"zh"}  # traditional folds to simplified
+    assert documents("生产 周期", "周期") == {"zh", "zh2"}  # under three characters: left to the retriever
+    backend.delete("zh")
+    assert documents("生产 周期", "产周期") == set()
     backend.close()
+
+
+def test_an_index_from_before_the_character_index_gains_it_on_open(tmp_path):
+    backend = LocalBackend(tmp_path)
+    backend.record_model(FAKE_MODEL)
+    backend.write([prepared("zh", ["水贝珠宝的生产周期比全球平均快百分之三十。"]), prepared("en", ["Gold rose."])])
+    backend.close()
+    with sqlite3.connect(tmp_path / "index.sqlite") as db:  # as an index of the previous version
+        db.execute("DROP TABLE chunks_chars")
+        db.execute("DELETE FROM meta WHERE key = 'chars_indexed'")
+    store = Store(tmp_path / "index.sqlite")
+    assert store.db.execute("SELECT count(*) FROM chunks_chars").fetchone()[0] == 1  # passages with Chinese
+    assert store.keyword_search(keyword_tokens("生产"), 10, Filter(), ("产周期",))
+    store.close()

@@ -61,8 +61,9 @@ class Backend(Protocol):
 
     def keyword_search(self, query: KeywordQuery, k: int, where: Filter) -> Scored:
         """Top ``k`` passages by BM25 (positive, higher is better). The local backend returns only
-        passages holding ``query.phrases``' tokens (so a phrase's passages are not crowded out of
-        the pool by passages with its words apart); Milvus ranks on the text alone."""
+        passages holding ``query.phrases`` (English: the words side by side; Chinese of three
+        characters or more: as a substring), so a phrase's passages are not crowded out of the pool
+        by passages with its words apart; Milvus ranks on the text alone."""
 
     def passages(self, ids: Iterable[int]) -> dict[int, Passage]:
         """Passages by id, with their document's title and source (unknown ids left out)."""

@@ -20,7 +20,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from search.backends.base import BackendError, PreparedDocument
-from search.language import detect_language
+from search.language import HAN_RE, detect_language, keyword_tokens
+from search.query import fold
 from search.types import Document, DocumentSummary, Filter, Lang, Origin, Passage
 
 SCHEMA_VERSION = 3
@@ -48,7 +49,11 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     tokens, tokenize = "unicode61 remove_diacritics 2 tokenchars '.%'"
 );
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_chars USING fts5(text, tokenize = 'trigram', detail = 'none');
 """
+#: ``chunks_chars`` holds the folded text of every passage with Chinese characters: a trigram index
+#: that finds a quoted Chinese phrase of three characters or more as a substring, wherever jieba cut.
+CHARS_MIN_PHRASE = 3
 PASSAGE_COLUMNS = ('c.id, c.doc_id, c.chunk_no, c.start, c."end", c.text, c.lang, c.mixed, d.title, d.source, '
                    'c.page, c.page_end, c.page_label, c.section')
 DOCUMENT_COLUMNS = "id, title, source, text, lang, pages, page_labels, sections, media_type"
@@ -58,14 +63,28 @@ def _quoted(token: str) -> str:
     return '"' + token.replace('"', '""') + '"'
 
 
-def fts_query(tokens: Iterable[str], phrases: Iterable[Sequence[str]] = ()) -> str:
-    """An FTS5 MATCH expression that ORs the quoted tokens and requires each all-ASCII phrase
-    (its tokens adjacent and in order). A phrase with Chinese is not required here: a quoted
-    string need not fall on jieba's word boundaries (the retriever checks it as a substring)."""
+def fts_query(tokens: Iterable[str], phrases: Iterable[str] = ()) -> str:
+    """An FTS5 MATCH expression that ORs the quoted tokens and requires each English phrase (its
+    keyword tokens adjacent and in order). A phrase with Chinese is not required here: a quoted
+    string need not fall on jieba's word boundaries (see :func:`substring_sql`)."""
     expression = " OR ".join(_quoted(token) for token in dict.fromkeys(tokens))
-    required = [" + ".join(map(_quoted, phrase)) for phrase in phrases
-                if phrase and all(token.isascii() for token in phrase)]
+    required = [" + ".join(map(_quoted, words)) for phrase in phrases
+                if phrase.isascii() and (words := keyword_tokens(phrase))]
     return " AND ".join(f"({part})" for part in [*required, expression]) if required else expression
+
+
+def substring_sql(phrases: Iterable[str]) -> tuple[str, list]:
+    """`` AND ...`` clauses on ``c`` keeping passages that hold each Chinese phrase of three
+    characters or more (trigram index; shorter ones are checked by the retriever only)."""
+    held = [phrase for phrase in phrases if HAN_RE.search(phrase) and len(phrase) >= CHARS_MIN_PHRASE
+            and not set(phrase) & {"%", "_"}]
+    clause = " AND c.id IN (SELECT rowid FROM chunks_chars WHERE chunks_chars.text LIKE ?)"
+    return clause * len(held), [f"%{phrase}%" for phrase in held]
+
+
+def folded_passage(text: str) -> str:
+    """A passage as quoted phrases are compared with it: folded, whitespace runs as one space."""
+    return " ".join(fold(text).split())
 
 
 def filter_sql(where: Filter) -> tuple[str, list]:
@@ -119,6 +138,7 @@ class Store:
 
     def __init__(self, path: Path):
         self.path = path
+        self.lock = threading.RLock()
         try:
             self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
             self.db.row_factory = sqlite3.Row
@@ -129,9 +149,10 @@ class Store:
             if self._columns("chunks") and "sentences" not in self._columns("chunks"):
                 self._migrate_v2()
             self.db.executescript(SCHEMA)
+            if not self.get_meta("chars_indexed"):
+                self._index_characters()
         except sqlite3.DatabaseError as error:
             raise damaged(path, error) from error
-        self.lock = threading.RLock()
         self._readers = threading.local()  # one read-only connection per thread, for generation()
         self._reader_connections: list[sqlite3.Connection] = []
 
@@ -176,6 +197,21 @@ class Store:
             self.db.execute("ROLLBACK")
             raise
 
+    def _index_characters(self) -> None:
+        """Fills ``chunks_chars`` for an index made before it existed (once: checked again inside the
+        transaction, as another process may be opening the same index)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if not self.get_meta("chars_indexed"):
+                rows = self.db.execute("SELECT id, text FROM chunks").fetchall()
+                self.db.executemany("INSERT INTO chunks_chars(rowid, text) VALUES (?, ?)",
+                                    [(row[0], folded_passage(row[1])) for row in rows if HAN_RE.search(row[1])])
+                self.set_meta("chars_indexed", True)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
     def close(self) -> None:
         for reader in self._reader_connections:
             reader.close()
@@ -213,6 +249,7 @@ class Store:
         """Delete a document and its passages; their ids become tombstones of ``generation``."""
         ids = [row[0] for row in self.db.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
         self.db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
+        self.db.executemany("DELETE FROM chunks_chars WHERE rowid = ?", [(i,) for i in ids])
         self.db.executemany("INSERT OR REPLACE INTO tombstones(id, generation) VALUES (?, ?)",
                             [(i, generation) for i in ids])
         self.db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
@@ -243,6 +280,9 @@ class Store:
         )
         self.db.executemany("INSERT INTO chunks_fts(rowid, tokens) VALUES (?, ?)",
                             [(chunk_id, " ".join(tokens)) for chunk_id, tokens in zip(ids, prepared.tokens)])
+        self.db.executemany("INSERT INTO chunks_chars(rowid, text) VALUES (?, ?)",
+                            [(chunk_id, folded_passage(p.text)) for chunk_id, p in zip(ids, prepared.passages)
+                             if HAN_RE.search(p.text)])
         self.set_meta("next_id", first + len(ids))
         return ids
 
@@ -372,12 +412,15 @@ class Store:
 
     @_locked
     def keyword_search(self, tokens: Iterable[str], limit: int, where: Filter,
-                       phrases: Iterable[Sequence[str]] = ()) -> list[tuple[int, float]]:
-        """BM25 (FTS5) top ``limit`` passage ids, best first (only passages holding every phrase's tokens)."""
+                       phrases: Sequence[str] = ()) -> list[tuple[int, float]]:
+        """BM25 (FTS5) top ``limit`` passage ids, best first; with ``phrases`` (folded), only passages
+        that hold them (English: tokens side by side; Chinese of 3+ characters: as a substring)."""
         tokens = list(tokens)
         if not tokens:
             return []
         clauses, params = filter_sql(where)
+        held, held_params = substring_sql(phrases)
+        clauses, params = clauses + held, [*params, *held_params]
         rows = self.db.execute(
             "SELECT chunks_fts.rowid, -bm25(chunks_fts) AS score FROM chunks_fts "
             f"JOIN chunks c ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ?{clauses} ORDER BY score DESC LIMIT ?",
