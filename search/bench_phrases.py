@@ -14,6 +14,7 @@ for English and Chinese phrases.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import statistics
 import tempfile
@@ -43,12 +44,13 @@ class RandomQueryVectors:
     info = ModelInfo("random", DIMENSION, "", "")
 
     def encode_query(self, text: str) -> np.ndarray:
-        vector = np.random.default_rng(abs(hash(text)) % 2**32).standard_normal(DIMENSION).astype(np.float32)
+        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+        vector = np.random.default_rng(seed).standard_normal(DIMENSION).astype(np.float32)
         return vector / np.linalg.norm(vector)
 
 
 def corpus_sentences(folders: list[Path]) -> list[str]:
-    """Every sentence of the ``*.txt`` files under ``folders`` (at least three words or characters long)."""
+    """Every sentence of the ``*.txt`` files under ``folders`` (12 characters or more), whitespace runs as one space."""
     sentences = []
     for path in sorted(file for folder in folders for file in folder.rglob("*.txt")):
         text = path.read_text(encoding="utf-8")
