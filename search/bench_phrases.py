@@ -28,7 +28,7 @@ from search.backends.base import PreparedDocument
 from search.backends.local import LocalBackend
 from search.backends.vectors import IndexSettings
 from search.chunking import split_sentences
-from search.language import detect_language, is_mixed, keyword_tokens
+from search.language import HAN_RE, detect_language, is_mixed, keyword_tokens
 from search.query import fold, parse_query, passage_matches
 from search.retrieval import Retriever
 from search.types import Document, Lang, ModelInfo, Passage
@@ -88,7 +88,7 @@ def build(folder: Path, sentences: list[str], count: int, seed: int = 0) -> Loca
 def phrase_from(text: str, rng: random.Random) -> str | None:
     """Two or three consecutive English words, or four consecutive Chinese characters, of ``text``."""
     if detect_language(text) == Lang.ZH:
-        runs = [run for run in "".join(c if "\u4e00" <= c <= "\u9fff" else " " for c in text).split() if len(run) >= 4]
+        runs = [run for run in "".join(c if HAN_RE.match(c) else " " for c in text).split() if len(run) >= 4]
         if not runs:
             return None
         run = rng.choice(runs)

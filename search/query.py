@@ -35,6 +35,11 @@ def fold(text: str) -> str:
     return normalize(text).lower()
 
 
+def comparable(text: str) -> str:
+    """Text as phrases are compared with it: folded, whitespace runs as one space."""
+    return " ".join(fold(text).split())
+
+
 def parse_query(query: str) -> ParsedQuery:
     """Split a query into ranking text, required phrases and excluded words/phrases."""
     query = (query or "").translate(_QUOTES)
@@ -46,7 +51,7 @@ def parse_query(query: str) -> ParsedQuery:
     for match in _TOKEN_RE.finditer(query):
         negated, phrase, word = match.group(1), match.group(2), match.group(3)
         if phrase is not None:
-            folded = " ".join(fold(phrase).split())
+            folded = comparable(phrase)
             if not folded:
                 raise QuerySyntaxError('empty phrase ""')
             if negated:

@@ -21,7 +21,7 @@ import numpy as np
 
 from search.backends.base import BackendError, PreparedDocument
 from search.language import HAN_RE, detect_language, keyword_tokens
-from search.query import fold
+from search.query import comparable
 from search.types import Document, DocumentSummary, Filter, Lang, Origin, Passage
 
 SCHEMA_VERSION = 3
@@ -80,11 +80,6 @@ def substring_sql(phrases: Iterable[str]) -> tuple[str, list]:
             and not set(phrase) & {"%", "_"}]
     clause = " AND c.id IN (SELECT rowid FROM chunks_chars WHERE chunks_chars.text LIKE ?)"
     return clause * len(held), [f"%{phrase}%" for phrase in held]
-
-
-def folded_passage(text: str) -> str:
-    """A passage as quoted phrases are compared with it: folded, whitespace runs as one space."""
-    return " ".join(fold(text).split())
 
 
 def filter_sql(where: Filter) -> tuple[str, list]:
@@ -205,7 +200,7 @@ class Store:
             if not self.get_meta("chars_indexed"):
                 rows = self.db.execute("SELECT id, text FROM chunks").fetchall()
                 self.db.executemany("INSERT INTO chunks_chars(rowid, text) VALUES (?, ?)",
-                                    [(row[0], folded_passage(row[1])) for row in rows if HAN_RE.search(row[1])])
+                                    [(row[0], comparable(row[1])) for row in rows if HAN_RE.search(row[1])])
                 self.set_meta("chars_indexed", True)
             self.db.execute("COMMIT")
         except BaseException:
@@ -281,7 +276,7 @@ class Store:
         self.db.executemany("INSERT INTO chunks_fts(rowid, tokens) VALUES (?, ?)",
                             [(chunk_id, " ".join(tokens)) for chunk_id, tokens in zip(ids, prepared.tokens)])
         self.db.executemany("INSERT INTO chunks_chars(rowid, text) VALUES (?, ?)",
-                            [(chunk_id, folded_passage(p.text)) for chunk_id, p in zip(ids, prepared.passages)
+                            [(chunk_id, comparable(p.text)) for chunk_id, p in zip(ids, prepared.passages)
                              if HAN_RE.search(p.text)])
         self.set_meta("next_id", first + len(ids))
         return ids
