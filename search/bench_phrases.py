@@ -126,7 +126,7 @@ def measure_phrases(count: int, folders: list[Path], queries: int = 100, seed: i
                 times[kind].append(time.perf_counter() - started)
                 if kind == "phrase":
                     parsed = parse_query(query)
-                    holding = sum(1 for text in folded if passage_matches(parsed, text, folded=True))
+                    holding = sum(1 for text in folded if passage_matches(parsed, text, None, folded=True))
                     recalls["en" if phrase.isascii() else "zh"].append(len(hits) / min(10, holding))
         backend.close()
     return {"passages": count, "queries": queries,

@@ -57,6 +57,7 @@ class SearchOut(BaseModel):
     offset: int
     took_ms: float
     results: list[CitedHit]
+    notices: list[str] = []  # what quoted phrases and -exclusions did, e.g. 'no English passage contains "x"'
 
 
 def public_source(source: str, root: Path | None = None) -> str:
@@ -88,7 +89,7 @@ def search_response(result: SearchResult, k: int, offset: int = 0, root: Path | 
                                 evidence_quote=evidence_quote(passage, evidence) if evidence else "",
                                 evidence_citation=format_citation(hit.rank, passage, evidence) if evidence else ""))
     return SearchOut(query=result.query, query_lang=result.query_lang, mode=result.mode, k=k, offset=offset,
-                     took_ms=result.took_ms, results=results)
+                     took_ms=result.took_ms, results=results, notices=result.notices)
 
 
 def public_report(report: Report, root: Path | None = None) -> Report:

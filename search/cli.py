@@ -94,6 +94,8 @@ def cmd_query(args: argparse.Namespace) -> int:
         print(search_response(result, args.k).model_dump_json(indent=2))
         return 0
     print(f"query language: {result.query_lang.value}  mode: {result.mode.value}  {result.took_ms:.0f} ms")
+    for notice in result.notices:
+        print(f"note: {notice}")
     for hit in result.hits:
         passage = hit.passage
         print(f"\n[{hit.rank}] {hit.score:.3f}  {passage.doc_id} #{passage.chunk_no} ({passage.lang.value}"
@@ -202,7 +204,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             report = product_pages(args.bench_dir, settings, args.mode)
         print(json.dumps(report, ensure_ascii=False) if args.json else format_page_table([report]))
         return 0
-    report = run_benchmark(args.bench_dir, settings_of(args), mode=args.mode, index_dir=args.keep_index)
+    report = run_benchmark(args.bench_dir, settings_of(args), mode=args.mode, index_dir=args.keep_index,
+                           queries_path=args.queries, unmarked=args.unmarked)
     print(json.dumps(report, ensure_ascii=False) if args.json else format_table(report))
     return 0
 
@@ -265,6 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--mode", choices=[mode.value for mode in Mode], default=Mode.HYBRID.value)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--keep-index", type=Path, help="build (or reuse) the benchmark index here")
+    evaluate.add_argument("--queries", type=Path, help="questions in queries.jsonl's format over the folder's "
+                          "documents (e.g. docs/bench/marked/maintguide.jsonl; default: its queries.jsonl)")
+    evaluate.add_argument("--unmarked", action="store_true",
+                          help="ask each question without its quotation marks and -exclusion signs")
     evaluate.set_defaults(handler=cmd_eval)
 
     report = commands.add_parser("report", help="Markdown report of cited passages for a file of questions")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from search.engine import open_ingester
+from search.query import without_marks
 from search.retrieval import Retriever
 from search.settings import Settings
 
@@ -35,18 +36,20 @@ class BenchQuery:
         return "zh" if self.lang == "en" else "en"
 
 
-def load_queries(bench_dir: Path) -> list[BenchQuery]:
-    """Queries of a benchmark folder, validated."""
-    path = bench_dir / "queries.jsonl"
+def load_queries(bench_dir: Path, path: Path | None = None, unmarked: bool = False) -> list[BenchQuery]:
+    """Queries of a benchmark folder (or of ``path``, in the same format, over its documents),
+    validated; ``unmarked``: each question without its quotation marks and exclusion signs."""
+    path = path or bench_dir / "queries.jsonl"
     if not path.is_file() or not (bench_dir / "docs").is_dir():
-        raise FileNotFoundError(f"{bench_dir} is not a benchmark folder (needs docs/ and queries.jsonl)")
+        raise FileNotFoundError(f"{bench_dir} is not a benchmark folder (needs docs/ and {path.name})")
     queries = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             row = json.loads(line)
             if row["lang"] not in LANGS:
                 raise ValueError(f"{path}: query {row['qid']} has language {row['lang']!r}")
-            queries.append(BenchQuery(row["qid"], row["lang"], row["text"], row["target"]))
+            text = without_marks(row["text"]) if unmarked else row["text"]
+            queries.append(BenchQuery(row["qid"], row["lang"], text, row["target"]))
     return queries
 
 
@@ -93,13 +96,14 @@ def evaluate(retriever: Retriever, queries: list[BenchQuery], mode: str) -> dict
     return result
 
 
-def run_benchmark(bench_dir: Path, settings: Settings, mode: str = "hybrid",
-                  index_dir: Path | None = None) -> dict[str, object]:
+def run_benchmark(bench_dir: Path, settings: Settings, mode: str = "hybrid", index_dir: Path | None = None,
+                  queries_path: Path | None = None, unmarked: bool = False) -> dict[str, object]:
     """Build an index of the benchmark (fresh unless ``index_dir`` is given) and score ``mode``.
 
-    ``settings`` picks the model, vector size and backend (a Milvus collection is used as given).
+    ``settings`` picks the model, vector size and backend (a Milvus collection is used as given);
+    ``queries_path`` and ``unmarked`` as for :func:`load_queries`.
     """
-    queries = load_queries(bench_dir)
+    queries = load_queries(bench_dir, queries_path, unmarked)
     with tempfile.TemporaryDirectory(prefix="bisearch-eval-") as scratch:
         settings = settings.with_overrides(index=index_dir or Path(scratch))
         ingester = open_ingester(settings)

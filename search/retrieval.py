@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import numpy as np
@@ -14,7 +14,7 @@ from search.evidence import evidence_spans, sentence_spans, shared_words_evidenc
 from search.collapse import collapse_by_doc, fold_duplicates
 from search.fusion import KEYWORD_WEIGHT, documents_first, fuse, interleave, rank
 from search.language import detect_language, is_mixed, keyword_tokens, normalize
-from search.query import QuerySyntaxError, parse_query, passage_matches
+from search.query import ParsedQuery, QuerySyntaxError, fold, parse_query, passage_matches, unmatched_phrases
 from search.types import Filter, KeywordQuery, Lang, Mode, Origin, Passage
 
 MAX_QUERY_CHARS = 2000
@@ -54,6 +54,7 @@ class SearchResult:
     hits: list[Hit] = field(default_factory=list)
     took_ms: float = 0.0
     tokens: list[str] = field(default_factory=list)  # the query's keyword tokens (BM25, highlights)
+    notices: list[str] = field(default_factory=list)  # what phrases and exclusions did ("no English passage contains …")
 
 
 def parse_enum(kind: type[Enum], value: object, name: str):
@@ -98,17 +99,18 @@ class Retriever:
         where = Filter(parse_enum(Lang, lang, "lang"), tuple(doc_ids or ()))
         query_lang, mixed_query = detect_language(text), is_mixed(text)
         wanted = k + offset
-        narrowed = bool(parsed.phrases or parsed.excluded or collapse)
+        narrowed = parsed.constrained or collapse
         pool = max(MIN_CANDIDATES, 4 * wanted) * (PRECISION_POOL if narrowed else 1)
         normalized = normalize(text)
         tokens = keyword_tokens(normalized)
-        keywords = KeywordQuery(tuple(tokens), normalized, parsed.phrases)
+        keywords = KeywordQuery(tuple(tokens), normalized)
         query_vector = self.embedder.encode_query(normalized) if mode != Mode.SPARSE else None
-        dense, keyword = self._candidates(query_vector, keywords, mode, pool, where)
+        dense, keyword = self._candidates(query_vector, keywords, mode, pool, where,
+                                          self._phrase_holders(parsed, keywords, pool, where))
         candidates = set(dense) | set(keyword)
+        notices: list[str] = []
         if narrowed:  # the syntax and collapsing read every candidate's text and document
-            passages = {chunk_id: passage for chunk_id, passage in self.backend.passages(candidates).items()
-                        if passage_matches(parsed, passage.text)}
+            passages, notices = self._matching(parsed, self.backend.passages(candidates), where.lang)
             origins = {chunk_id: Origin(passage.lang, passage.doc_id) for chunk_id, passage in passages.items()}
         else:  # ranking needs only languages and documents: texts are read for the returned ranks
             passages, origins = {}, self.backend.origins(candidates)
@@ -131,7 +133,11 @@ class Retriever:
         if evidence and query_vector is None:  # sparse mode: the model runs only when asked
             query_vector = self.embedder.encode_query(normalized)
         self._add_evidence(hits, query_vector, tokens, evidence)
-        return SearchResult(query, query_lang, mode, hits, round((time.perf_counter() - started) * 1000, 2), tokens)
+        if parsed.constrained and len(hits) < k and len(origins) < len(candidates):
+            notices.append(f"fewer than {k} hits: the quoted phrases and -exclusions left out "
+                           f"{len(candidates) - len(origins)} passages of their language")
+        took_ms = round((time.perf_counter() - started) * 1000, 2)
+        return SearchResult(query, query_lang, mode, hits, took_ms, tokens, notices)
 
     @staticmethod
     def _validated(query: str, k: int, mode: Mode | str, offset: int) -> tuple[str, Mode]:
@@ -159,17 +165,41 @@ class Retriever:
         return documents_first(ranked, documents)
 
     def _candidates(self, query_vector: np.ndarray | None, keywords: KeywordQuery, mode: Mode, pool: int,
-                    where: Filter) -> tuple[dict[int, float], dict[int, float]]:
-        """Dense ``{passage id: cosine}`` and keyword ``{passage id: BM25}`` candidate pools."""
+                    where: Filter, held: dict[int, float]) -> tuple[dict[int, float], dict[int, float]]:
+        """Dense ``{passage id: cosine}`` and keyword ``{passage id: BM25}`` candidate pools; ``held``
+        (passages holding a quoted phrase) join the pool of the mode without changing anyone's score."""
         keyword = dict(self.backend.keyword_search(keywords, pool, where)) if mode != Mode.DENSE else {}
         if mode == Mode.SPARSE:
-            return {}, keyword
+            return {}, {**held, **keyword}
         dense = dict(self.backend.dense_search(query_vector, pool, where))
-        if mode == Mode.HYBRID:
-            missing = [chunk_id for chunk_id in keyword if chunk_id not in dense]
-            for chunk_id, vector in self.backend.vectors(missing).items():
-                dense[chunk_id] = float(vector @ query_vector)
+        extra = [*keyword, *held] if mode == Mode.HYBRID else list(held)
+        missing = [chunk_id for chunk_id in dict.fromkeys(extra) if chunk_id not in dense]
+        for chunk_id, vector in self.backend.vectors(missing).items():
+            dense[chunk_id] = float(vector @ query_vector)
         return dense, keyword
+
+    def _phrase_holders(self, parsed: ParsedQuery, keywords: KeywordQuery, pool: int,
+                        where: Filter) -> dict[int, float]:
+        """Passages of each phrase's language that hold it, wherever they rank by meaning (the
+        backend's phrase index; candidates only: the plain BM25 scores stay those of the question)."""
+        held: dict[int, float] = {}
+        for lang in Lang:
+            phrases = parsed.phrases_in(lang)
+            if phrases and where.lang in (None, lang):
+                found = self.backend.keyword_search(replace(keywords, phrases=phrases), pool,
+                                                    replace(where, lang=lang))
+                held.update((chunk_id, score) for chunk_id, score in found if chunk_id not in held)
+        return held
+
+    @staticmethod
+    def _matching(parsed: ParsedQuery, passages: dict[int, Passage],
+                  searched: Lang | None) -> tuple[dict[int, Passage], list[str]]:
+        """The passages the phrases and exclusions of their own language keep, and notices for the
+        phrases that none of their language holds."""
+        folded = {chunk_id: (fold(passage.text), passage.lang) for chunk_id, passage in passages.items()}
+        kept = {chunk_id: passages[chunk_id] for chunk_id, (text, lang) in folded.items()
+                if passage_matches(parsed, text, lang, folded=True)}
+        return kept, unmatched_phrases(parsed, folded.values(), searched) if parsed.phrases else []
 
     def _add_evidence(self, hits: list[Hit], query_vector: np.ndarray | None, tokens: list[str],
                       embedded: int) -> None:

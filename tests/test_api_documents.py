@@ -185,13 +185,17 @@ def test_pdf_upload_gives_page_citations_and_serves_the_original(client):
 
 def test_phrases_exclusions_and_collapse_over_http(client):
     phrase = client.get("/search", params={"q": '"30% faster" Shuibei', "k": 10}).json()["results"]
-    assert phrase and all("30% faster" in hit["quote"] for hit in phrase)
+    assert phrase and all("30% faster" in hit["quote"] for hit in phrase if hit["lang"] == "en")
+    missing = client.get("/search", params={"q": '"no such phrase" jewellery', "lang": "en"}).json()
+    assert missing["results"] == [] and missing["notices"][0] == 'no English passage contains "no such phrase"'
+
     excluded = client.get("/search", params={"q": "jewellery exports -gold", "k": 20}).json()["results"]
     assert excluded and all("gold" not in hit["quote"].lower() for hit in excluded)
     one_each = client.post("/search", json={"q": "jewellery", "k": 10, "collapse": "doc"}).json()["results"]
     doc_ids = [hit["doc_id"] for hit in one_each]
     assert len(doc_ids) == len(set(doc_ids)) >= 2 and any(hit["more_in_doc"] > 0 for hit in one_each)
-    for bad in ('"unclosed', "-only -exclusions"):
+    assert client.get("/search", params={"q": '5" jewellery'}).json()["results"]  # a lone quote is punctuation
+    for bad in ('""', "-only -exclusions"):
         reply = client.get("/search", params={"q": bad})
         assert reply.status_code == 422 and reply.json()["detail"], reply.text
 

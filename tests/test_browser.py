@@ -281,3 +281,14 @@ def test_one_per_document_toggle(page: Page, live_server) -> None:
     doc_ids = page.locator(".result").evaluate_all("els => els.map(e => e.dataset.docId)")
     assert len(doc_ids) == len(set(doc_ids)) == 2, doc_ids
     expect(page.locator(".result .folded").first).to_contain_text("more in this document")
+
+
+def test_a_phrase_no_passage_holds_is_explained_and_chinese_quotes_cost_nothing(page: Page, live_server) -> None:
+    page.goto(live_server.url + "/")
+    search(page, '"no such phrase" jewellery exports', lang="en", submit_with_enter=False)
+    expect(page.locator("#notices")).to_be_visible()
+    expect(page.locator("#notices")).to_contain_text('no English passage contains "no such phrase"')
+    expect(page.locator("#empty")).to_be_visible()
+    search(page, "“水贝”珠宝的生产周期比全球平均快多少？")  # Chinese quotation marks: punctuation
+    expect(page.locator("#notices")).to_be_hidden()
+    assert badges(page) and badges(page)[0].split()[0] == "en"

@@ -7,6 +7,7 @@ import pytest
 
 from search import collapse, evidence, fusion
 from search.query import ParsedQuery, QuerySyntaxError, parse_query, passage_matches
+from search.types import Lang
 
 
 def test_phrases_and_exclusions_are_parsed():
@@ -14,19 +15,61 @@ def test_phrases_and_exclusions_are_parsed():
     assert parsed == ParsedQuery("30% Faster Shuibei", ("30% faster",), ("gold", "lead time"))
 
 
-@pytest.mark.parametrize("query", ['"unbalanced', "-gold", '-gold -"x"', '""'])
+@pytest.mark.parametrize("query", ["-gold", '-gold -"x"', '""', '“”'])
 def test_malformed_queries_are_errors(query):
     with pytest.raises(QuerySyntaxError):
         parse_query(query)
 
 
+@pytest.mark.parametrize("query, text, phrases, excluded", [
+    # Chinese writing quotes terms as punctuation: “…”, 「…」, 『…』 are no operators there.
+    ("“测试版”包含什么？", "测试版包含什么？", (), ()),
+    ("「配置」文件在『哪里』", "配置文件在哪里", (), ()),
+    ('"测试版"包含什么？', "测试版包含什么？", ("测试版",), ()),  # ASCII quotes are, even glued to Chinese
+    ('请问"测试版"包含什么', "请问测试版包含什么", ("测试版",), ()),
+    # An English question typed with curly quotes on a phone.
+    ("The “Release” file", "The Release file", ("release",), ()),
+    # -x inside a quoted message, inside a word, a long option or a number is no exclusion.
+    ('Why do I get "ld: cannot find -lfoo" messages?', "Why do I get ld: cannot find -lfoo messages?",
+     ("ld: cannot find -lfoo",), ()),
+    ("x-ray --purge -1.5% apt-get -lfoo", "x-ray --purge -1.5% apt-get", (), ("lfoo",)),
+    ("黄金 -价格", "黄金", (), ("价格",)),
+    # A quote without a partner (inches, a typo) is punctuation, never an error.
+    ('5" floppy disk', "5 floppy disk", (), ()),
+    ('"unbalanced', "unbalanced", (), ()),
+])
+def test_questions_as_people_write_them(query, text, phrases, excluded):
+    assert parse_query(query) == ParsedQuery(text, phrases, excluded)
+
+
+def test_marks_are_deleted_in_place_so_the_ranking_text_equals_the_unmarked_question():
+    for marked, plain in [('"测试版"包含什么？', "测试版包含什么？"), ("“测试版”包含什么？", "测试版包含什么？"),
+                          ('Can I put it in a Debian "package" so it installs?', "Can I put it in a Debian package so it installs?")]:
+        assert parse_query(marked).text == parse_query(plain).text == plain
+
+
+def test_phrases_and_exclusions_constrain_only_passages_of_their_own_script():
+    parsed = parse_query('"package" 软件 -测试')
+    assert not passage_matches(parsed, "a program", Lang.EN)  # English passage: must hold "package"
+    assert passage_matches(parsed, "软件包的格式", Lang.ZH)  # Chinese passage: "package" cannot apply
+    assert not passage_matches(parsed, "测试版软件", Lang.ZH)  # Chinese exclusion, Chinese passage
+    assert passage_matches(parsed, "the package", Lang.EN)
+    assert not passage_matches(parsed, "软件包", None)  # lang=None: every constraint (phrase benchmarks)
+
+
+def test_word_boundaries_are_unicode():
+    assert not passage_matches(parse_query('"caf"'), "café au lait", Lang.EN)
+    assert passage_matches(parse_query('"caf"'), "the caf is open", Lang.EN)
+    assert passage_matches(parse_query("coffee -caf"), "café au lait", Lang.EN)
+
+
 def test_phrase_matching_uses_keyword_normalisation():
-    assert passage_matches(parse_query('"30% faster"'), "lead times are approximately 30％ FASTER than")
-    assert not passage_matches(parse_query('"30% faster"'), "30% and faster")
-    assert passage_matches(parse_query('"生产周期"'), "珠寶的生產週期比全球平均快")  # traditional passage
-    assert not passage_matches(parse_query('"生产周期"'), "生产的周期")  # contiguous only
-    assert not passage_matches(parse_query("jewelry -gold"), "Gold prices rose")
-    assert passage_matches(parse_query("jewelry -gold"), "goldsmiths")  # whole words for Latin terms
+    assert passage_matches(parse_query('"30% faster"'), "lead times are approximately 30％ FASTER than", None)
+    assert not passage_matches(parse_query('"30% faster"'), "30% and faster", None)
+    assert passage_matches(parse_query('"生产周期"'), "珠寶的生產週期比全球平均快", None)  # traditional passage
+    assert not passage_matches(parse_query('"生产周期"'), "生产的周期", None)  # contiguous only
+    assert not passage_matches(parse_query("jewelry -gold"), "Gold prices rose", None)
+    assert passage_matches(parse_query("jewelry -gold"), "goldsmiths", None)  # whole words for Latin terms
 
 
 def test_collapse_by_doc_keeps_best_with_count():

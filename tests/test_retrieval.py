@@ -81,3 +81,30 @@ def test_real_vectors_fold_a_boundary_shifted_duplicate_but_not_a_translation(em
     texts = [HTML_FOOTNOTES, EN_HOWTO, PDF_FOOTNOTES, ZH_HOWTO]
     kept = fold_duplicates(["html", "en", "pdf", "zh"], texts, embedder.encode_documents(texts))
     assert [(k.doc_id, k.also_in) for k in kept] == [("html", ["pdf"]), ("en", []), ("zh", [])]
+
+
+# Questions as people write them: marks that Chinese writing uses as punctuation, ASCII quotes glued to
+# Chinese, an exclusion. The English passages they find equal those of the same question without marks.
+MARKED_QUESTIONS = [
+    ("“水贝”珠宝的生产周期比全球平均快多少？", "水贝珠宝的生产周期比全球平均快多少？", "000_be3e8d9fcddfd8b1"),
+    ('"水贝"珠宝的生产周期比全球平均快多少？', "水贝珠宝的生产周期比全球平均快多少？", "000_be3e8d9fcddfd8b1"),
+    ("「韩国」珠宝出口增长了多少？", "韩国珠宝出口增长了多少？", "002_cfda2912b89432fe"),
+    ('"韩国珠宝"出口增长了多少？ -黄金', "韩国珠宝出口增长了多少？", "002_cfda2912b89432fe"),
+    ("『K-jewellery』是什么意思？", "K-jewellery是什么意思？", "002_cfda2912b89432fe"),
+]
+
+
+@pytest.mark.parametrize("marked, plain, doc_id", MARKED_QUESTIONS)
+def test_marks_in_a_chinese_question_never_cost_its_english_passages(seed_retriever, marked, plain, doc_id):
+    got = seed_retriever.search(marked, k=5, lang="en")
+    expected = seed_retriever.search(plain, k=5, lang="en")
+    assert [(h.passage.id, h.score) for h in got.hits] == [(h.passage.id, h.score) for h in expected.hits]
+    assert got.hits[0].passage.doc_id == doc_id and not got.notices
+    assert seed_retriever.search(marked, k=5).hits  # unfiltered too
+
+
+def test_an_english_phrase_narrows_english_passages_and_says_when_none_hold_it(seed_retriever):
+    result = seed_retriever.search('How much faster are "lead times" in Shuibei?', k=1)
+    assert "30% faster" in result.hits[0].passage.text and not result.notices
+    missing = seed_retriever.search('Why do I get "ld: cannot find -lfoo" messages?', k=3, lang="en")
+    assert missing.hits == [] and missing.notices[0] == 'no English passage contains "ld: cannot find -lfoo"'

@@ -10,6 +10,7 @@ from fakes import FAKE_MODEL, FakeEmbedder, fake_vector, prepared
 from search import evidence
 from search.backends.local import LocalBackend
 from search.fusion import interleave
+from search.query import parse_query, script_of
 from search.retrieval import QueryError, Retriever
 from search.types import Lang, Mode
 
@@ -90,21 +91,60 @@ def test_modes_and_filters(backend):
         retriever.search("gold", lang="fr")
 
 
-def test_phrases_must_occur_and_exclusions_must_not(backend):
+def _texts(hits, lang: Lang) -> list[str]:
+    return [hit.passage.text for hit in hits if hit.passage.lang == lang]
+
+
+def test_phrases_must_occur_and_exclusions_must_not_in_their_own_language(backend):
     retriever = Retriever(backend, FakeEmbedder({}))
     phrase = retriever.search('"30% faster" lead times', k=10).hits
-    assert [hit.passage.text for hit in phrase] == ["Shuibei jewellery lead times are 30% faster."]
+    assert _texts(phrase, Lang.EN) == ["Shuibei jewellery lead times are 30% faster."]
+    assert len(_texts(phrase, Lang.ZH)) == 3  # a translation cannot hold the phrase: every Chinese passage ranks
     chinese = retriever.search('"生产周期快" 珠宝', k=10).hits  # a contiguous Chinese string, not jieba words
-    assert [hit.passage.doc_id for hit in chinese] == ["zh"]
-    assert retriever.search('"周期的生产" 珠宝', k=10).hits == []
+    assert _texts(chinese, Lang.ZH) == ["水贝珠宝的生产周期快百分之三十。"] and len(_texts(chinese, Lang.EN)) == 2
+    assert retriever.search('"周期的生产" 珠宝', k=10, lang="zh").hits == []
     without_gold = retriever.search("prices 2024 -gold -黄金", k=10).hits
     assert without_gold and all("gold" not in hit.passage.text.lower() and "黄金" not in hit.passage.text
                                 for hit in without_gold)
-    traditional = retriever.search('"黃金價格"', k=10).hits  # the same normalisation as keyword search
+    traditional = retriever.search('"黃金價格"', k=10, lang="zh").hits  # the same normalisation as keyword search
     assert [hit.passage.text for hit in traditional] == ["黄金价格在2024年上涨。"]
-    for malformed in ('"unbalanced phrase', "-only -exclusions"):
-        with pytest.raises(QueryError):
-            retriever.search(malformed)
+    with pytest.raises(QueryError):
+        retriever.search("-only -exclusions")
+
+
+MARKED_QUESTIONS = [  # (marked, the same question without its marks)
+    ('"30% faster" lead times', "30% faster lead times"),
+    ('"生产周期快" 珠宝', "生产周期快 珠宝"),
+    ("“生产周期”快多少？", "生产周期快多少？"),
+    ('Why are "lead times" shorter?', "Why are lead times shorter?"),
+    ('"no such phrase anywhere"', "no such phrase anywhere"),
+    ("prices 2024 -gold", "prices 2024"),
+    ("价格 -黄金", "价格"),
+]
+
+
+@pytest.mark.parametrize("mode", [Mode.HYBRID, Mode.DENSE])
+@pytest.mark.parametrize("marked, plain", MARKED_QUESTIONS)
+def test_marks_never_change_the_other_languages_hits(backend, marked, plain, mode):
+    retriever = Retriever(backend, FakeEmbedder({}))
+    parsed = parse_query(marked)
+    constrained = {script_of(term) for term in parsed.phrases + parsed.excluded}
+    for lang in set(Lang) - constrained:
+        expected = retriever.search(plain, k=10, lang=lang, mode=mode).hits
+        got = retriever.search(marked, k=10, lang=lang, mode=mode).hits
+        assert expected and [(h.passage.id, h.score) for h in got] == [(h.passage.id, h.score) for h in expected]
+
+
+def test_a_phrase_that_leaves_fewer_hits_says_so(backend):
+    retriever = Retriever(backend, FakeEmbedder({}))
+    english = retriever.search('"no such phrase anywhere" prices', k=10, lang="en")
+    assert english.hits == []
+    assert english.notices[0] == 'no English passage contains "no such phrase anywhere"'
+    assert "fewer than 10 hits" in english.notices[-1]
+    everywhere = retriever.search('"no such phrase anywhere" prices', k=10)
+    assert {hit.passage.lang for hit in everywhere.hits} == {Lang.ZH}  # never an empty list the index can answer
+    assert everywhere.notices[0] == 'no English passage contains "no such phrase anywhere"'
+    assert retriever.search("lead times", k=2).notices == []
 
 
 def test_collapse_keeps_one_passage_per_document_and_folds_duplicates(tmp_path):
@@ -128,7 +168,7 @@ def test_collapse_keeps_one_passage_per_document_and_folds_duplicates(tmp_path):
 
 def test_collapse_with_no_hits_is_empty(backend):
     retriever = Retriever(backend, FakeEmbedder({}))
-    assert retriever.search('"no such phrase anywhere"', k=5, collapse=True).hits == []
+    assert retriever.search('"no such phrase anywhere"', k=5, collapse=True, lang="en").hits == []
 
 
 class CountingEmbedder(FakeEmbedder):
