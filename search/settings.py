@@ -12,8 +12,9 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from search.model_store import DEFAULT_MODEL_NAME
 
+#: The default embedding model (assembled offline by search/model/download.py).
+DEFAULT_MODEL_NAME = "google/embeddinggemma-300m"
 MATRYOSHKA_DIMS = (768, 512, 256, 128)
 
 

@@ -6,8 +6,11 @@ One name per concept, used by loading, ingest, the backends, retrieval, the API 
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
+
+import numpy as np
 
 
 class Lang(str, Enum):
@@ -109,7 +112,7 @@ class Filter:
 @dataclass(frozen=True)
 class KeywordQuery:
     """A keyword search: jieba tokens (local BM25) and the normalised text (engines with analysers).
-    ``phrases``: the quoted phrases, folded (``search.query.fold``); a backend may return only
+    ``phrases``: the quoted phrases, folded (``search.ranking.query.fold``); a backend may return only
     passages holding them (the retriever checks every phrase itself)."""
 
     tokens: tuple[str, ...]
@@ -142,3 +145,36 @@ class DocumentSummary:
     media_type: str = "text/plain"
     added_at: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+
+
+#: Sentence vectors are stored Matryoshka-truncated to this many dimensions, as float16.
+SENTENCE_DIMENSION = 256
+
+
+@dataclass(frozen=True)
+class SentenceVectors:
+    """A passage's sentences as stored at ingest: spans relative to the passage start and one
+    unit vector each (pooled from the passage's own forward pass, see ``Embedder.encode_passages``)."""
+
+    spans: np.ndarray  # (n, 2) int32, offsets into the passage text
+    vectors: np.ndarray  # (n, d) float16
+
+    def to_bytes(self) -> bytes:
+        count, dimension = self.vectors.shape
+        return (struct.pack("<II", count, dimension) + np.asarray(self.spans, "<i4").tobytes()
+                + np.asarray(self.vectors, "<f2").tobytes())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "SentenceVectors":
+        count, dimension = struct.unpack_from("<II", data)
+        spans = np.frombuffer(data, "<i4", 2 * count, 8).reshape(count, 2)
+        return cls(spans, np.frombuffer(data, "<f2", count * dimension, 8 + 8 * count).reshape(count, dimension))
+
+
+def truncate(vectors: np.ndarray, dimension: int | None) -> np.ndarray:
+    """Matryoshka truncation to ``dimension`` and L2 re-normalisation (rows or one vector)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if dimension is not None and dimension < vectors.shape[-1]:
+        vectors = vectors[..., :dimension]
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.where(norms == 0, 1, norms)

@@ -13,8 +13,8 @@ import pytest
 import uvicorn
 
 from search.api import create_app, server_config
-from search.engine import load_embedder, open_ingester, open_retriever
-from search.retrieval import Retriever
+from search.service import load_embedder, open_ingester, open_retriever
+from search.ranking.retriever import Retriever
 from search.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

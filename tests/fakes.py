@@ -7,8 +7,9 @@ import hashlib
 import numpy as np
 
 from search.backends.base import PreparedDocument
-from search.evidence import SentenceVectors, sentence_spans
-from search.language import detect_language, is_mixed, keyword_tokens
+from search.text.sentences import sentence_spans
+from search.types import SentenceVectors
+from search.text.language import detect_language, is_mixed, keyword_tokens
 from search.types import Document, ModelInfo, Passage
 
 DIMENSION = 16

@@ -21,8 +21,8 @@ from search.api import deps as api_deps
 from search.api.routers import ingest as ingest_router
 from search.backends.local import LocalBackend
 from search.chunking import Chunker
-from search.ingest import Ingester
-from search.retrieval import Retriever
+from search.ingest.pipeline import Ingester
+from search.ranking.retriever import Retriever
 from search.types import ModelInfo
 from search.settings import Settings
 
@@ -222,15 +222,15 @@ def test_large_files_under_the_ingest_root_are_refused(writable_server, client, 
 
 
 def test_files_deleted_during_an_ingest_are_reported_failed(tmp_path, tokenizer, monkeypatch):
-    import search.ingest
+    import search.ingest.pipeline
 
     root = tmp_path / "root"
     root.mkdir()
     (root / "kept.txt").write_text("Kept.", encoding="utf-8")
     (root / "gone.txt").write_text("Gone.", encoding="utf-8")
-    found = search.ingest.discover_files([root], root)
+    found = search.ingest.pipeline.discover_files([root], root)
     (root / "gone.txt").unlink()  # after discovery, before reading
-    monkeypatch.setattr(search.ingest, "discover_files", lambda paths, root: found)
+    monkeypatch.setattr(search.ingest.pipeline, "discover_files", lambda paths, root: found)
     ingester = Ingester(LocalBackend(tmp_path / "index"), SlowEmbedder(tokenizer, delay=0), Chunker(tokenizer))
     summary = ingester.ingest_paths([root], root=root).as_dict()
     assert summary["files"] == 2 and summary["added"] == 1 and summary["failed"] == 1

@@ -17,7 +17,8 @@ import pytest
 from fakes import FAKE_MODEL, fake_vector, prepared
 from search.backends.local import LocalBackend
 from search.backends.base import Backend, BackendError, ModelMismatchError, PreparedDocument
-from search.language import detect_language, is_mixed, keyword_tokens, normalize
+from search.ranking.evidence import stored_evidence
+from search.text.language import detect_language, is_mixed, keyword_tokens, normalize
 from search.types import Document, Filter, KeywordQuery, Lang, ModelInfo, Origin, Passage
 
 BACKENDS = ["local", "milvus"]
@@ -122,7 +123,7 @@ def test_sentence_vectors_round_trip(backend):
     found = stored[ids["One sentence. Another one here."]]
     assert found.spans.tolist() == expected.spans.tolist() == [[0, 13], [14, 31]]
     np.testing.assert_array_equal(found.vectors, expected.vectors)
-    assert found.evidence(expected.vectors[1].astype(np.float32), 100) == [[114, 131]]  # document offsets
+    assert stored_evidence(found, expected.vectors[1].astype(np.float32), 100) == [[114, 131]]  # document offsets
     assert backend.delete("with") and backend.sentences(ids.values()) == {}
 
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from search.batching import QueryBatcher, query_key
+from search.model.batching import QueryBatcher, query_key
 
 
 class FakeEncoder:

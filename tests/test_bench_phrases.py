@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from search.bench_phrases import corpus_sentences, measure_phrases
+from bench_phrases import corpus_sentences, measure_phrases
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 

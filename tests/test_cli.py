@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from search.cli import main
-from search.engine import _cached_embedder
+from search.service import _cached_embedder
 
 
 def test_ingest_reports_summary_and_skips_bad_files(tmp_path, capsys):

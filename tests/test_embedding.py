@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from search.embedding import sentence_token_masks
-from search.engine import load_embedder
-from search.evidence import sentence_spans
+from search.model.engine import sentence_token_masks
+from search.service import load_embedder
+from search.ranking.evidence import stored_evidence
+from search.text.sentences import sentence_spans
 from search.settings import Settings
 
 
@@ -37,7 +38,7 @@ def test_passages_come_with_pooled_sentence_vectors_from_the_same_call(embedder)
     assert found.vectors.dtype == np.float16
     np.testing.assert_allclose(np.linalg.norm(found.vectors.astype(np.float32), axis=1), 1.0, atol=1e-2)
     for question in ("How much faster are Shuibei's lead times?", "水贝珠宝的生产周期比全球平均快多少？"):
-        start, end = found.evidence(embedder.encode_query(question), 0)[0]
+        start, end = stored_evidence(found, embedder.encode_query(question), 0)[0]
         assert "30% faster" in passage[start:end], question
     assert len(sentences[1].spans) == 1
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from search.evaluation_pages import DEFAULT_PDFS, PageQuery, build_page_benchmark, load_page_queries, score_rankings
+from search.eval.pages import DEFAULT_PDFS, PageQuery, build_page_benchmark, load_page_queries, score_rankings
 
 QUERIES = Path(__file__).resolve().parents[2] / "shared" / "bench" / "maintguide" / "queries.jsonl"
 

@@ -6,8 +6,8 @@ import pytest
 
 from conftest import SEEDS, index_settings
 from search.backends import ModelMismatchError
-from search.engine import open_ingester, open_retriever
-from search.ingest import locate
+from search.service import open_ingester, open_retriever
+from search.chunking.locate import locate
 from search.loading import make_document
 from search.types import Document, Lang, ModelInfo, Passage
 

@@ -13,12 +13,12 @@ import pytest
 from conftest import index_settings
 from search.backends import open_backend
 from search.cli import main
-from search.engine import open_ingester
+from search.service import open_ingester
 from search.types import Filter
 
 pytest.importorskip("ray", reason="the ray extra is not installed")
 
-from search import ingest_ray  # noqa: E402  (after the ray check)
+from search.ingest import ray as ingest_ray  # noqa: E402  (after the ray check)
 
 # Ray Data's own context warns about its renamed settings whenever it is copied to a worker.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")

@@ -2,7 +2,7 @@
 
 from hypothesis import given, strategies as st
 
-from search.language import highlight_spans, highlight_terms, keyword_tokens, normalize
+from search.text.language import highlight_spans, highlight_terms, keyword_tokens, normalize
 
 
 def marked(text: str, query: str) -> list[str]:

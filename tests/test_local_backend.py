@@ -11,11 +11,11 @@ import pytest
 from fakes import FAKE_MODEL, FakeEmbedder, fake_vector, prepared
 from search.backends import BackendError
 from search.backends.local import LocalBackend
-from search.backends.store import Store
-from search.backends.vectors import SNAPSHOT_PREFIX, latest_snapshot
-from search.retrieval import Retriever
-from search.language import keyword_tokens
-from search.query import fold
+from search.backends.local.store import Store
+from search.backends.local.vectors import SNAPSHOT_PREFIX, latest_snapshot
+from search.ranking.retriever import Retriever
+from search.text.language import keyword_tokens
+from search.text.language import fold
 from search.types import Filter, KeywordQuery, Lang
 
 EVERYTHING = Filter()
@@ -130,7 +130,7 @@ def test_merge_keeps_results_and_runs_off_the_query_path(tmp_path):
 def test_keyword_search_finds_chinese_words_and_english(tmp_path):
     backend = open_local(tmp_path)
     backend.write([prepared("zh", ["韩国珠宝出口增长了百分之三十。"]), prepared("en", ["Korean jewellery exports grew."])])
-    from search.language import keyword_tokens, normalize
+    from search.text.language import keyword_tokens, normalize
     from search.types import KeywordQuery
 
     def keyword(text):

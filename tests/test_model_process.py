@@ -9,9 +9,9 @@ import httpx
 import numpy as np
 import pytest
 
-from search.benchmark import ServerProcess
-from search.embedding import Embedder
-from search.model_process import ModelProcessError
+from benchmark import ServerProcess
+from search.model.embedder import Embedder
+from search.model.process import ModelProcessError
 
 QUERIES = ["水贝珠宝的生产周期比全球平均快多少？", "How much faster are Shuibei lead times?", "gold"]
 PASSAGES = ["Gold prices rose. Silver fell sharply in May.", "淡水珍珠产自诸暨。价格今年上涨了20%。"]

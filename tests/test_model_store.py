@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from search.model_store import (CARRIER_VERSIONS, ModelError, chunk_index_of, default_model_dir, extract_model, is_verified,
+from search.model.download import (CARRIER_VERSIONS, ModelError, chunk_index_of, default_model_dir, extract_model, is_verified,
                                 join_chunks, verify_model_dir)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search import collapse, evidence, fusion
-from search.query import ParsedQuery, QuerySyntaxError, parse_query, passage_matches
+from search.ranking import collapse, evidence, fusion
+from search.ranking.query import ParsedQuery, QuerySyntaxError, parse_query, passage_matches
 from search.types import Lang
 
 

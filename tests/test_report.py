@@ -6,7 +6,7 @@ import pytest
 
 from fakes import FAKE_MODEL, prepared
 from search.backends.local import LocalBackend
-from search.report import ReportError, format_citation, page_reference, render_markdown, report_for_passages
+from search.output.report import ReportError, format_citation, page_reference, render_markdown, report_for_passages
 from search.types import Lang, Passage
 
 
@@ -42,7 +42,7 @@ def test_evidence_is_quoted_with_its_own_characters_and_the_passage_kept():
     whole = passage(text="One. Two. Three.", start=100, end=116)
     chosen = ((110, 116), (100, 104))  # best first; quoted in document order
     assert format_citation(4, whole, chosen) == "[4] T, s.pdf, chars 100–104, 110–116"
-    from search.report import Reference
+    from search.output.report import Reference
     reference = Reference(1, whole, chosen)
     assert reference.quote == "One. … Three."
     fields = reference.as_dict()
@@ -51,7 +51,7 @@ def test_evidence_is_quoted_with_its_own_characters_and_the_passage_kept():
 
 
 def test_chosen_passages_quote_their_evidence_and_refuse_a_changed_document(tmp_path):
-    from search.report import StaleQuoteError, verify_quotes
+    from search.output.report import StaleQuoteError, verify_quotes
 
     backend = LocalBackend(tmp_path)
     backend.record_model(FAKE_MODEL)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from search.retrieval import QueryError
+from search.ranking.retriever import QueryError
 
 
 def texts(result) -> list[str]:
@@ -75,7 +75,7 @@ def test_bad_queries_raise_clear_errors(seed_retriever, kwargs):
 
 
 def test_real_vectors_fold_a_boundary_shifted_duplicate_but_not_a_translation(embedder):
-    from search.collapse import fold_duplicates
+    from search.ranking.collapse import fold_duplicates
     from test_precision import EN_HOWTO, HTML_FOOTNOTES, PDF_FOOTNOTES, ZH_HOWTO
 
     texts = [HTML_FOOTNOTES, EN_HOWTO, PDF_FOOTNOTES, ZH_HOWTO]

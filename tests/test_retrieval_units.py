@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from fakes import FAKE_MODEL, FakeEmbedder, fake_vector, prepared
-from search import evidence
+from search.ranking import evidence
 from search.backends.local import LocalBackend
-from search.fusion import interleave
-from search.query import parse_query, script_of
-from search.retrieval import QueryError, Retriever
+from search.ranking.fusion import interleave
+from search.ranking.query import parse_query, script_of
+from search.ranking.retriever import QueryError, Retriever
 from search.types import Lang, Mode
 
 

@@ -13,9 +13,9 @@ import time
 
 import httpx
 
-from search.backends.store import Store
-from search.engine import open_retriever
-from search.loadtest import run_load
+from search.backends.local.store import Store
+from search.service import open_retriever
+from loadtest import run_load
 from conftest import ROOT, index_settings
 
 TOGGLED_TEXT = " ".join(f"Paragraph {i}: jade bangles from Myanmar are graded by colour and translucency."

@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from search.benchmark import RATIOS, with_ratios
-from search.loadtest import distinct_queries
-from search.runtime import check_choice, export_dir, int8_file
+from benchmark import RATIOS, with_ratios
+from loadtest import distinct_queries
+from search.model.runtime import check_choice, export_dir, int8_file
 from search.settings import Settings
 
 
@@ -59,7 +59,7 @@ def test_core_slices_split_big_batches_across_threads_and_keep_order():
     import numpy as np
     import torch
 
-    from search.runtime import MIN_SLICED_BATCH, CoreSlices
+    from search.model.runtime import MIN_SLICED_BATCH, CoreSlices
 
     class Model:
         def preprocess(self, texts):

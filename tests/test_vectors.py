@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from search.backends.local import LocalBackend
-from search.backends.vectors import (IndexSettings, SnapshotInfo, VectorIndex, VectorIndexError, ivf_lists,
+from search.backends.local.vectors import (IndexSettings, SnapshotInfo, VectorIndex, VectorIndexError, ivf_lists,
                                      pq_subquantizers)
 from search.chunking import Chunker
-from search.ingest import Ingester
+from search.ingest.pipeline import Ingester
 from search.loading import make_document
 from search.types import Filter
 

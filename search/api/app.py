@@ -19,10 +19,10 @@ from search.api.routers import search as search_router
 from search.api.jobs import check_cancelled
 from search.backends import BackendError, ModelMismatchError
 from search.chunking import Chunker
-from search.ingest import Ingester
+from search.ingest.pipeline import Ingester
 from search.loading import DocumentError, LoadLimits
-from search.report import ReportError, StaleQuoteError
-from search.retrieval import QueryError, Retriever
+from search.output.report import ReportError, StaleQuoteError
+from search.ranking.retriever import QueryError, Retriever
 from search.settings import Settings
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")

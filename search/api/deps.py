@@ -13,8 +13,8 @@ from fastapi.security import APIKeyHeader
 
 from search.api.jobs import Jobs
 from search.backends.base import Backend
-from search.ingest import Ingester
-from search.retrieval import Retriever
+from search.ingest.pipeline import Ingester
+from search.ranking.retriever import Retriever
 from search.settings import Settings
 
 API_KEY_HEADER = "X-API-Key"

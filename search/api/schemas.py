@@ -7,11 +7,11 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from search.citations import CitedHit, SearchOut
-from search.evidence import MAX_SPANS
-from search.report import DEFAULT_TITLE, QuoteKind
-from search.language import has_visible_text
-from search.retrieval import MAX_QUERY_CHARS
+from search.output.citations import CitedHit, SearchOut
+from search.ranking.evidence import MAX_SPANS
+from search.output.report import DEFAULT_TITLE, QuoteKind
+from search.text.language import has_visible_text
+from search.ranking.retriever import MAX_QUERY_CHARS
 from search.types import Lang, Mode
 
 MAX_DOC_ID_CHARS = 200

@@ -21,7 +21,7 @@ def open_backend(settings: "Settings") -> Backend:
             raise BackendError("the milvus backend needs --milvus-uri (or BISEARCH_MILVUS_URI)")
         return MilvusBackend(settings.milvus_uri)
     from search.backends.local import LocalBackend
-    from search.backends.vectors import IndexSettings
+    from search.backends.local.vectors import IndexSettings
 
     return LocalBackend(settings.index, IndexSettings.from_settings(settings))
 

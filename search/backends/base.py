@@ -1,7 +1,7 @@
 """The storage seam: what every backend offers, and the factory that picks one from settings.
 
 A backend stores and searches; it never chunks or embeds. It receives prepared documents
-(passages with offsets, language, keyword tokens and vectors, see :mod:`search.ingest`)
+(passages with offsets, language, keyword tokens and vectors, see :mod:`search.ingest.pipeline`)
 and answers dense and keyword searches with ``(passage id, score)`` pairs, best first.
 Locking is the backend's own business. txtai's ``ann/base.py`` is the model.
 """
@@ -13,8 +13,7 @@ from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from search.evidence import SentenceVectors
-from search.types import Document, DocumentSummary, Filter, KeywordQuery, ModelInfo, Origin, Passage, Scored
+from search.types import SentenceVectors, Document, DocumentSummary, Filter, KeywordQuery, ModelInfo, Origin, Passage, Scored
 
 
 class BackendError(RuntimeError):

@@ -7,7 +7,7 @@ Four collections, named ``<prefix>_<name>`` (default prefix ``bisearch``):
     unit vectors = cosine), ``doc_id``, ``gen``, ``chunk_no``, ``start``, ``end``, ``lang``,
     ``mixed``, ``title``, ``source``, ``text``, ``loc`` (JSON: page, page_end, page_label,
     section; Milvus Lite has no nullable fields) and ``keyword_text``: the *normalised* passage
-    text (NFKC + simplified, :func:`search.language.normalize`) analysed by jieba
+    text (NFKC + simplified, :func:`search.text.language.normalize`) analysed by jieba
     (``lowercase`` + ``cnalphanumonly``), fed to a BM25 function whose output is the sparse
     field ``sparse``. Chinese is thus indexed as words, and a query's normalised text
     (``KeywordQuery.text``) goes through the same analyser.
@@ -69,9 +69,8 @@ from urllib.parse import urlparse
 import numpy as np
 
 from search.backends.base import BackendError, ModelMismatchError, PreparedDocument
-from search.language import normalize
-from search.evidence import SentenceVectors
-from search.types import Document, DocumentSummary, Filter, KeywordQuery, Lang, ModelInfo, Origin, Passage, Scored
+from search.text.language import normalize
+from search.types import SentenceVectors, Document, DocumentSummary, Filter, KeywordQuery, Lang, ModelInfo, Origin, Passage, Scored
 
 log = logging.getLogger(__name__)
 # pymilvus logs every failed RPC (several lines each) before raising; the adapter raises one clear line instead.

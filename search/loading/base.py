@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from search.language import detect_language
+from search.text.language import detect_language
 from search.types import Document, Lang
 
 TITLE_MAX_CHARS = 200

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import zipfile
 
-from search.language import has_visible_text
+from search.text.language import has_visible_text
 from search.loading.base import (DEFAULT_LIMITS, DOCX_MEDIA_TYPE, DocumentError, LoadLimits, first_line_title,
                                  lang_of, short_title)
 from search.types import Document

@@ -10,7 +10,7 @@ import logging
 import re
 from html.parser import HTMLParser
 
-from search.language import has_visible_text
+from search.text.language import has_visible_text
 from search.loading.base import HTML_MEDIA_TYPE, DocumentError, first_line_title, lang_of, short_title
 from search.types import Document
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from search.language import has_visible_text
+from search.text.language import has_visible_text
 from search.loading.base import (KIND_NAMES, MARKDOWN_MEDIA_TYPE, TEXT_MEDIA_TYPE, DocumentError, first_line_title,
                                  lang_of, short_title, sniff)
 from search.types import Document

@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from search import collapse, retrieval
-from search.language import HAN_RE
-from search.query import fold
+from search.ranking import collapse
+from search.text.language import HAN_RE
+from search.text.language import fold
 
 VERBATIM = 12
 DUPLICATE, DISTINCT = 0.5, 0.2
@@ -160,26 +160,17 @@ RULES = {
 
 
 def capture_result_lists(index: Path, queries: list[str]) -> list[list[int]]:
-    """The per-document best hits (passage ids, ranked) that collapse=doc folds, for each query."""
-    from search.engine import open_retriever
+    """The per-document best hits that collapse=doc folds, for each query: the first 100 hits of the
+    plain search, one per document (the product folds the same leaders, drawn from every candidate)."""
+    from search.service import open_retriever
     from search.settings import Settings
 
-    captured: list[list[int]] = []
-    original = retrieval.fold_duplicates
-
-    def spy(doc_ids, texts, vectors, **kwargs):
-        captured.append(list(zip(doc_ids, texts)))
-        return original(doc_ids, texts, vectors, **kwargs)
-
-    retrieval.fold_duplicates = spy
     retriever = open_retriever(Settings(index=index))
     lists = []
     for query in queries:
-        before = len(captured)
-        retriever.search(query, k=10, collapse=True)
-        if len(captured) > before:
-            lists.append(captured[-1])
-    retrieval.fold_duplicates = original
+        hits = retriever.search(query, k=100).hits
+        leaders = collapse.collapse_by_doc([hit.passage.doc_id for hit in hits])
+        lists.append([(hits[group.index].passage.doc_id, hits[group.index].passage.text) for group in leaders])
     return lists
 
 

@@ -18,8 +18,8 @@ from pydantic import ValidationError
 from search.api.deps import (BackendDep, IngesterDep, JobsDep, SettingsDep, WriteAccess, accepted, in_write_slot,
                              ingest_root)
 from search.api.schemas import MAX_OFFSET, DocumentIn, check_doc_id
-from search.citations import public_source
-from search.ingest import Ingester
+from search.output.citations import public_source
+from search.ingest.pipeline import Ingester
 from search.loading import SUPPORTED_SUFFIXES, DocumentError, LoadedFile, LoadLimits, make_document, read_bytes
 
 router = APIRouter(tags=["documents"])

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from search.api.deps import BackendDep
-from search.citations import public_source
+from search.output.citations import public_source
 
 STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
 router = APIRouter()

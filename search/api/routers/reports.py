@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from search.api.deps import BackendDep, RetrieverDep, SettingsDep, in_search_slot, ingest_root
 from search.api.schemas import ReportIn
-from search.citations import public_report, quoted_chars
-from search.report import render_markdown, report_for_passages, report_for_questions, verify_quotes
+from search.output.citations import public_report, quoted_chars
+from search.output.report import render_markdown, report_for_passages, report_for_questions, verify_quotes
 
 router = APIRouter(tags=["reports"])
 

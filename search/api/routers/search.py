@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from search.api.deps import RetrieverDep, SettingsDep, in_search_slot, ingest_root
 from search.api.schemas import SearchIn, SearchOut
-from search.citations import search_response
+from search.output.citations import search_response
 
 router = APIRouter(tags=["search"])
 

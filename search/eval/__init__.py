@@ -1,0 +1,1 @@
+"""`bisearch eval`: the product scored on EN/ZH section benchmarks and the PDF page benchmark."""

@@ -1,0 +1,1 @@
+"""Read -> chunk -> embed -> backend.write (pipeline), and the same on Ray (ray)."""

@@ -1,0 +1,242 @@
+"""Documents into a backend: read → chunk → embed → keyword tokens → ``backend.write``.
+
+The backend only stores; everything that needs the model or the tokenizer happens here.
+"""
+
+from __future__ import annotations
+
+import os
+from bisect import bisect_right
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Literal, Sequence
+
+import numpy as np
+
+from search.backends.base import Backend, PreparedDocument
+from search.chunking import Chunker
+from search.chunking.locate import locate
+from search.model.embedder import Embedder
+from search.text.language import keyword_tokens
+from search.loading import DocumentError, LoadedFile, LoadLimits, discover_files, load_file
+from search.types import Document, Passage
+
+INGEST_BATCH_FILES = 32
+EMBED_SLICE = 32  # passages embedded between two cancellation checks
+Status = Literal["added", "replaced", "unchanged"]
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    doc_id: str
+    status: Status
+    chunks: int
+
+
+@dataclass
+class IngestSummary:
+    """What an ingest run did, file by file."""
+
+    outcomes: list[IngestOutcome] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.status == status)
+
+    @property
+    def chunks_added(self) -> int:
+        return sum(outcome.chunks for outcome in self.outcomes)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"files": len(self.outcomes) + len(self.failed), "added": self.count("added"),
+                "replaced": self.count("replaced"), "unchanged": self.count("unchanged"),
+                "failed": len(self.failed), "chunks_added": self.chunks_added, "errors": self.failed}
+
+
+class Ingester:
+    """Prepares documents with one model and writes them through one backend."""
+
+    def __init__(self, backend: Backend, embedder: Embedder, chunker: Chunker, limits: LoadLimits = LoadLimits(),
+                 should_stop: Callable[[], None] = lambda: None):
+        """``should_stop`` is called between embedding slices and batches; it raises to cancel a run
+        (what earlier batches committed stays; the running batch never reaches its transaction)."""
+        self.backend = backend
+        self.embedder = embedder
+        self.chunker = chunker
+        self.limits = limits
+        self.should_stop = should_stop
+        backend.record_model(embedder.info)
+
+    def prepare(self, documents: Sequence[Document], files: dict[str, bytes] | None = None,
+                progress: bool = False) -> list[PreparedDocument]:
+        """Chunk, embed and tokenise documents (one encode call for all their passages, which also
+        gives each passage's sentence vectors for evidence spans)."""
+        chunked = [chunk_document(self.chunker, document, (files or {}).get(document.id)) for document in documents]
+        return embed_chunked(self.embedder, chunked, self.should_stop, progress)
+
+    def add(self, documents: Sequence[Document], files: dict[str, bytes] | None = None,
+            progress: bool = False) -> list[IngestOutcome]:
+        """Add new documents, replace changed ones, skip unchanged ones; one atomic write.
+
+        ``files`` holds the original bytes (PDF, DOCX) by document id, kept and served with it.
+
+        When one batch holds the same id twice, the last one wins.
+        """
+        unique = list({document.id: document for document in documents}.values())
+        known = {document.id: self.backend.document_hash(document.id) for document in unique}
+        changed = [document for document in unique if known[document.id] != document.sha256]
+        prepared = self.prepare(changed, files, progress)
+        if prepared:
+            self.backend.write(prepared)
+        sizes = {item.document.id: len(item.passages) for item in prepared}
+        return [IngestOutcome(document.id, outcome_status(known[document.id], document), sizes.get(document.id, 0))
+                for document in unique]
+
+    def ingest_paths(self, paths: list[Path], progress: bool = False, batch_files: int = INGEST_BATCH_FILES,
+                     root: Path | None = None, on_file: Callable[[int, int], None] | None = None,
+                     limits: LoadLimits | None = None) -> IngestSummary:
+        """Ingest files and folders; unreadable files are reported and skipped, never half-ingested.
+
+        With ``root`` (server-side ingest), files reached through symlinks that point outside it
+        are ignored, and files are named (sources, messages) by their path inside the root.
+        ``on_file(done, total)`` follows the progress; ``limits`` overrides the ingester's own.
+        """
+        from tqdm import tqdm
+
+        summary = IngestSummary()
+        files = discover_files(paths, root)
+        summary.failed.extend(f"{path}: no such file or folder" for path in paths if not os.path.exists(path))
+        batch: list[LoadedFile] = []
+        bar = tqdm(total=len(files), unit="file", disable=not progress)
+        pages = _page_bar(progress)
+        first_file: dict[str, Path] = {}
+        for position, (path, doc_id) in enumerate(files, start=1):
+            name = _name(path, root)
+            refused = file_refusal(self.backend, path, doc_id, root, first_file)
+            loaded = refused or load_one(path, doc_id, name, limits or self.limits, pages)
+            if isinstance(loaded, str):
+                summary.failed.append(loaded)
+            else:
+                batch.append(loaded)
+            if batch and (len(batch) >= batch_files or position == len(files)):
+                files_kept = {item.document.id: item.original for item in batch if item.original is not None}
+                summary.outcomes.extend(self.add([item.document for item in batch], files_kept))
+                bar.update(len(batch))
+                batch = []
+            if on_file:
+                on_file(position, len(files))
+        bar.update(len(files) - bar.n)
+        bar.close()
+        return summary
+
+
+def file_refusal(backend: Backend, path: Path, doc_id: str, root: Path | None,
+                 first_file: dict[str, Path]) -> str | None:
+    """Why ``path`` is not ingested as ``doc_id`` (another file of this run or of the index holds the
+    id), or None. ``first_file`` remembers the run's ids (filled here)."""
+    name = _name(path, root)
+    if first_file.setdefault(doc_id, path) != path:
+        return f"{name}: same document id {doc_id!r} as {_name(first_file[doc_id], root)}; rename one of them"
+    if owner := _other_file_with_id(backend, doc_id, path, root):
+        return f"{name}: document id {doc_id!r} already holds {owner}; rename the file or delete that document first"
+    return None
+
+
+def _other_file_with_id(backend: Backend, doc_id: str, path: Path, root: Path | None) -> str | None:
+    """The source of the stored document ``doc_id`` when it is another file that still exists.
+
+    Re-ingesting the same file (or one whose old source is gone: moved, renamed) replaces it;
+    a second file that merely shares the name must not silently overwrite the first.
+    """
+    stored = backend.document(doc_id) if backend.document_hash(doc_id) else None
+    if stored is None or not stored.source:
+        return None
+    other = Path(stored.source) if root is None or os.path.isabs(stored.source) else root / stored.source
+    try:
+        return None if not other.is_file() or os.path.samefile(other, path) else stored.source
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class ChunkedDocument:
+    """A document cut into located passages with their keyword tokens: all of it but the vectors
+    (no model needed, only its tokenizer)."""
+
+    document: Document
+    passages: tuple[Passage, ...]
+    tokens: tuple[tuple[str, ...], ...]
+    original: bytes | None = None
+
+
+def chunk_document(chunker: Chunker, document: Document, original: bytes | None = None) -> ChunkedDocument:
+    """The document's passages (pages and sections located) and their keyword tokens."""
+    passages = tuple(locate(passage, document) for passage in chunker.chunk(document.text, document.id))
+    return ChunkedDocument(document, passages, tuple(tuple(keyword_tokens(p.text)) for p in passages), original)
+
+
+def embed_chunked(embedder: Embedder, chunked: Sequence[ChunkedDocument], should_stop: Callable[[], None] = lambda: None,
+                  progress: bool = False) -> list[PreparedDocument]:
+    """Chunked documents with their passage and sentence vectors: one encode call for all their
+    passages, in slices with a ``should_stop`` check between them."""
+    texts = [passage.text for item in chunked for passage in item.passages]
+    parts, sentences = [embedder.encode_documents([], progress=False)], []
+    for start in range(0, len(texts), EMBED_SLICE):
+        should_stop()
+        vectors, found = embedder.encode_passages(texts[start:start + EMBED_SLICE], progress=progress)
+        parts.append(vectors)
+        sentences += found
+    should_stop()
+    vectors, prepared, row = np.concatenate(parts), [], 0
+    for item in chunked:
+        end = row + len(item.passages)
+        prepared.append(PreparedDocument(item.document, item.passages, item.tokens, vectors[row:end], item.original,
+                                         tuple(sentences[row:end])))
+        row = end
+    return prepared
+
+
+def load_one(path: Path, doc_id: str, name: str, limits: LoadLimits, pages=None) -> LoadedFile | str:
+    """One file read into a document, or the one-line reason it was not."""
+    try:
+        return load_file(path, doc_id, name=name, limits=limits, progress=pages)
+    except FileNotFoundError:
+        return f"{name}: deleted during the ingest"
+    except DocumentError as error:
+        return str(error)
+    except OSError as error:
+        return f"{name}: {error.strerror or type(error).__name__}"
+
+
+def outcome_status(known: str | None, document: Document) -> Status:
+    """added (new id), replaced (changed text) or unchanged (same SHA-256 as stored)."""
+    if known is None:
+        return "added"
+    return "unchanged" if known == document.sha256 else "replaced"
+
+
+def _name(path: Path, root: Path | None) -> str:
+    """How messages and sources call a file: its path inside ``root`` (server side), else as given."""
+    if root is not None and path.resolve().is_relative_to(root.resolve()):
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    return path.name if root is not None else str(path)
+
+
+def _page_bar(progress: bool):
+    """A per-page progress callback for long PDFs (shown from the 20th page on), or None."""
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    bars: dict[str, object] = {}
+
+    def update(done: int, total: int) -> None:
+        if total >= 20:
+            bar = bars.get("bar")
+            if bar is None or bar.total != total or done == 1:
+                bar = bars["bar"] = tqdm(total=total, unit="page", leave=False)
+            bar.update(done - bar.n)
+            if done == total:
+                bar.close()
+
+    return update

@@ -1,0 +1,1 @@
+"""What a user takes away: citations of hits and reports (Markdown, JSON)."""

@@ -1,0 +1,1 @@
+"""A query -> ranked, cited passages: query syntax, fusion, collapse, evidence, the retriever."""

@@ -1,0 +1,1 @@
+"""Text: script detection, normalisation, keyword tokens, sentences (no model, no storage)."""
