@@ -1,4 +1,4 @@
-"""Hostile input and hostile neighbours (issue 17) and the API review items (issue 12 §5).
+"""Hostile input and hostile neighbours (issues 17 and 27) and the API review items (issue 12 §5).
 
 Each test names the finding it guards. The job tests run over a private index with a
 slow fake embedder (sleeps, no CPU), so timing is deterministic and cheap.
@@ -7,9 +7,12 @@ slow fake embedder (sleeps, no CPU), so timing is deterministic and cheap.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import http.client
 import os
+import threading
 import time
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -329,3 +332,76 @@ def test_shutdown_cancels_a_running_job(tmp_path, tokenizer):
     assert not server.thread.is_alive() and time.monotonic() - started < 8
     assert app.state.jobs.get(url.rsplit("/", 1)[1]).status == "cancelled"
     assert retriever.backend.document("jade") is None
+
+
+# -- issue 27: hostile ids on Milvus, backend calls off the event loop --------------------------
+CRAFTED_ID = "z') OR ('1'='1"
+
+
+def milvus_app(path, tokenizer):
+    """The app over a Milvus Lite file with a hash embedder (no model)."""
+    pytest.importorskip("pymilvus")
+    from search.backends.milvus import MilvusBackend
+
+    embedder = SlowEmbedder(tokenizer, delay=0)
+    backend = MilvusBackend(str(path))
+    backend.record_model(embedder.info)
+    return create_app(Retriever(backend, embedder), Settings())
+
+
+def test_crafted_id_deletes_no_other_document_on_milvus(tmp_path, tokenizer):
+    """27.1: ``z') OR ('1'='1`` was spliced into Milvus Lite's SQL and deleted every other document."""
+    app = milvus_app(tmp_path / "milvus.db", tokenizer)
+    try:
+        with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+            for doc_id, text in (("gold", "Gold prices rose."), ("pearl", "Pearls are white."),
+                                 (CRAFTED_ID, "x")):
+                reply = client.post("/documents", json={"id": doc_id, "text": text})
+                assert reply.status_code == 201, reply.text
+            assert client.get(f"/documents/{quote(CRAFTED_ID, safe='')}").json()["text"] == "x"
+    finally:
+        app.state.retriever.backend.close()
+    reopened = milvus_app(tmp_path / "milvus.db", tokenizer)  # Milvus Lite applies its deletes on reopen
+    try:
+        backend = reopened.state.retriever.backend
+        assert [summary.id for summary in backend.documents()] == ["gold", "pearl", CRAFTED_ID]
+        assert backend.document("gold").text == "Gold prices rose."
+    finally:
+        reopened.state.retriever.backend.close()
+
+
+def test_health_answers_after_a_quote_id_on_milvus(tmp_path, tokenizer):
+    """27.2: an id with ``"`` that sorts last sent the documents scan into a loop on the event loop."""
+    app = milvus_app(tmp_path / "milvus.db", tokenizer)
+    try:
+        with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=5) as client:
+            assert client.post("/documents", json={"id": "gold", "text": "Gold prices rose."}).status_code == 201
+            assert client.post("/documents", json={"id": 'zz"', "text": "Jade is green."}).status_code == 201
+            health = client.get("/health")
+            assert health.status_code == 200 and health.json()["documents"] == 2
+            assert [doc["id"] for doc in client.get("/documents").json()["documents"]] == ["gold", 'zz"']
+    finally:
+        app.state.retriever.backend.close()
+
+
+def test_health_reads_the_backend_off_the_event_loop_and_outside_search_slots(tmp_path, tokenizer, monkeypatch):
+    """27.2: a slow ``backend.stats()`` must neither block other requests nor take a search slot."""
+    retriever = slow_retriever(tmp_path / "index", SlowEmbedder(tokenizer, delay=0))
+    entered, release, stats = threading.Event(), threading.Event(), retriever.backend.stats
+
+    def slow_stats() -> dict[str, object]:
+        entered.set()
+        release.wait(10)
+        return stats()
+
+    monkeypatch.setattr(retriever.backend, "stats", slow_stats)
+    with LiveServer(create_app(retriever, Settings(search_threads=1))) as server:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            health = pool.submit(httpx.get, f"{server.url}/health", timeout=15)
+            assert entered.wait(5)
+            try:
+                assert httpx.get(f"{server.url}/jobs/nope", timeout=3).status_code == 404
+                assert httpx.get(f"{server.url}/search", params={"q": "jade"}, timeout=3).status_code == 200
+            finally:
+                release.set()
+            assert health.result().status_code == 200

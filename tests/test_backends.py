@@ -7,7 +7,9 @@ Add a backend by adding its name to ``BACKENDS`` and a branch to :func:`make_bac
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -305,6 +307,54 @@ def test_milvus_failed_clean_up_stays_invisible(tmp_path, monkeypatch):
         backend.close()
 
 
+# -- hostile document ids (issue 27.1, 27.2) ------------------------------------------------------
+HOSTILE_IDS = ("z') OR ('1'='1", "it's", 'zz"', 'say "hi"', "back\\slash\\", "x); DROP TABLE documents; --",
+               "semi;colon", "c--d")
+
+
+def within(seconds: float, call):
+    """``call()``, failing (instead of hanging the test run) when it takes longer than ``seconds``."""
+    outcome: list = []
+    worker = threading.Thread(target=lambda: outcome.append(call()), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert outcome, f"{getattr(call, '__name__', call)} did not answer within {seconds} s"
+    return outcome[0]
+
+
+def listed(backend: Backend) -> list[str]:
+    return within(20, lambda: [summary.id for summary in backend.documents(limit=100)])
+
+
+def test_hostile_ids_are_only_data(kind, tmp_path):
+    """Quotes, backslashes, brackets, comments and semicolons in ids: each document is written, found,
+    fetched and deleted, and no other document is touched (Milvus Lite applies its deletes on reopen)."""
+    backend = make_backend(kind, tmp_path)
+    try:
+        backend.write([prepared("gold", ["Gold prices rose."]), prepared("pearl", ["Pearls are white."])])
+        for doc_id in HOSTILE_IDS:
+            backend.write([prepared(doc_id, [f"Jade lot {doc_id}."])])
+        backend.close()
+        backend = make_backend(kind, tmp_path, model_info=None)
+        assert listed(backend) == sorted(["gold", "pearl", *HOSTILE_IDS])
+        assert within(20, backend.stats)["documents"] == len(HOSTILE_IDS) + 2
+        for doc_id in HOSTILE_IDS:
+            text = f"Jade lot {doc_id}."
+            assert backend.document(doc_id).text == text and backend.document_hash(doc_id) is not None
+            assert top_docs(backend, text, k=1) == [doc_id]
+            assert top_docs(backend, text, Filter(doc_ids=(doc_id,))) == [doc_id]
+            assert keyword_docs(backend, "jade", Filter(doc_ids=(doc_id,))) == [doc_id]
+        for number, doc_id in enumerate(HOSTILE_IDS):
+            assert backend.delete(doc_id) is True and backend.document(doc_id) is None
+            assert listed(backend) == sorted(["gold", "pearl", *HOSTILE_IDS[number + 1:]])
+        backend.close()
+        backend = make_backend(kind, tmp_path, model_info=None)
+        assert listed(backend) == ["gold", "pearl"] and backend.document("gold").text == "Gold prices rose."
+        assert top_docs(backend, "Pearls are white.") == ["pearl", "gold"]
+    finally:
+        backend.close()
+
+
 # -- Milvus only ----------------------------------------------------------------------------------
 
 def test_milvus_lite_is_the_real_milvus_core():
@@ -339,3 +389,79 @@ def test_milvus_lite_server_stops_on_close(tmp_path):
     time.sleep(0.5)
     running = subprocess.run(["pgrep", "-f", f"milvus_lite/lib/milvus {path}"], capture_output=True, text=True)
     assert running.stdout.strip() == ""
+
+
+def test_milvus_primary_keys_hold_no_user_strings(tmp_path, monkeypatch):
+    """27.1: Milvus Lite splices primary keys into SQL, so every key written or deleted is an int,
+    a SHA-256 hex digest (documents) or built from digits (texts, journal rows)."""
+    pytest.importorskip("pymilvus")
+    backend = make_backend("milvus", tmp_path)
+    client, keys = backend._client, []
+
+    def recording(method):
+        def call(collection, data=None, **kwargs):
+            keys.extend(row.get("key", row.get("id")) for row in data or [])
+            keys.extend(kwargs.get("ids") or [])
+            return method(collection, data, **kwargs) if data is not None else method(collection, **kwargs)
+        return call
+
+    for name in ("insert", "upsert", "delete"):
+        monkeypatch.setattr(client, name, recording(getattr(client, name)))
+    try:
+        for doc_id in HOSTILE_IDS:
+            backend.write([prepared(doc_id, ["Jade is green."])])
+            backend.write([prepared(doc_id, ["Jade is green again."])])
+            assert backend.delete(doc_id)
+    finally:
+        monkeypatch.undo()
+        backend.close()
+    assert keys and all(isinstance(key, int) or re.fullmatch(r"[0-9a-f]{64}|pending:\d+:\d+|\d+(:\d+){3}", key)
+                        for key in keys), keys
+
+
+def legacy_layout(backend) -> None:
+    """Moves a backend's documents to the first layout: ``bisearch_documents``, the id as primary key."""
+    from search.backends.milvus import DUMMY, _document_fields
+
+    fields = [name for name, _, _ in _document_fields()]
+    client = backend._client
+    rows = client.query(backend.names["documents"], filter='key != ""', output_fields=fields)
+    backend._create("bisearch_documents", _document_fields())
+    client.insert("bisearch_documents", [{**{field: row[field] for field in fields}, "_v": DUMMY} for row in rows])
+    client.drop_collection(backend.names["documents"])
+
+
+def test_milvus_first_layout_is_migrated_on_open(tmp_path, monkeypatch):
+    """Documents keyed by their id (before issue 27) are copied on open; a copy cut short is redone."""
+    pytest.importorskip("pymilvus")
+    from pymilvus import MilvusClient
+
+    backend = make_backend("milvus", tmp_path)
+    backend.write([prepared("gold", ["Gold prices rose."]), prepared('zz"', ["Jade is green."])])
+    legacy_layout(backend)
+    backend.close()
+    with monkeypatch.context() as patch:
+        patch.setattr(MilvusClient, "drop_collection", lambda *args, **kwargs: 1 / 0)  # killed before the drop
+        with pytest.raises(BackendError, match="division by zero"):
+            make_backend("milvus", tmp_path, model_info=None)
+    reopened = make_backend("milvus", tmp_path, model_info=None)
+    try:
+        assert "bisearch_documents" not in reopened._client.list_collections()
+        assert listed(reopened) == ["gold", 'zz"'] and reopened.stats()["documents"] == 2
+        assert reopened.document('zz"').text == "Jade is green."
+        assert top_docs(reopened, "Jade is green.", k=1) == ['zz"']
+        assert reopened.delete('zz"') and listed(reopened) == ["gold"]
+    finally:
+        reopened.close()
+
+
+def test_milvus_first_layout_that_cannot_be_copied_is_refused(tmp_path):
+    pytest.importorskip("pymilvus")
+    backend = make_backend("milvus", tmp_path)
+    backend.write([prepared("gold", ["Gold prices rose."]), prepared("jade", ["Jade is green."])])
+    legacy_layout(backend)
+    backend._client.delete(backend.names["texts"], filter='doc_id == "jade"')  # its row cannot be found
+    backend.close()
+    with pytest.raises(BackendError, match="ingest the documents again") as error:
+        make_backend("milvus", tmp_path, model_info=None)
+    assert "\n" not in str(error.value) and "1 of 2 documents" in str(error.value)

@@ -1,6 +1,7 @@
 """The cluster backend: Milvus (a server or cluster at ``http://host:19530``, or Milvus Lite in a file).
 
-Four collections, named ``<prefix>_<name>`` (default prefix ``bisearch``):
+Four collections, named ``<prefix>_<name>`` (default prefix ``bisearch``; documents are
+``<prefix>_documents_v2``):
 
 ``passages``
     one row per passage: ``id`` (INT64, assigned here), ``vector`` (FLOAT_VECTOR, metric IP on
@@ -12,8 +13,10 @@ Four collections, named ``<prefix>_<name>`` (default prefix ``bisearch``):
     field ``sparse``. Chinese is thus indexed as words, and a query's normalised text
     (``KeywordQuery.text``) goes through the same analyser.
 ``documents``
-    one row per document: metadata, counts and the ``gen`` (generation) of its committed
-    version. Every collection needs a vector field, so the small ones carry a 2-d dummy ``_v``.
+    one row per document, keyed by ``key``, the SHA-256 hex of its id (:func:`doc_key`); the id
+    itself is the plain field ``id``. Metadata, counts and the ``gen`` (generation) of its
+    committed version. Every collection needs a vector field, so the small ones carry a 2-d
+    dummy ``_v``.
 ``texts``
     document texts (kind 0), page/section layout as JSON (kind 1) and the original file as
     base64 (kind 2), split into ordered pieces of at most 16,000 characters (at most 64,000
@@ -21,6 +24,12 @@ Four collections, named ``<prefix>_<name>`` (default prefix ``bisearch``):
     so any document round-trips exactly.
 ``meta``
     the model (name, dimension, prompts) and the write journal.
+
+Keys. No user string is ever a primary key: Milvus Lite 2.5 splices primary keys into SQL on
+upsert and delete, and pymilvus's ``query_iterator`` pages on unescaped string keys. Primary keys
+are int64 (passages), hex (documents) or digits and colons (texts, journal rows). The first
+documents collection (``<prefix>_documents``, keyed by the id) is copied into the keyed one on
+open and then dropped (:meth:`MilvusBackend._migrate`).
 
 Ids. Passage ids and generations come from one allocator: ``(ms since 2024 << 20) | (tag << 10)
 | seq`` with a random 10-bit ``tag`` per backend object and a per-process clock that never goes
@@ -45,7 +54,7 @@ write of the same document or, from their journal rows, when a backend opens mor
 :data:`RECOVER_AFTER_S` later. A delete journals, removes the document row first (the
 commit point) and then the passages and texts of that and older generations.
 
-Filters are Milvus boolean expressions over ``lang`` and ``doc_id`` with strings escaped
+Filters are Milvus boolean expressions over ``lang``, ``doc_id`` and ``key`` with strings escaped
 (:func:`quote`); a doc id holding a line break cannot be written in an expression, so it is
 refused on write. ``consistency_level="Strong"`` makes each write visible to the next query.
 BM25 scores are returned positive, higher better.
@@ -54,6 +63,7 @@ BM25 scores are returned positive, higher better.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import secrets
@@ -90,9 +100,12 @@ DUMMY = [0.0, 0.0]
 SERVER_SCHEMES = ("http", "https", "tcp", "grpc", "unix")
 TEXT, LAYOUT, FILE = 0, 1, 2
 MAX_SENTENCES_FIELD = 48_000  # base64 characters: well inside a JSON field's 64 KiB
+COLLECTIONS = {"passages": "passages", "documents": "documents_v2", "texts": "texts", "meta": "meta"}
+LEGACY_DOCUMENTS = "documents"  # the first documents collection: the user's id as primary key
 PASSAGE_FIELDS = ["id", "doc_id", "gen", "chunk_no", "start", "end", "lang", "mixed", "title", "source", "text", "loc"]
 
 T = TypeVar("T")
+Fields = list[tuple[str, Any, dict[str, Any]]]  # (name, DataType, parameters)
 
 _lite_lock = threading.Lock()
 _lite_users: dict[str, int] = {}  # Milvus Lite file -> open backends in this process
@@ -111,6 +124,50 @@ def quote(value: str) -> str:
     if "\n" in value or "\r" in value:
         raise BackendError(f"a line break cannot be used in a Milvus filter: {value!r}")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def doc_key(doc_id: str) -> str:
+    """The documents collection's primary key for ``doc_id``: SHA-256 hex, never the user's string."""
+    return hashlib.sha256(doc_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def one_of(field: str, values: Iterable[str]) -> str:
+    """A Milvus expression: ``field`` equals one of ``values`` (each escaped by :func:`quote`)."""
+    return f"{field} in [{', '.join(quote(value) for value in values)}]"
+
+
+def _batches(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    return (items[start:start + size] for start in range(0, len(items), size))
+
+
+def _document_fields() -> Fields:
+    """The documents collection's fields besides its primary key ``key``."""
+    from pymilvus import DataType
+
+    varchar = DataType.VARCHAR
+    return [
+        ("id", varchar, {"max_length": MAX_ID_CHARS}), ("gen", DataType.INT64, {}),
+        ("title", varchar, {"max_length": MAX_VARCHAR}), ("source", varchar, {"max_length": MAX_VARCHAR}),
+        ("lang", varchar, {"max_length": 8}), ("sha256", varchar, {"max_length": 64}),
+        ("media_type", varchar, {"max_length": 255}), ("added_at", varchar, {"max_length": 32}),
+        ("chars", DataType.INT64, {}), ("chunks", DataType.INT64, {}), ("chunks_en", DataType.INT64, {}),
+        ("chunks_zh", DataType.INT64, {}), ("chunks_mixed", DataType.INT64, {}),
+        ("pieces", DataType.JSON, {}),
+    ]
+
+
+def _small_collections() -> dict[str, Fields]:
+    """Fields of the collections other than passages; the first one is the primary key."""
+    from pymilvus import DataType
+
+    varchar = DataType.VARCHAR
+    return {
+        "documents": [("key", varchar, {"max_length": 64}), *_document_fields()],
+        "texts": [("key", varchar, {"max_length": 64}), ("doc_id", varchar, {"max_length": MAX_ID_CHARS}),
+                  ("gen", DataType.INT64, {}), ("kind", DataType.INT64, {}), ("piece", DataType.INT64, {}),
+                  ("data", varchar, {"max_length": MAX_VARCHAR})],
+        "meta": [("key", varchar, {"max_length": 256}), ("value", DataType.JSON, {})],
+    }
 
 
 def lite_core_version() -> str:
@@ -198,7 +255,7 @@ class MilvusBackend:
             self.uri = target = str(path.resolve())
             self.lite_version = lite_core_version()
             path.parent.mkdir(parents=True, exist_ok=True)
-        self.names = {name: f"{prefix}_{name}" for name in ("passages", "documents", "texts", "meta")}
+        self.names = {name: f"{prefix}_{suffix}" for name, suffix in COLLECTIONS.items()}
         self._connect(target, token, connect_timeout, lite)
         try:
             self._open_collections()
@@ -232,43 +289,59 @@ class MilvusBackend:
 
     @_guarded
     def _open_collections(self) -> None:
-        from pymilvus import DataType
-
-        client = self._client
-        existing = set(client.list_collections(timeout=self.timeout))
-
-        def create(name: str, fields: list[tuple[str, Any, dict[str, Any]]], primary: str) -> None:
-            schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
-            for field, kind, params in fields:
-                schema.add_field(field, kind, is_primary=field == primary, **params)
-            schema.add_field("_v", DataType.FLOAT_VECTOR, dim=2)
-            index = client.prepare_index_params()
-            index.add_index("_v", index_type="FLAT", metric_type="L2")
-            client.create_collection(self.names[name], schema=schema, index_params=index,
-                                     consistency_level="Strong", timeout=self.timeout)
-
-        varchar = DataType.VARCHAR
-        if self.names["documents"] not in existing:
-            create("documents", [
-                ("id", varchar, {"max_length": MAX_ID_CHARS}), ("gen", DataType.INT64, {}),
-                ("title", varchar, {"max_length": MAX_VARCHAR}), ("source", varchar, {"max_length": MAX_VARCHAR}),
-                ("lang", varchar, {"max_length": 8}), ("sha256", varchar, {"max_length": 64}),
-                ("media_type", varchar, {"max_length": 255}), ("added_at", varchar, {"max_length": 32}),
-                ("chars", DataType.INT64, {}), ("chunks", DataType.INT64, {}), ("chunks_en", DataType.INT64, {}),
-                ("chunks_zh", DataType.INT64, {}), ("chunks_mixed", DataType.INT64, {}),
-                ("pieces", DataType.JSON, {}),
-            ], "id")
-        if self.names["texts"] not in existing:
-            create("texts", [
-                ("key", varchar, {"max_length": 64}), ("doc_id", varchar, {"max_length": MAX_ID_CHARS}),
-                ("gen", DataType.INT64, {}), ("kind", DataType.INT64, {}), ("piece", DataType.INT64, {}),
-                ("data", varchar, {"max_length": MAX_VARCHAR}),
-            ], "key")
-        if self.names["meta"] not in existing:
-            create("meta", [("key", varchar, {"max_length": 256}), ("value", DataType.JSON, {})], "key")
+        existing = set(self._client.list_collections(timeout=self.timeout))
+        for name, fields in _small_collections().items():
+            if self.names[name] not in existing:
+                self._create(self.names[name], fields)
         for name in self.names.values():
             if name in existing:
                 self._load(name)
+        legacy = f"{self.prefix}_{LEGACY_DOCUMENTS}"
+        if legacy in existing:
+            self._migrate(legacy)
+
+    def _create(self, collection: str, fields: Fields) -> None:
+        """Creates a small collection (its first field the primary key, plus the dummy vector ``_v``)."""
+        from pymilvus import DataType
+
+        client = self._client
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        for number, (field, kind, params) in enumerate(fields):
+            schema.add_field(field, kind, is_primary=number == 0, **params)
+        schema.add_field("_v", DataType.FLOAT_VECTOR, dim=2)
+        index = client.prepare_index_params()
+        index.add_index("_v", index_type="FLAT", metric_type="L2")
+        client.create_collection(collection, schema=schema, index_params=index, consistency_level="Strong",
+                                 timeout=self.timeout)
+
+    def _migrate(self, legacy: str) -> None:
+        """Moves the first documents collection (the id as primary key) to ``documents``: an upsert by
+        :func:`doc_key`, then the drop. A migration cut short is redone on the next open from the old
+        collection, still whole; one whose rows cannot all be found is refused, the old one kept."""
+        self._load(legacy)
+        copied = self._copy_legacy(legacy)
+        total = self._client.query(legacy, filter="", output_fields=["count(*)"], timeout=self.timeout)
+        if copied != total[0]["count(*)"]:
+            raise BackendError(f"Milvus at {self.uri}: collection {legacy} (an older layout) cannot be converted "
+                               f"({copied} of {total[0]['count(*)']} documents found): drop the {self.prefix}_* "
+                               f"collections and ingest the documents again")
+        self._client.drop_collection(legacy, timeout=self.timeout)
+        log.info("Milvus at %s: %d documents moved from %s to %s", self.uri, copied, legacy, self.names["documents"])
+
+    def _copy_legacy(self, legacy: str) -> int:
+        """Upserts the old document rows, found by the ids of the text pieces, into ``documents``
+        (its own iterator would page on the ids, unescaped); returns how many were copied."""
+        fields = [name for name, _, _ in _document_fields()]
+        doc_ids = sorted({row["doc_id"] for row in self._scan(self.names["texts"], ["doc_id"])})
+        copied = 0
+        for chunk in _batches(doc_ids, QUERY_BATCH):
+            rows = self._client.query(legacy, filter=one_of("id", chunk), output_fields=fields, timeout=self.timeout)
+            for part in _batches(rows, INSERT_PIECES):
+                self._client.upsert(self.names["documents"], [
+                    {**{field: row[field] for field in fields}, "key": doc_key(row["id"]), "_v": DUMMY}
+                    for row in part], timeout=self.timeout)
+            copied += len(rows)
+        return copied
 
     def _load(self, name: str) -> None:
         state = self._client.get_load_state(name, timeout=self.timeout).get("state")
@@ -400,8 +473,8 @@ class MilvusBackend:
                             "sentences": _sentences_field(sentences)},
                     "keyword_text": normalize(passage.text),
                 })
-        for start in range(0, len(rows), INSERT_ROWS):
-            self._client.insert(self.names["passages"], rows[start:start + INSERT_ROWS], timeout=self.timeout)
+        for part in _batches(rows, INSERT_ROWS):
+            self._client.insert(self.names["passages"], part, timeout=self.timeout)
 
     def _insert_texts(self, prepared: PreparedDocument, gen: int, slot: int) -> dict[str, object]:
         """Stores a document's text, layout and file as pieces; returns its (uncommitted) document row."""
@@ -413,12 +486,13 @@ class MilvusBackend:
             parts[FILE] = _pieces(base64.b64encode(prepared.original).decode("ascii"))
         rows = [{"key": f"{gen}:{slot}:{kind}:{number}", "doc_id": document.id, "gen": gen, "kind": kind, "piece": number,
                  "data": data, "_v": DUMMY} for kind, pieces in parts.items() for number, data in enumerate(pieces)]
-        for start in range(0, len(rows), INSERT_PIECES):
-            self._client.insert(self.names["texts"], rows[start:start + INSERT_PIECES], timeout=self.timeout)
+        for part in _batches(rows, INSERT_PIECES):
+            self._client.insert(self.names["texts"], part, timeout=self.timeout)
         langs = [Lang(passage.lang).value for passage in prepared.passages]
         return {
-            "id": document.id, "gen": gen, "title": document.title, "source": document.source,
-            "lang": Lang(document.lang).value, "sha256": document.sha256, "media_type": document.media_type,
+            "key": doc_key(document.id), "id": document.id, "gen": gen, "title": document.title,
+            "source": document.source, "lang": Lang(document.lang).value, "sha256": document.sha256,
+            "media_type": document.media_type,
             "added_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), "chars": len(document.text),
             "chunks": len(langs), "chunks_en": langs.count("en"), "chunks_zh": langs.count("zh"),
             "chunks_mixed": sum(bool(passage.mixed) for passage in prepared.passages),
@@ -438,22 +512,19 @@ class MilvusBackend:
     def _forget_older(self, doc_ids: list[str], gen: int, inclusive: bool) -> None:
         """Deletes passages and text pieces of ``doc_ids`` from generations before ``gen``."""
         op = "<=" if inclusive else "<"
-        for start in range(0, len(doc_ids), QUERY_BATCH):
-            ids = ", ".join(quote(doc_id) for doc_id in doc_ids[start:start + QUERY_BATCH])
+        for chunk in _batches(doc_ids, QUERY_BATCH):
             for name in ("passages", "texts"):
-                self._client.delete(self.names[name], filter=f"doc_id in [{ids}] and gen {op} {gen}",
+                self._client.delete(self.names[name], filter=f"{one_of('doc_id', chunk)} and gen {op} {gen}",
                                     timeout=self.timeout)
 
     @_guarded
     def delete(self, doc_id: str) -> bool:
-        if "\n" in doc_id or "\r" in doc_id:
-            return False
         committed = self._committed([doc_id]).get(doc_id)
         if committed is None:
             return False
         marker = self._ids.take(1)[0]
         journal = self._journal(marker, [doc_id])
-        self._client.delete(self.names["documents"], filter=f"id == {quote(doc_id)}",  # the commit point
+        self._client.delete(self.names["documents"], ids=[doc_key(doc_id)],  # the commit point
                             timeout=self.timeout)
         self._forget_older([doc_id], committed, inclusive=True)
         self._client.delete(self.names["meta"], ids=journal, timeout=self.timeout)
@@ -483,12 +554,11 @@ class MilvusBackend:
     # -- visibility ----------------------------------------------------------------------
     def _committed(self, doc_ids: Iterable[str]) -> dict[str, int]:
         """The committed generation of each document that exists."""
-        doc_ids = sorted(set(doc_ids))
+        keys = sorted({doc_key(doc_id) for doc_id in doc_ids})
         found: dict[str, int] = {}
-        for start in range(0, len(doc_ids), QUERY_BATCH):
-            ids = ", ".join(quote(doc_id) for doc_id in doc_ids[start:start + QUERY_BATCH])
-            rows = self._client.query(self.names["documents"], filter=f"id in [{ids}]", output_fields=["gen"],
-                                      timeout=self.timeout)
+        for chunk in _batches(keys, QUERY_BATCH):
+            rows = self._client.query(self.names["documents"], filter=one_of("key", chunk),
+                                      output_fields=["id", "gen"], timeout=self.timeout)
             found.update({row["id"]: int(row["gen"]) for row in rows})
         return found
 
@@ -508,7 +578,7 @@ class MilvusBackend:
                 if not allowed:
                     return "id < 0"
                 where = Filter(where.lang, tuple(allowed))
-            clauses.append(f"doc_id in [{', '.join(quote(doc_id) for doc_id in where.doc_ids)}]")
+            clauses.append(one_of("doc_id", where.doc_ids))
         return " and ".join(clauses)
 
     def _search(self, data: list, field: str, metric: str, k: int, where: Filter) -> list[tuple[int, float]]:
@@ -547,9 +617,8 @@ class MilvusBackend:
         if not ids or not self._has_passages():
             return []
         rows: list[dict[str, Any]] = []
-        for start in range(0, len(ids), QUERY_BATCH):
-            chunk = ", ".join(str(passage_id) for passage_id in ids[start:start + QUERY_BATCH])
-            rows += self._client.query(self.names["passages"], filter=f"id in [{chunk}]",
+        for chunk in _batches(ids, QUERY_BATCH):
+            rows += self._client.query(self.names["passages"], filter=f"id in [{', '.join(map(str, chunk))}]",
                                        output_fields=sorted({*fields, "doc_id", "gen"}), timeout=self.timeout)
         return self._visible(rows)
 
@@ -580,10 +649,8 @@ class MilvusBackend:
                 for row in self._rows_by_id(ids, ["id", "vector"])}
 
     def _document_row(self, doc_id: str, fields: list[str]) -> dict[str, Any] | None:
-        if "\n" in doc_id or "\r" in doc_id:
-            return None
-        rows = self._client.query(self.names["documents"], filter=f"id == {quote(doc_id)}", output_fields=fields,
-                                  timeout=self.timeout)
+        rows = self._client.query(self.names["documents"], filter=f"key == {quote(doc_key(doc_id))}",
+                                  output_fields=fields, timeout=self.timeout)
         return rows[0] if rows else None
 
     def _read_pieces(self, doc_id: str, gen: int, kind: int, count: int) -> str:
@@ -623,8 +690,9 @@ class MilvusBackend:
         row = self._document_row(doc_id, ["sha256"])
         return row["sha256"] if row else None
 
-    def _all_documents(self, fields: list[str]) -> list[dict[str, Any]]:
-        iterator = self._client.query_iterator(self.names["documents"], batch_size=1000, filter='id != ""',
+    def _scan(self, collection: str, fields: list[str]) -> list[dict[str, Any]]:
+        """Every row of a collection keyed by ``key`` (the iterator pages on it: hex, digits, colons)."""
+        iterator = self._client.query_iterator(collection, batch_size=1000, filter='key != ""',
                                                output_fields=fields, timeout=self.timeout)
         rows: list[dict[str, Any]] = []
         try:
@@ -636,20 +704,20 @@ class MilvusBackend:
 
     @_guarded
     def documents(self, limit: int = 50, offset: int = 0) -> list[DocumentSummary]:
-        ids = sorted(row["id"] for row in self._all_documents(["id"]))[offset:offset + limit]
+        ids = sorted(row["id"] for row in self._scan(self.names["documents"], ["id"]))[offset:offset + limit]
         if not ids:
             return []
-        fields = ["title", "source", "lang", "chars", "chunks", "media_type", "added_at"]
+        fields = ["id", "title", "source", "lang", "chars", "chunks", "media_type", "added_at"]
         rows = {row["id"]: row for row in self._client.query(
-            self.names["documents"], filter=f"id in [{', '.join(quote(doc_id) for doc_id in ids)}]",
-            output_fields=fields, timeout=self.timeout)}
+            self.names["documents"], filter=one_of("key", map(doc_key, ids)), output_fields=fields,
+            timeout=self.timeout)}
         return [DocumentSummary(doc_id, rows[doc_id]["title"], rows[doc_id]["source"], Lang(rows[doc_id]["lang"]),
                                 int(rows[doc_id]["chars"]), int(rows[doc_id]["chunks"]), rows[doc_id]["media_type"],
                                 rows[doc_id]["added_at"]) for doc_id in ids if doc_id in rows]
 
     @_guarded
     def stats(self) -> dict[str, object]:
-        rows = self._all_documents(["chunks", "chunks_en", "chunks_zh", "chunks_mixed"])
+        rows = self._scan(self.names["documents"], ["chunks", "chunks_en", "chunks_zh", "chunks_mixed"])
         counts = {"documents": len(rows), "chunks": sum(int(row["chunks"]) for row in rows)}
         for lang in ("en", "zh"):
             total = sum(int(row[f"chunks_{lang}"]) for row in rows)

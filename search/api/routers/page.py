@@ -20,9 +20,10 @@ def search_page() -> FileResponse:
 
 
 @router.get("/health", tags=["service"])
-async def health(backend: BackendDep) -> dict[str, object]:
-    """Liveness and index size (the index folder by name only, never its server path); answered on
-    the event loop, so it never queues behind searches for a worker thread."""
+def health(backend: BackendDep) -> dict[str, object]:
+    """Liveness and index size (the index folder by name only, never its server path). A plain ``def``:
+    the backend is read in a thread of the shared pool, never on the event loop, and without a search
+    slot (searches wait for theirs on the event loop), so it never queues behind searches."""
     stats = backend.stats()
     if isinstance(stats.get("index"), str):
         stats["index"] = public_source(stats["index"]) or stats["index"]
