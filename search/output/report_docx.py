@@ -35,14 +35,14 @@ def render_docx(report: Report, cjk_font: str = DEFAULT_CJK_FONT) -> bytes:
     document = new_word_document()
     document.core_properties.title = xml_text(report.title)
     _set_up_styles(document, cjk_font)
-    document.add_heading(xml_text(report.title), level=0)
+    _add_heading(document, report.title, 0, cjk_font)
     for number, section in enumerate(report.sections, start=1):
-        document.add_heading(xml_text(f"{number}. {section.heading}"), level=1)
+        _add_heading(document, f"{number}. {section.heading}", 1, cjk_font)
         if not section.references:
             _add_run(document.add_paragraph(), NO_PASSAGES, cjk_font).italic = True
         for reference in section.references:
             _add_quote(document.add_paragraph(style="Quote"), reference, cjk_font)
-    document.add_heading("References", level=1)
+    _add_heading(document, "References", 1, cjk_font)
     for reference in report.references:
         _add_reference(document.add_paragraph(), reference, cjk_font)
     buffer = io.BytesIO()
@@ -53,6 +53,10 @@ def render_docx(report: Report, cjk_font: str = DEFAULT_CJK_FONT) -> bytes:
 def xml_text(text: str) -> str:
     """``text`` with the characters a Word file cannot hold replaced by U+FFFD."""
     return _NOT_XML.sub("\ufffd", text)
+
+
+def _add_heading(document, text: str, level: int, font: str) -> None:
+    _add_run(document.add_heading(level=level), text, font)
 
 
 def _add_quote(paragraph: Paragraph, reference: Reference, font: str) -> None:
