@@ -7,11 +7,12 @@ is missing; in CI (``$CI`` set) a missing browser is a failure, not a skip.
 
 from __future__ import annotations
 
-import re
-
 import os
+import re
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
 
+import docx
 import httpx
 import pytest
 
@@ -159,6 +160,17 @@ def test_cross_language_search_copy_and_report(page: Page, live_server) -> None:
         assert removed_doc not in markdown, "a removed passage is still in the report"
     assert "chars" in markdown
 
+    # The same report as a Word file: the evidence sentence quoted, its reference listed.
+    with page.expect_download() as download_info:
+        page.click("#download-docx")
+    download = download_info.value
+    assert download.suggested_filename == "report.docx"
+    word = docx.Document(download.path())
+    quotes = [p.text for p in word.paragraphs if p.style.name == "Quote"]
+    assert len(quotes) == 1 and first_line[:60] in quotes[0] and quotes[0].endswith(" [1]")
+    assert any(p.text.startswith("[1] ") and "chars" in p.text for p in word.paragraphs)
+    expect(page.locator("#error")).to_be_empty()
+
 
 def badges(page: Page) -> list[str]:
     """The language badge (``lang``) of every result shown, as the API sent it."""
@@ -292,3 +304,40 @@ def test_a_phrase_no_passage_holds_is_explained_and_chinese_quotes_cost_nothing(
     search(page, "“水贝”珠宝的生产周期比全球平均快多少？")  # Chinese quotation marks: punctuation
     expect(page.locator("#notices")).to_be_hidden()
     assert badges(page) and badges(page)[0].split()[0] == "en"
+
+
+def address(page: Page) -> dict[str, list[str]]:
+    """The page's query string, parsed."""
+    return parse_qs(urlsplit(page.url).query)
+
+
+def test_a_link_restores_its_search_and_back_returns_to_it(page: Page, live_server) -> None:
+    link = live_server.url + "/?" + urlencode({"q": ZH_QUERY, "lang": "en", "collapse": "doc"})
+    with page.expect_response(lambda r: "/search?" in r.url and "lang=en" in r.url and "collapse=doc" in r.url):
+        page.goto(link)
+    wait_rendered(page, 0)
+    expect(page.locator("#q")).to_have_value(ZH_QUERY)
+    expect(page.locator("#lang")).to_have_value("en")
+    expect(page.locator("#collapse")).to_be_checked()
+    expect(page.locator(".result .passage", has_text="30% faster").first).to_be_visible()
+    doc_ids = page.locator(".result").evaluate_all("els => els.map(e => e.dataset.docId)")
+    assert doc_ids and len(doc_ids) == len(set(doc_ids)) and set(badges(page)) <= {"en", "en + mixed"}
+
+    # Each new search is an address of its own and a history entry.
+    search(page, "jewellery exports")
+    assert address(page) == {"q": ["jewellery exports"], "lang": ["en"], "collapse": ["doc"]}
+    before = rendered(page)
+    with page.expect_response(lambda r: "/search?" in r.url and "q=%E6%B0%B4" in r.url):
+        page.go_back()
+    wait_rendered(page, before)
+    assert address(page)["q"] == [ZH_QUERY]
+    expect(page.locator("#q")).to_have_value(ZH_QUERY)
+    expect(page.locator(".result .passage", has_text="30% faster").first).to_be_visible()
+
+    # A reload keeps the search; the bare page has none.
+    with page.expect_response(lambda r: "/search?" in r.url):
+        page.reload()
+    expect(page.locator("#q")).to_have_value(ZH_QUERY)
+    page.goto(live_server.url + "/")
+    expect(page.locator("#q")).to_have_value("")
+    expect(page.locator(".result")).to_have_count(0)
