@@ -25,10 +25,10 @@ SEED_EN = "000_be3e8d9fcddfd8b1"
 READ_ONLY_TOOLS = {"search", "read", "report", "documents"}
 
 
-def run(check, server) -> None:
+def run(check, server, **options) -> None:
     """Run ``check(client)`` in a client session connected to ``server`` (URL, stdio or transport)."""
     async def session() -> None:
-        async with Client(server) as client:
+        async with Client(server, **options) as client:
             await check(client)
     anyio.run(session)
 
@@ -103,7 +103,13 @@ def test_http_server_answers_with_citations_and_keeps_the_api_limits(live_server
             capped = tool_error(await client.call_tool("report", {"questions": ["gold"], "k": 1}))
         assert "the cap is 10 (BISEARCH_MAX_REPORT_CHARS)" in capped
 
+    async def older_client(client: Client) -> None:  # the 2025 initialize handshake of today's assistants
+        assert {tool.name for tool in (await client.list_tools()).tools} == READ_ONLY_TOOLS
+        found = await client.call_tool("search", {"query": "Shuibei lead times", "k": 1})
+        assert found.structured_content["results"][0]["doc_id"] == SEED_EN
+
     run(check, url)
+    run(older_client, url, mode="legacy")
     assert httpx.get(url).status_code == 405
     hostile = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
                          headers={"Origin": "http://attacker.example"})
@@ -157,3 +163,23 @@ def test_add_document_exists_only_with_a_key_and_needs_it(fresh_index_dir, embed
     with LiveServer(app) as server:
         run(without_key, with_key(server.url + "/mcp", None))
         run(keyed, with_key(server.url + "/mcp", "s3cret"))
+
+
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+HOSTILE_MESSAGES = [
+    b"", b"not json", b"[]", b"null", b'{"jsonrpc": "2.0"}', b'{"jsonrpc": "2.0", "id": 1, "method": "nope"}',
+    b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "search", "arguments": "x"}}',
+    b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "search", "arguments": {"query": 1}}}',
+    b'{"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": "bisearch://documents/%ZZ"}}',
+    b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "read", '
+    b'"arguments": {"doc_id": "\\u0000", "start": 0, "end": 1}}}',
+]
+
+
+@pytest.mark.parametrize("protocol", [{}, {"MCP-Protocol-Version": "2025-11-25"}, {"MCP-Protocol-Version": "bogus"}])
+def test_malformed_mcp_messages_get_no_server_error(live_server, protocol):
+    with httpx.Client(base_url=live_server.url, timeout=60) as http:
+        for body in HOSTILE_MESSAGES:
+            for headers in ({**MCP_HEADERS, **protocol}, {"Content-Type": "text/plain", **protocol}):
+                reply = http.post("/mcp", content=body, headers=headers)
+                assert reply.status_code < 500 and "Traceback" not in reply.text, (body, reply.status_code, reply.text)
