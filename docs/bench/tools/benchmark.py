@@ -59,7 +59,7 @@ from search.settings import Settings
 from search.types import Document
 from loadtest import percentiles, run_load
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository (this file: docs/bench/tools/)
 DEFAULT_BENCH = ROOT.parent / "shared" / "bench" / "maintguide"
 DEFAULT_OUT = ROOT / "docs" / "bench" / "bench.json"
 SCALE_KINDS = ("flat", "hnsw", "ivfpq")
