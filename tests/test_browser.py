@@ -247,7 +247,8 @@ def test_api_error_is_shown(page: Page, live_server) -> None:
 def test_highlights_stay_on_their_words_after_rare_characters(page: Page, writable_server) -> None:
     """Highlight spans count code points; characters beyond the BMP must not shift the marks."""
     text = "𠀀𠀁𠀂 The sapphire ledger of 𪚥 rare stones lists sapphire prices by carat."
-    added = httpx.post(writable_server.url + "/documents", json={"id": "rare", "title": "Rare", "text": text})
+    added = httpx.post(writable_server.url + "/documents", json={"id": "rare", "title": "Rare", "text": text},
+                       timeout=120)
     assert added.status_code == 201, added.text
     page.goto(writable_server.url + "/")
     search(page, "sapphire ledger")
@@ -260,7 +261,7 @@ def test_pdf_hits_link_to_their_page_in_the_original(page: Page, writable_server
 
     pdf = make_pdf(["Tourmaline is mined in Minas Gerais.", "Paraiba tourmaline glows neon blue under light."])
     added = httpx.post(writable_server.url + "/documents", data={"id": "tourmaline"},
-                       files={"file": ("tourmaline.pdf", pdf, "application/pdf")})
+                       files={"file": ("tourmaline.pdf", pdf, "application/pdf")}, timeout=120)
     assert added.status_code == 201, added.text
     page.goto(writable_server.url + "/")
     search(page, "neon blue Paraiba tourmaline")
