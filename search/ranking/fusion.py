@@ -79,3 +79,17 @@ def documents_first(ranked: Sequence[int], documents: Mapping[int, str]) -> list
         (later if doc_id in seen else firsts).append(chunk_id)
         seen.add(doc_id)
     return firsts + later
+
+
+def holders_first(ranked: Sequence[int], languages: Mapping[int, str], holders: set[int],
+                  constrained: set[str]) -> list[int]:
+    """Within each ``constrained`` language, the passages holding its phrases take that language's
+    first places (in rank order), the others follow; every other language keeps its places exactly."""
+    reordered = list(ranked)
+    for lang in constrained:
+        places = [index for index, chunk_id in enumerate(ranked) if languages[chunk_id] == lang]
+        ids = [ranked[index] for index in places]
+        ordered = [chunk_id for chunk_id in ids if chunk_id in holders] + [c for c in ids if c not in holders]
+        for index, chunk_id in zip(places, ordered):
+            reordered[index] = chunk_id
+    return reordered

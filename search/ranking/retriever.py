@@ -13,9 +13,10 @@ from search.model.embedder import Embedder
 from search.ranking.evidence import evidence_spans, shared_words_evidence, stored_evidence
 from search.text.sentences import sentence_spans
 from search.ranking.collapse import collapse_by_doc, fold_duplicates
-from search.ranking.fusion import RankingPolicy, documents_first, fuse, interleave, rank
+from search.ranking.fusion import RankingPolicy, documents_first, fuse, holders_first, interleave, rank
 from search.text.language import detect_language, is_mixed, keyword_tokens, normalize
-from search.ranking.query import ParsedQuery, QuerySyntaxError, parse_query, passage_matches, unmatched_phrases
+from search.ranking.query import (ParsedQuery, QuerySyntaxError, holds_phrases, is_excluded, parse_query, script_of,
+                                  unmatched_phrases)
 from search.text.language import fold
 from search.types import Filter, KeywordQuery, Lang, Mode, Origin, Passage
 
@@ -80,8 +81,9 @@ class Retriever:
     def search(self, query: str, k: int = 10, lang: Lang | str | None = None, doc_ids: list[str] | None = None,
                mode: Mode | str = Mode.HYBRID, offset: int = 0, collapse: bool = False,
                evidence: int = 0) -> SearchResult:
-        """Run a query: ``"exact phrases"`` must occur and ``-words`` must not (after keyword
-        normalisation); the rest ranks. Hybrid results without a language filter alternate the
+        """Run a query (read as people write it, see :mod:`search.ranking.query`): among the passages
+        of a phrase's language those holding ``"exact phrases"`` come first, ``-words`` remove the
+        passages of their language holding them; the other language ranks as without the marks. Hybrid results without a language filter alternate the
         best English and Chinese passages; the language of the passage closest in meaning
         leads, so keyword evidence never decides which language wins; every document's best
         passage comes before any document's second one. ``collapse`` keeps the
@@ -111,8 +113,9 @@ class Retriever:
                                           self._phrase_holders(parsed, keywords, pool, where))
         candidates = set(dense) | set(keyword)
         notices: list[str] = []
+        holders: set[int] = set()
         if narrowed:  # the syntax and collapsing read every candidate's text and document
-            passages, notices = self._matching(parsed, self.backend.passages(candidates), where.lang)
+            passages, holders, notices = self._matching(parsed, self.backend.passages(candidates), where.lang)
             origins = {chunk_id: Origin(passage.lang, passage.doc_id) for chunk_id, passage in passages.items()}
         else:  # ranking needs only languages and documents: texts are read for the returned ranks
             passages, origins = {}, self.backend.origins(candidates)
@@ -123,6 +126,8 @@ class Retriever:
         scored = self._scores(dense, keyword, languages, None if mixed_query else query_lang, mode)
         documents = {chunk_id: origin.doc_id for chunk_id, origin in origins.items()}
         ranked = self._ranked(scored, dense, languages, documents, mode, balanced=where.lang is None)
+        if parsed.phrases:
+            ranked = holders_first(ranked, languages, holders, {script_of(phrase) for phrase in parsed.phrases})
         kept = ranked if collapse else ranked[:wanted]  # collapsing counts over every candidate
         passages = passages or self.backend.passages(kept)
         hits = [Hit(0, round(scored[chunk_id], 6), passages[chunk_id], _rounded(dense.get(chunk_id)),
@@ -135,9 +140,8 @@ class Retriever:
         if evidence and query_vector is None:  # sparse mode: the model runs only when asked
             query_vector = self.embedder.encode_query(normalized)
         self._add_evidence(hits, query_vector, tokens, evidence)
-        if parsed.constrained and len(hits) < k and len(origins) < len(candidates):
-            notices.append(f"fewer than {k} hits: the quoted phrases and -exclusions left out "
-                           f"{len(candidates) - len(origins)} passages of their language")
+        if parsed.excluded and len(hits) < k and len(origins) < len(candidates):
+            notices.append(f"fewer than {k} hits: the -exclusions left out {len(candidates) - len(origins)} passages")
         took_ms = round((time.perf_counter() - started) * 1000, 2)
         return SearchResult(query, query_lang, mode, hits, took_ms, tokens, notices)
 
@@ -195,13 +199,15 @@ class Retriever:
 
     @staticmethod
     def _matching(parsed: ParsedQuery, passages: dict[int, Passage],
-                  searched: Lang | None) -> tuple[dict[int, Passage], list[str]]:
-        """The passages the phrases and exclusions of their own language keep, and notices for the
-        phrases that none of their language holds."""
+                  searched: Lang | None) -> tuple[dict[int, Passage], set[int], list[str]]:
+        """The passages no exclusion of their language removes, those of them holding the phrases of
+        their language, and notices for the phrases that none of their language holds."""
         folded = {chunk_id: (fold(passage.text), passage.lang) for chunk_id, passage in passages.items()}
         kept = {chunk_id: passages[chunk_id] for chunk_id, (text, lang) in folded.items()
-                if passage_matches(parsed, text, lang, folded=True)}
-        return kept, unmatched_phrases(parsed, folded.values(), searched) if parsed.phrases else []
+                if not is_excluded(parsed, text, lang, folded=True)}
+        holders = {chunk_id for chunk_id in kept if parsed.phrases_in(folded[chunk_id][1])
+                   and holds_phrases(parsed, *folded[chunk_id], folded=True)}
+        return kept, holders, unmatched_phrases(parsed, folded.values(), searched) if parsed.phrases else []
 
     def _add_evidence(self, hits: list[Hit], query_vector: np.ndarray | None, tokens: list[str],
                       embedded: int) -> None:
