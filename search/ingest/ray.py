@@ -33,6 +33,7 @@ from typing import Iterator
 from urllib.parse import urlsplit
 
 from search.backends import Backend, open_backend
+from search.errors import Unavailable
 from search.ingest.pipeline import (INGEST_BATCH_FILES, IngestOutcome, IngestSummary, _name, chunk_document, embed_chunked,
                            file_refusal, load_one, outcome_status)
 from search.loading import LoadLimits, discover_files
@@ -47,7 +48,7 @@ CONNECT_TIMEOUT_S = 5.0  # a cluster address that does not answer a TCP connecti
 LOCAL_RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
-class RayIngestError(RuntimeError):
+class RayIngestError(Unavailable):
     """The Ray run cannot start or failed (one line, for the CLI)."""
 
 
