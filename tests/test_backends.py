@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fakes import FAKE_MODEL, fake_vector, prepared
+from fakes import FAKE_MODEL, fake_vector, origins_of, passages_of, prepared, sentences_of, vectors_of
 from search.backends.local import LocalBackend
 from search.backends.base import Backend, BackendError, ModelMismatchError, PreparedDocument
 from search.ranking.evidence import stored_evidence
@@ -61,7 +61,7 @@ def keywords(text: str) -> KeywordQuery:
 
 
 def doc_of(backend: Backend, found: list[tuple[int, float]]) -> list[str]:
-    passages = backend.passages([passage_id for passage_id, _ in found])
+    passages = passages_of(backend, [passage_id for passage_id, _ in found])
     return [passages[passage_id].doc_id for passage_id, _ in found]
 
 
@@ -92,19 +92,19 @@ def test_write_search_and_read_back(backend):
     assert backend.model() == FAKE_MODEL
     found = backend.dense_search(fake_vector("黄金价格大幅上涨。"), 3, EVERYTHING)
     assert found[0][1] == pytest.approx(1.0, abs=1e-5) and found[0][1] >= found[-1][1]
-    passage = backend.passages([found[0][0]])[found[0][0]]
+    passage = passages_of(backend, [found[0][0]])[found[0][0]]
     assert (passage.doc_id, passage.chunk_no, passage.text, passage.lang) == ("gold", 1, "黄金价格大幅上涨。", Lang.ZH)
     assert passage.id == found[0][0] and passage.title == "gold" and passage.source == "mem:gold"
     document = backend.document("gold")
     assert document.text[passage.start:passage.end] == passage.text
-    vectors = backend.vectors([found[0][0]])
+    vectors = vectors_of(backend, [found[0][0]])
     assert np.allclose(vectors[found[0][0]], fake_vector("黄金价格大幅上涨。"), atol=1e-6)
     assert backend.document_hash("gold") == document.sha256 and backend.document_hash("nope") is None
-    assert backend.document("nope") is None and backend.passages([123456789]) == {}
+    assert backend.document("nope") is None and passages_of(backend, [123456789]) == {}
     all_ids = [passage_id for passage_id, _ in backend.dense_search(fake_vector("x"), 10, EVERYTHING)]
-    assert backend.origins([*all_ids, 123456789]) == {i: Origin(p.lang, p.doc_id)
-                                                      for i, p in backend.passages(all_ids).items()}
-    assert sorted(origin.lang for origin in backend.origins(all_ids).values()) == [Lang.EN, Lang.EN, Lang.ZH]
+    assert origins_of(backend, [*all_ids, 123456789]) == {i: Origin(p.lang, p.doc_id)
+                                                      for i, p in passages_of(backend, all_ids).items()}
+    assert sorted(origin.lang for origin in origins_of(backend, all_ids).values()) == [Lang.EN, Lang.EN, Lang.ZH]
     assert [summary.id for summary in backend.documents()] == ["gold", "pearl"]
     assert [summary.id for summary in backend.documents(limit=1, offset=1)] == ["pearl"]
     assert backend.documents()[0].chunks == 2
@@ -118,15 +118,15 @@ def test_sentence_vectors_round_trip(backend):
     backend.write([prepared("with", ["One sentence. Another one here.", "Third."], with_sentences=True),
                    prepared("without", ["No vectors kept."])])
     ids = {passage.text: passage_id for passage_id, passage in
-           backend.passages([i for i, _ in backend.dense_search(fake_vector("x"), 10, EVERYTHING)]).items()}
-    stored = backend.sentences(ids.values())
+           passages_of(backend, [i for i, _ in backend.dense_search(fake_vector("x"), 10, EVERYTHING)]).items()}
+    stored = sentences_of(backend, ids.values())
     assert set(stored) == {ids["One sentence. Another one here."], ids["Third."]}  # none kept: left out
     expected = sentence_vectors("One sentence. Another one here.")
     found = stored[ids["One sentence. Another one here."]]
     assert found.spans.tolist() == expected.spans.tolist() == [[0, 13], [14, 31]]
     np.testing.assert_array_equal(found.vectors, expected.vectors)
     assert stored_evidence(found, expected.vectors[1].astype(np.float32), 100) == [[114, 131]]  # document offsets
-    assert backend.delete("with") and backend.sentences(ids.values()) == {}
+    assert backend.delete("with") and sentences_of(backend, ids.values()) == {}
 
 
 def test_replace_by_doc_id_and_delete(backend):
@@ -134,7 +134,7 @@ def test_replace_by_doc_id_and_delete(backend):
     old_ids = {passage_id for passage_id, _ in backend.dense_search(fake_vector("x"), 10, Filter(doc_ids=("a",)))}
     backend.write([prepared("a", ["Jade is green."])])
     assert backend.document("a").text == "Jade is green."
-    assert backend.passages(old_ids) == {} and backend.vectors(old_ids) == {} and backend.origins(old_ids) == {}
+    assert passages_of(backend, old_ids) == {} and vectors_of(backend, old_ids) == {} and origins_of(backend, old_ids) == {}
     assert sorted(top_docs(backend, "x")) == ["a", "b"]
     assert keyword_docs(backend, "黄金") == []
     assert backend.stats()["chunks"] == 2
@@ -185,7 +185,7 @@ def test_exact_text_round_trip(backend):
     assert (stored.pages, stored.page_labels, stored.sections) == ((0, 40), ("i", "ii"), ((0, "Intro"), (40, "第二章")))
     assert backend.document("big").text == big
     passage_id = backend.dense_search(fake_vector("00042 水贝珠宝的生产周期比全球平均快多少？𝄞😀"), 1, EVERYTHING)[0][0]
-    passage = backend.passages([passage_id])[passage_id]
+    passage = passages_of(backend, [passage_id])[passage_id]
     assert big[passage.start:passage.end] == passage.text and (passage.page, passage.section) == (1, "Intro")
     assert passage.page_end is None and passage.page_label is None
 

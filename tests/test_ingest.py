@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import SEEDS, index_settings
+from fakes import passages_of
 from search.backends import ModelMismatchError
 from search.service import open_ingester, open_retriever
 from search.chunking.locate import locate
@@ -24,7 +25,7 @@ def test_round_trip_offsets_and_metadata(seed_retriever):
     assert backend.stats()["documents"] == 2
     for summary in backend.documents():
         document = backend.document(summary.id)
-        passages = backend.passages(backend.store.passage_ids(filter_for(document.id))).values()
+        passages = passages_of(backend, backend.store.passage_ids(filter_for(document.id))).values()
         assert passages, document.id
         for passage in passages:
             assert document.text[passage.start:passage.end] == passage.text

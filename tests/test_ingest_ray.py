@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import index_settings
+from fakes import passages_of, sentences_of, vectors_of
 from search.backends import open_backend
 from search.cli import main
 from search.service import open_ingester
@@ -70,8 +71,8 @@ def snapshot(folder: Path) -> dict[str, tuple]:
         for summary in backend.documents(limit=1000):
             document = backend.document(summary.id)
             ids = backend.store.passage_ids(Filter(doc_ids=(summary.id,)))
-            passages = sorted(backend.passages(ids).items(), key=lambda item: item[1].chunk_no)
-            vectors, sentences = backend.vectors(ids), backend.sentences(ids)
+            passages = sorted(passages_of(backend, ids).items(), key=lambda item: item[1].chunk_no)
+            vectors, sentences = vectors_of(backend, ids), sentences_of(backend, ids)
             found[summary.id] = (
                 (document.text, document.title, document.source, document.sha256),
                 [(p.chunk_no, p.start, p.end, p.text, p.lang, p.mixed, p.title, p.source, p.page, p.section)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from typing import Iterable
 
 import numpy as np
 
-from search.backends.base import Backend
+from search.backends.base import Backend, Fields
+from search.errors import InvalidInput
 from search.model.embedder import Embedder
 from search.ranking.evidence import evidence_spans, shared_words_evidence, stored_evidence
 from search.text.sentences import sentence_spans
@@ -17,7 +19,7 @@ from search.ranking.fusion import RankingPolicy, documents_first, fuse, interlea
 from search.text.language import detect_language, is_mixed, keyword_tokens, normalize
 from search.ranking.query import ParsedQuery, QuerySyntaxError, parse_query, passage_matches, unmatched_phrases
 from search.text.language import fold
-from search.types import Filter, KeywordQuery, Lang, Mode, Origin, Passage
+from search.types import Filter, KeywordQuery, Lang, Mode, Origin, Passage, SentenceVectors
 
 MAX_QUERY_CHARS = 2000
 MIN_CANDIDATES = 100
@@ -25,7 +27,7 @@ MAX_EVIDENCE_HITS = 10  # evidence embeds the sentences of each hit: bounded per
 PRECISION_POOL = 4  # phrases, exclusions and collapsing drop candidates: fetch this many times more
 
 
-class QueryError(ValueError):
+class QueryError(InvalidInput):
     """A query that cannot be run (empty, too long, bad parameters)."""
 
 
@@ -112,21 +114,22 @@ class Retriever:
         candidates = set(dense) | set(keyword)
         notices: list[str] = []
         if narrowed:  # the syntax and collapsing read every candidate's text and document
-            passages, notices = self._matching(parsed, self.backend.passages(candidates), where.lang)
-            origins = {chunk_id: Origin(passage.lang, passage.doc_id) for chunk_id, passage in passages.items()}
+            passages, notices = self._matching(parsed, self._passages(candidates), where.lang)
+            origins = {passage_id: Origin(passage.lang, passage.doc_id) for passage_id, passage in passages.items()}
         else:  # ranking needs only languages and documents: texts are read for the returned ranks
-            passages, origins = {}, self.backend.origins(candidates)
+            passages = {}
+            origins = {passage_id: row.origin for passage_id, row in self.backend.rows(candidates).items()}
         # Passages another process deleted since their vectors were found, or that the syntax rules out, drop.
-        dense, keyword = ({chunk_id: score for chunk_id, score in found.items() if chunk_id in origins}
+        dense, keyword = ({passage_id: score for passage_id, score in found.items() if passage_id in origins}
                           for found in (dense, keyword))
-        languages = {chunk_id: origin.lang for chunk_id, origin in origins.items()}
+        languages = {passage_id: origin.lang for passage_id, origin in origins.items()}
         scored = self._scores(dense, keyword, languages, None if mixed_query else query_lang, mode)
-        documents = {chunk_id: origin.doc_id for chunk_id, origin in origins.items()}
+        documents = {passage_id: origin.doc_id for passage_id, origin in origins.items()}
         ranked = self._ranked(scored, dense, languages, documents, mode, balanced=where.lang is None)
         kept = ranked if collapse else ranked[:wanted]  # collapsing counts over every candidate
-        passages = passages or self.backend.passages(kept)
-        hits = [Hit(0, round(scored[chunk_id], 6), passages[chunk_id], _rounded(dense.get(chunk_id)),
-                    _rounded(keyword.get(chunk_id))) for chunk_id in kept if chunk_id in passages]
+        passages = passages or self._passages(kept)
+        hits = [Hit(0, round(scored[passage_id], 6), passages[passage_id], _rounded(dense.get(passage_id)),
+                    _rounded(keyword.get(passage_id))) for passage_id in kept if passage_id in passages]
         if collapse:
             hits = self._collapsed(hits)
         hits = hits[offset:wanted]
@@ -175,9 +178,9 @@ class Retriever:
             return {}, {**held, **keyword}
         dense = dict(self.backend.dense_search(query_vector, pool, where))
         extra = [*keyword, *held] if mode == Mode.HYBRID else list(held)
-        missing = [chunk_id for chunk_id in dict.fromkeys(extra) if chunk_id not in dense]
-        for chunk_id, vector in self.backend.vectors(missing).items():
-            dense[chunk_id] = float(vector @ query_vector)
+        missing = [passage_id for passage_id in dict.fromkeys(extra) if passage_id not in dense]
+        for passage_id, vector in self._vectors(missing).items():
+            dense[passage_id] = float(vector @ query_vector)
         return dense, keyword
 
     def _phrase_holders(self, parsed: ParsedQuery, keywords: KeywordQuery, pool: int,
@@ -190,7 +193,7 @@ class Retriever:
             if phrases and where.lang in (None, lang):
                 found = self.backend.keyword_search(replace(keywords, phrases=phrases), pool,
                                                     replace(where, lang=lang))
-                held.update((chunk_id, score) for chunk_id, score in found if chunk_id not in held)
+                held.update((passage_id, score) for passage_id, score in found if passage_id not in held)
         return held
 
     @staticmethod
@@ -198,8 +201,8 @@ class Retriever:
                   searched: Lang | None) -> tuple[dict[int, Passage], list[str]]:
         """The passages the phrases and exclusions of their own language keep, and notices for the
         phrases that none of their language holds."""
-        folded = {chunk_id: (fold(passage.text), passage.lang) for chunk_id, passage in passages.items()}
-        kept = {chunk_id: passages[chunk_id] for chunk_id, (text, lang) in folded.items()
+        folded = {passage_id: (fold(passage.text), passage.lang) for passage_id, passage in passages.items()}
+        kept = {passage_id: passages[passage_id] for passage_id, (text, lang) in folded.items()
                 if passage_matches(parsed, text, lang, folded=True)}
         return kept, unmatched_phrases(parsed, folded.values(), searched) if parsed.phrases else []
 
@@ -214,7 +217,7 @@ class Retriever:
         if embedded:
             self._mark_evidence(hits[:embedded], query_vector)
         rest = hits[embedded:]
-        stored = self.backend.sentences(hit.passage.id for hit in rest) if query_vector is not None else {}
+        stored = self._sentences(hit.passage.id for hit in rest) if query_vector is not None else {}
         for hit in rest:
             if hit.passage.id in stored:
                 hit.evidence = stored_evidence(stored[hit.passage.id], query_vector, hit.passage.start)
@@ -237,7 +240,7 @@ class Retriever:
         best = [hit for hit, _ in kept]
         for hit, more in kept:
             hit.more_in_doc = more
-        vectors = self.backend.vectors(hit.passage.id for hit in best)
+        vectors = self._vectors(hit.passage.id for hit in best)
         if not best or len(vectors) != len(best):  # nothing to compare (no hits, or vectors gone meanwhile)
             return best
         folded = fold_duplicates([hit.passage.doc_id for hit in best], [hit.passage.text for hit in best],
@@ -245,6 +248,17 @@ class Retriever:
         for group in folded:
             best[group.index].also_in = group.also_in
         return [best[group.index] for group in folded]
+
+    def _passages(self, ids: Iterable[int]) -> dict[int, Passage]:
+        return {passage_id: row.passage for passage_id, row in self.backend.rows(ids, Fields.PASSAGE).items()}
+
+    def _vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
+        return {passage_id: row.vector for passage_id, row in self.backend.rows(ids, Fields.VECTOR).items()}
+
+    def _sentences(self, ids: Iterable[int]) -> dict[int, SentenceVectors]:
+        """Stored sentence vectors by passage id (passages stored without them left out)."""
+        return {passage_id: row.sentences for passage_id, row in self.backend.rows(ids, Fields.SENTENCES).items()
+                if row.sentences is not None}
 
     def _scores(self, dense: dict[int, float], keyword: dict[int, float], languages: dict[int, Lang],
                 bonus_lang: Lang | None, mode: Mode) -> dict[int, float]:
