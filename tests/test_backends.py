@@ -11,17 +11,20 @@ import re
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fakes import FAKE_MODEL, fake_vector, origins_of, passages_of, prepared, sentences_of, vectors_of
+from fakes import FAKE_MODEL, FakeEmbedder, fake_vector, origins_of, passages_of, prepared, sentences_of, vectors_of
+from search.backends.base import Backend, BackendError, DocumentRefused, Fields, ModelMismatchError, PreparedDocument
+from search.backends.codec import MAX_ID_CHARS, holds_phrases
 from search.backends.local import LocalBackend
-from search.backends.base import Backend, BackendError, ModelMismatchError, PreparedDocument
 from search.ranking.evidence import stored_evidence
-from search.text.language import detect_language, is_mixed, keyword_tokens, normalize
-from search.types import Document, Filter, KeywordQuery, Lang, ModelInfo, Origin, Passage
+from search.ranking.retriever import Retriever
+from search.text.language import detect_language, fold, is_mixed, keyword_tokens, normalize
+from search.types import Document, Filter, KeywordQuery, Lang, Mode, ModelInfo, Origin, Passage
 
 BACKENDS = ["local", "milvus"]
 EVERYTHING = Filter()
@@ -127,6 +130,50 @@ def test_sentence_vectors_round_trip(backend):
     np.testing.assert_array_equal(found.vectors, expected.vectors)
     assert stored_evidence(found, expected.vectors[1].astype(np.float32), 100) == [[114, 131]]  # document offsets
     assert backend.delete("with") and sentences_of(backend, ids.values()) == {}
+
+
+def test_rows_read_the_fields_asked_for(backend):
+    backend.write([prepared("with", ["One sentence. Another one here.", "Third."], with_sentences=True),
+                   prepared("without", ["No vectors kept."])])
+    ids = [passage_id for passage_id, _ in backend.dense_search(fake_vector("x"), 10, EVERYTHING)]
+    origins = backend.rows(ids)
+    assert len(origins) == 3 and all(row.passage is row.vector is row.sentences is None for row in origins.values())
+    full = backend.rows([*ids, 123456789], Fields.PASSAGE | Fields.VECTOR | Fields.SENTENCES)
+    assert set(full) == set(ids) and backend.rows([]) == {}
+    for passage_id, row in full.items():
+        assert row.passage.id == passage_id and row.origin == Origin(row.passage.lang, row.passage.doc_id)
+        assert row.origin == origins[passage_id].origin
+        np.testing.assert_allclose(row.vector, fake_vector(row.passage.text), atol=1e-6)
+        assert (row.sentences is not None) == (row.passage.doc_id == "with")
+    vectors_only = backend.rows(ids, Fields.VECTOR)
+    assert all(row.passage is None and row.vector is not None for row in vectors_only.values())
+
+
+def test_count_is_the_number_of_documents(backend):
+    assert backend.count() == 0
+    backend.write([prepared("a", ["Gold prices rose."]), prepared("b", ["Pearls are white."])])
+    backend.write([prepared("a", ["Jade is green."])])
+    assert backend.count() == 2 == backend.stats()["documents"]
+    assert backend.delete("a") and backend.count() == 1
+
+
+def test_the_write_rules_are_the_same_on_both_backends(kind, tmp_path):
+    """A model first, ids a filter can name, one vector of the model's size per passage; a refused
+    batch writes nothing."""
+    backend = make_backend(kind, tmp_path, model_info=None)
+    try:
+        with pytest.raises(DocumentRefused, match="record the model"):
+            backend.write([prepared("a", ["Gold."])])
+        backend.record_model(FAKE_MODEL)
+        good = prepared("a", ["Gold."])
+        for bad, message in ((prepared("line\nbreak", ["Gold."]), "line break"),
+                             (prepared("x" * (MAX_ID_CHARS + 1), ["Gold."]), f"1 to {MAX_ID_CHARS} characters"),
+                             (replace(good, vectors=good.vectors[:, :8]), r"shape \(1, 8\), expected \(1, 16\)")):
+            with pytest.raises(DocumentRefused, match=message):
+                backend.write([prepared("fine", ["Fine."]), bad])
+        assert backend.count() == 0 and backend.document("fine") is None
+    finally:
+        backend.close()
 
 
 def test_replace_by_doc_id_and_delete(backend):
@@ -305,6 +352,53 @@ def test_milvus_failed_clean_up_stays_invisible(tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         backend.close()
+
+
+# -- quoted phrases narrow a keyword search, on both backends alike ----------------------------------
+PHRASE_CORPUS = {"gp1": "The gold price rose sharply in May.", "gp2": "Gold, price and silver.",
+                 "gp3": "The price of gold fell.", "gp4": "Gold prices rose.",
+                 "zh1": "珠宝设计师在深圳工作。", "zh2": "珠宝的设计很好。", "zh3": "珠寶設計展覽在深圳。"}
+PHRASE_QUERIES = [  # (question, phrase, passages holding it among those sharing a word with the question)
+    ("gold price", "gold price", {"gp1", "gp2"}),  # the words side by side (punctuation between is no word)
+    ("珠宝设计", "珠宝设计", {"zh1", "zh3"}),  # a substring of the folded text (traditional script too)
+    ("珠宝", "珠宝", {"zh1", "zh2", "zh3"}),  # two characters: no narrowing, every passage with the word
+]
+
+
+def test_quoted_phrases_narrow_the_same_on_both_backends(tmp_path):
+    """Both backends keep exactly the passages ``codec.holds_phrases`` says hold the phrase (the local
+    one from its FTS5 and trigram indexes, Milvus from its hits' text), so the retriever, which
+    checks each phrase itself, returns the same passages on both."""
+    found: dict[str, list] = {}
+    for kind in BACKENDS:
+        backend = make_backend(kind, tmp_path / kind)
+        try:
+            backend.write([prepared(doc_id, [text]) for doc_id, text in PHRASE_CORPUS.items()])
+            narrowed = [set(doc_of(backend, backend.keyword_search(replace(keywords(question), phrases=(fold(phrase),)),
+                                                                   10, EVERYTHING)))
+                        for question, phrase, _ in PHRASE_QUERIES]
+            retriever = Retriever(backend, FakeEmbedder())
+            hits = [{hit.passage.doc_id for hit in retriever.search(question, mode=mode).hits}
+                    for question in ('"gold price" rose', '"珠宝设计" 深圳') for mode in (Mode.SPARSE, Mode.HYBRID)]
+            found[kind] = [narrowed, hits]
+        finally:
+            backend.close()
+    expected = [holders for *_, holders in PHRASE_QUERIES]
+    assert expected == [{doc_id for doc_id, text in PHRASE_CORPUS.items() if holds_phrases(text, (fold(phrase),))
+                         and set(keyword_tokens(text)) & set(keyword_tokens(question))}
+                        for question, phrase, _ in PHRASE_QUERIES]
+    english, chinese = {"gp1", "gp2", "gp3", "gp4"}, {"zh1", "zh2", "zh3"}  # a phrase holds back its own language only
+    assert found == {kind: [expected, [{"gp1"}, {"gp1"} | chinese, {"zh1", "zh3"}, english | {"zh1", "zh3"}]]
+                     for kind in BACKENDS}
+
+
+def test_a_phrase_holder_is_found_below_many_passages_with_its_words_apart(backend):
+    """Milvus reads more hits until ``k`` hold the phrase (the local backend asks its index for them)."""
+    backend.write([prepared(f"apart{n:02d}", [f"Gold and price, gold then price, item {n}."]) for n in range(40)]
+                  + [prepared("holder", ["The long annual report of the jewellery trade names the gold price once."])])
+    query = replace(keywords("gold price"), phrases=("gold price",))
+    assert keyword_docs(backend, "gold price", k=1) != ["holder"]  # without the phrase it ranks low
+    assert doc_of(backend, backend.keyword_search(query, 1, EVERYTHING)) == ["holder"]
 
 
 # -- hostile document ids (issue 27.1, 27.2) ------------------------------------------------------

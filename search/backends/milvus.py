@@ -84,6 +84,7 @@ import numpy as np
 from search.backends.base import BackendError, DocumentRefused, Fields, ModelMismatchError, PreparedDocument, Row
 from search.backends.codec import (MAX_ID_CHARS, check_model, check_write, holds_phrases, layout, passage_counts,
                                    stats_counts, stored_document, stored_passage)
+from search.errors import BisearchError
 from search.text.language import normalize
 from search.types import Document, DocumentSummary, Filter, KeywordQuery, Lang, ModelInfo, Origin, Scored, SentenceVectors
 
@@ -223,13 +224,13 @@ def _one_line(error: BaseException) -> str:
 
 
 def _guarded(method: Callable[..., T]) -> Callable[..., T]:
-    """Turns any failure of the Milvus client into one-line :class:`BackendError` naming the URI."""
+    """Turns any failure of the Milvus client into a one-line :class:`BackendError` naming the URI."""
 
     @wraps(method)
     def wrapper(self: "MilvusBackend", *args: Any, **kwargs: Any) -> T:
         try:
             return method(self, *args, **kwargs)
-        except BackendError:
+        except BisearchError:  # already one line, of its kind (a refused write, a mismatch)
             raise
         except Exception as error:  # pymilvus raises MilvusException, grpc errors, ValueError, ...
             raise BackendError(f"Milvus at {self.uri}: {method.__name__} failed: {_one_line(error)}") from error
