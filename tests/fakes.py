@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable
 
 import numpy as np
 
-from search.backends.base import Backend, Fields, PreparedDocument
+from search.backends.base import PreparedDocument
 from search.text.language import detect_language, is_mixed, keyword_tokens
 from search.text.sentences import sentence_spans
-from search.types import Document, ModelInfo, Origin, Passage, SentenceVectors
+from search.types import Document, ModelInfo, Passage, SentenceVectors
 
 DIMENSION = 16
 FAKE_MODEL = ModelInfo("fake/hash-embedder", DIMENSION, "query: ", "passage: ")
@@ -60,21 +59,3 @@ class FakeEmbedder:
     def encode_documents(self, texts: list[str]) -> np.ndarray:
         return np.stack([fake_vector(text) for text in texts])
 
-
-# -- reads by id, as the retriever makes them (Backend.rows with one field) --------------------------
-def passages_of(backend: Backend, ids: Iterable[int]) -> dict[int, Passage]:
-    return {passage_id: row.passage for passage_id, row in backend.rows(ids, Fields.PASSAGE).items()}
-
-
-def origins_of(backend: Backend, ids: Iterable[int]) -> dict[int, Origin]:
-    return {passage_id: row.origin for passage_id, row in backend.rows(ids).items()}
-
-
-def vectors_of(backend: Backend, ids: Iterable[int]) -> dict[int, np.ndarray]:
-    return {passage_id: row.vector for passage_id, row in backend.rows(ids, Fields.VECTOR).items()}
-
-
-def sentences_of(backend: Backend, ids: Iterable[int]) -> dict[int, SentenceVectors]:
-    """Stored sentence vectors by passage id (passages stored without them left out)."""
-    return {passage_id: row.sentences for passage_id, row in backend.rows(ids, Fields.SENTENCES).items()
-            if row.sentences is not None}

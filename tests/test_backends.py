@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fakes import FAKE_MODEL, FakeEmbedder, fake_vector, origins_of, passages_of, prepared, sentences_of, vectors_of
-from search.backends.base import Backend, BackendError, DocumentRefused, Fields, ModelMismatchError, PreparedDocument
+from fakes import FAKE_MODEL, FakeEmbedder, fake_vector, prepared
+from search.backends.base import (Backend, BackendError, DocumentRefused, Fields, ModelMismatchError, PreparedDocument,
+                                  origins_of, passages_of, sentences_of, vectors_of)
 from search.backends.codec import MAX_ID_CHARS, holds_phrases
 from search.backends.local import LocalBackend
 from search.ranking.evidence import stored_evidence

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import SEEDS, index_settings
-from fakes import passages_of
 from search.backends import ModelMismatchError
+from search.backends.base import passages_of
 from search.service import open_ingester, open_retriever
 from search.chunking.locate import locate
 from search.loading import make_document

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import index_settings
-from fakes import passages_of, sentences_of, vectors_of
 from search.backends import open_backend
+from search.backends.base import passages_of, sentences_of, vectors_of
 from search.cli import main
 from search.errors import ANSWERS, InvalidInput, Unavailable
 from search.service import open_ingester

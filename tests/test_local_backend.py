@@ -8,8 +8,9 @@ import threading
 
 import pytest
 
-from fakes import FAKE_MODEL, FakeEmbedder, fake_vector, passages_of, prepared, sentences_of
+from fakes import FAKE_MODEL, FakeEmbedder, fake_vector, prepared
 from search.backends import BackendError
+from search.backends.base import passages_of, sentences_of
 from search.backends.local import LocalBackend
 from search.backends.local.store import Store
 from search.backends.local.vectors import SNAPSHOT_PREFIX, latest_snapshot

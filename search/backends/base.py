@@ -119,3 +119,22 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release files and connections."""
+
+
+# -- one field of rows(), by id: shorthands for callers ---------------------------------------------
+def passages_of(backend: Backend, ids: Iterable[int]) -> dict[int, Passage]:
+    return {passage_id: row.passage for passage_id, row in backend.rows(ids, Fields.PASSAGE).items()}
+
+
+def origins_of(backend: Backend, ids: Iterable[int]) -> dict[int, Origin]:
+    return {passage_id: row.origin for passage_id, row in backend.rows(ids).items()}
+
+
+def vectors_of(backend: Backend, ids: Iterable[int]) -> dict[int, np.ndarray]:
+    return {passage_id: row.vector for passage_id, row in backend.rows(ids, Fields.VECTOR).items()}
+
+
+def sentences_of(backend: Backend, ids: Iterable[int]) -> dict[int, SentenceVectors]:
+    """Stored sentence vectors by passage id (passages stored without them left out)."""
+    return {passage_id: row.sentences for passage_id, row in backend.rows(ids, Fields.SENTENCES).items()
+            if row.sentences is not None}

@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Iterable
 
 import numpy as np
 
-from search.backends.base import Backend, Fields
+from search.backends.base import Backend, origins_of, passages_of, sentences_of, vectors_of
 from search.errors import InvalidInput
 from search.model.embedder import Embedder
 from search.ranking.evidence import evidence_spans, shared_words_evidence, stored_evidence
@@ -19,7 +18,7 @@ from search.ranking.fusion import RankingPolicy, documents_first, fuse, interlea
 from search.text.language import detect_language, is_mixed, keyword_tokens, normalize
 from search.ranking.query import ParsedQuery, QuerySyntaxError, parse_query, passage_matches, unmatched_phrases
 from search.text.language import fold
-from search.types import Filter, KeywordQuery, Lang, Mode, Origin, Passage, SentenceVectors
+from search.types import Filter, KeywordQuery, Lang, Mode, Origin, Passage
 
 MAX_QUERY_CHARS = 2000
 MIN_CANDIDATES = 100
@@ -114,11 +113,10 @@ class Retriever:
         candidates = set(dense) | set(keyword)
         notices: list[str] = []
         if narrowed:  # the syntax and collapsing read every candidate's text and document
-            passages, notices = self._matching(parsed, self._passages(candidates), where.lang)
+            passages, notices = self._matching(parsed, passages_of(self.backend, candidates), where.lang)
             origins = {passage_id: Origin(passage.lang, passage.doc_id) for passage_id, passage in passages.items()}
         else:  # ranking needs only languages and documents: texts are read for the returned ranks
-            passages = {}
-            origins = {passage_id: row.origin for passage_id, row in self.backend.rows(candidates).items()}
+            passages, origins = {}, origins_of(self.backend, candidates)
         # Passages another process deleted since their vectors were found, or that the syntax rules out, drop.
         dense, keyword = ({passage_id: score for passage_id, score in found.items() if passage_id in origins}
                           for found in (dense, keyword))
@@ -127,7 +125,7 @@ class Retriever:
         documents = {passage_id: origin.doc_id for passage_id, origin in origins.items()}
         ranked = self._ranked(scored, dense, languages, documents, mode, balanced=where.lang is None)
         kept = ranked if collapse else ranked[:wanted]  # collapsing counts over every candidate
-        passages = passages or self._passages(kept)
+        passages = passages or passages_of(self.backend, kept)
         hits = [Hit(0, round(scored[passage_id], 6), passages[passage_id], _rounded(dense.get(passage_id)),
                     _rounded(keyword.get(passage_id))) for passage_id in kept if passage_id in passages]
         if collapse:
@@ -179,7 +177,7 @@ class Retriever:
         dense = dict(self.backend.dense_search(query_vector, pool, where))
         extra = [*keyword, *held] if mode == Mode.HYBRID else list(held)
         missing = [passage_id for passage_id in dict.fromkeys(extra) if passage_id not in dense]
-        for passage_id, vector in self._vectors(missing).items():
+        for passage_id, vector in vectors_of(self.backend, missing).items():
             dense[passage_id] = float(vector @ query_vector)
         return dense, keyword
 
@@ -217,7 +215,7 @@ class Retriever:
         if embedded:
             self._mark_evidence(hits[:embedded], query_vector)
         rest = hits[embedded:]
-        stored = self._sentences(hit.passage.id for hit in rest) if query_vector is not None else {}
+        stored = sentences_of(self.backend, (hit.passage.id for hit in rest)) if query_vector is not None else {}
         for hit in rest:
             if hit.passage.id in stored:
                 hit.evidence = stored_evidence(stored[hit.passage.id], query_vector, hit.passage.start)
@@ -240,7 +238,7 @@ class Retriever:
         best = [hit for hit, _ in kept]
         for hit, more in kept:
             hit.more_in_doc = more
-        vectors = self._vectors(hit.passage.id for hit in best)
+        vectors = vectors_of(self.backend, (hit.passage.id for hit in best))
         if not best or len(vectors) != len(best):  # nothing to compare (no hits, or vectors gone meanwhile)
             return best
         folded = fold_duplicates([hit.passage.doc_id for hit in best], [hit.passage.text for hit in best],
@@ -248,17 +246,6 @@ class Retriever:
         for group in folded:
             best[group.index].also_in = group.also_in
         return [best[group.index] for group in folded]
-
-    def _passages(self, ids: Iterable[int]) -> dict[int, Passage]:
-        return {passage_id: row.passage for passage_id, row in self.backend.rows(ids, Fields.PASSAGE).items()}
-
-    def _vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
-        return {passage_id: row.vector for passage_id, row in self.backend.rows(ids, Fields.VECTOR).items()}
-
-    def _sentences(self, ids: Iterable[int]) -> dict[int, SentenceVectors]:
-        """Stored sentence vectors by passage id (passages stored without them left out)."""
-        return {passage_id: row.sentences for passage_id, row in self.backend.rows(ids, Fields.SENTENCES).items()
-                if row.sentences is not None}
 
     def _scores(self, dense: dict[int, float], keyword: dict[int, float], languages: dict[int, Lang],
                 bonus_lang: Lang | None, mode: Mode) -> dict[int, float]:

@@ -52,8 +52,10 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_chars USING fts5(text, tokenize = 'trigram', detail = 'none');
 """
-#: ``chunks_chars`` holds the folded text of every passage with Chinese characters: a trigram index
-#: that finds a quoted Chinese phrase of three characters or more as a substring, wherever jieba cut.
+# ``chunks_chars`` holds the folded text of every passage with Chinese characters: a trigram index
+# that finds a quoted Chinese phrase of three characters or more as a substring, wherever jieba cut
+# (which phrases narrow, and how: search.backends.codec.holds_phrases).
+
 #: The columns :meth:`Store.rows` reads: always the origin, then those of each field asked for.
 ORIGIN_COLUMNS = ("c.id", "c.lang", "c.doc_id")
 FIELD_COLUMNS = {
