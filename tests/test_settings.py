@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from search.cli import build_parser, settings_of
+from search.errors import ANSWERS, InvalidInput
 from search.settings import Settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -28,5 +29,5 @@ def test_bad_environment_values_are_one_line_errors(monkeypatch, capsys):
     from search.cli import main
 
     monkeypatch.setenv("BISEARCH_SEARCH_THREADS", "many")
-    assert main(["stats", "--index", "/nonexistent"]) == 1
+    assert main(["stats", "--index", "/nonexistent"]) == ANSWERS[InvalidInput].exit_code
     assert "BISEARCH_SEARCH_THREADS" in capsys.readouterr().err
