@@ -17,12 +17,11 @@ from search.api.jobs import Jobs
 from search.api.routers import documents, ingest, jobs, page, reports
 from search.api.routers import search as search_router
 from search.api.jobs import check_cancelled
-from search.backends import BackendError, ModelMismatchError
 from search.chunking import Chunker
+from search.errors import BisearchError, answer_for
 from search.ingest.pipeline import Ingester
-from search.loading import DocumentError, LoadLimits
-from search.output.report import ReportError, StaleQuoteError
-from search.ranking.retriever import QueryError, Retriever
+from search.loading import LoadLimits
+from search.ranking.retriever import Retriever
 from search.settings import Settings
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -176,18 +175,14 @@ async def validation_error(request: Request, problem: RequestValidationError) ->
     return SafeJSONResponse(status_code=422, content={"detail": detail})
 
 
-def _status_handler(status: int):
-    async def respond(request: Request, problem: Exception) -> JSONResponse:
-        return error(status, str(problem))
-    return respond
+async def family_error(request: Request, problem: BisearchError) -> JSONResponse:
+    """Every error of the family, answered with its kind's status (:data:`search.errors.ANSWERS`)."""
+    return error(answer_for(problem).status, str(problem))
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
-    for kind, status in ((QueryError, 422), (DocumentError, 422), (StaleQuoteError, 409), (ReportError, 422),
-                         (ModelMismatchError, 409),
-                         (BackendError, 503)):
-        app.add_exception_handler(kind, _status_handler(status))
+    app.add_exception_handler(BisearchError, family_error)
 
 
 # -- the app ------------------------------------------------------------------------------

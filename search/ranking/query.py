@@ -31,11 +31,12 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
+from search.errors import InvalidInput
 from search.text.language import HAN_RE, comparable, fold
 from search.types import Lang
 
 
-class QuerySyntaxError(ValueError):
+class QuerySyntaxError(InvalidInput):
     """A malformed query; the retriever raises it as its QueryError (422 / CLI error)."""
 
 

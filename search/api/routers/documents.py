@@ -36,7 +36,7 @@ def documents_page(backend: BackendDep, settings: SettingsDep, limit: int = Quer
                    offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> dict[str, object]:
     """Documents in id order, paged."""
     root = ingest_root(settings)
-    return {"total": backend.stats()["documents"], "limit": limit, "offset": offset,
+    return {"total": backend.count(), "limit": limit, "offset": offset,
             "documents": [{**vars(summary), "lang": summary.lang.value, "source": public_source(summary.source, root)}
                           for summary in backend.documents(limit, offset)]}
 
