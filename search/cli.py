@@ -11,13 +11,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from search.backends import BackendError, index_exists, open_backend
+from search.backends import index_exists, open_backend
+from search.errors import ANSWERS, BisearchError, InvalidInput, NotFound, answer_for
 from search.output.report import DEFAULT_TITLE
 from search.settings import MATRYOSHKA_DIMS, Settings
 from search.types import Lang, Mode
 
-class CliError(Exception):
-    """A user-facing error: printed without a traceback, exit status 1."""
+class CliError(InvalidInput):
+    """A command line that cannot run as given (printed on one line, exit status 2)."""
 
 
 def _add_index_options(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +46,7 @@ def settings_of(args: argparse.Namespace) -> Settings:
 def _require_index(settings: Settings) -> None:
     """Read commands refuse a folder without an index instead of creating an empty one."""
     if not index_exists(settings):
-        raise CliError(f"no index at {settings.index}: run `bisearch ingest PATH --index {settings.index}` first")
+        raise NotFound(f"no index at {settings.index}: run `bisearch ingest PATH --index {settings.index}` first")
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -69,7 +70,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def _ingest_on_ray(args: argparse.Namespace):
     """``ingest --ray [ADDRESS]``: the same ingest on a Ray cluster (search/ingest/ray.py; the ray extra)."""
-    from search.ingest.ray import RayIngestError, RayOptions, ingest_on_ray
+    from search.ingest.ray import RayOptions, ingest_on_ray
 
     address = args.ray or None
     if address and os.path.exists(address):
@@ -77,10 +78,7 @@ def _ingest_on_ray(args: argparse.Namespace):
                        f"first (`ingest PATH... --ray`) or write `--ray local`")
     options = RayOptions(address=address, gpus_per_actor=args.ray_gpus_per_actor, actors=args.ray_actors,
                          cpus_per_actor=args.ray_cpus_per_actor)
-    try:
-        return ingest_on_ray(settings_of(args), args.paths, options, progress=not args.quiet, verbose=args.verbose)
-    except RayIngestError as error:
-        raise CliError(str(error)) from None
+    return ingest_on_ray(settings_of(args), args.paths, options, progress=not args.quiet, verbose=args.verbose)
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -123,7 +121,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     for doc_id in missing:
         print(f"no such document: {doc_id}", file=sys.stderr)
     print(f"deleted {len(args.doc_ids) - len(missing)} document(s)")
-    return 1 if missing else 0
+    return ANSWERS[NotFound].exit_code if missing else 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -244,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    ingest = commands.add_parser("ingest", help="add .txt/.md/.html files or folders to the index")
+    ingest = commands.add_parser("ingest", help="add files (.txt .md .markdown .html .htm .pdf .docx) "
+                                                "or folders of them to the index")
     ingest.add_argument("paths", nargs="+", type=Path)
     ingest.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ingest.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
@@ -333,21 +332,31 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     from pydantic import ValidationError
 
-    from search.backends.local.vectors import VectorIndexError
-    from search.model.download import ModelError
-    from search.ranking.retriever import QueryError
-
     try:
         return args.handler(args)
     except ValidationError as error:  # a BISEARCH_* setting with a bad value
         print(f"bisearch: error: bad setting: {_first_error(error)}", file=sys.stderr)
-        return 1
-    except (CliError, BackendError, ModelError, QueryError, VectorIndexError, OSError, ValueError) as error:
+        return ANSWERS[InvalidInput].exit_code
+    except BisearchError as error:  # exit status: search.errors.ANSWERS
         print(f"bisearch: error: {error}", file=sys.stderr)
-        return 1
+        return answer_for(error).exit_code
+    except OSError as error:
+        kind = _path_error_kind(error)
+        if kind is None:  # not about a path the command was given: a fault to see in full
+            raise
+        print(f"bisearch: error: {error.filename}: {error.strerror or type(error).__name__}", file=sys.stderr)
+        return ANSWERS[kind].exit_code
     except KeyboardInterrupt:
         print("bisearch: interrupted", file=sys.stderr)
         return 130
+
+
+def _path_error_kind(error: OSError) -> type[BisearchError] | None:
+    """The kind of an OSError about a file or folder (a missing or unreadable path the user gave),
+    or None for any other OSError."""
+    if error.filename is None:
+        return None
+    return NotFound if isinstance(error, (FileNotFoundError, NotADirectoryError)) else InvalidInput
 
 
 def _first_error(error) -> str:

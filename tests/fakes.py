@@ -7,10 +7,9 @@ import hashlib
 import numpy as np
 
 from search.backends.base import PreparedDocument
-from search.text.sentences import sentence_spans
-from search.types import SentenceVectors
 from search.text.language import detect_language, is_mixed, keyword_tokens
-from search.types import Document, ModelInfo, Passage
+from search.text.sentences import sentence_spans
+from search.types import Document, ModelInfo, Passage, SentenceVectors
 
 DIMENSION = 16
 FAKE_MODEL = ModelInfo("fake/hash-embedder", DIMENSION, "query: ", "passage: ")
@@ -59,3 +58,4 @@ class FakeEmbedder:
 
     def encode_documents(self, texts: list[str]) -> np.ndarray:
         return np.stack([fake_vector(text) for text in texts])
+

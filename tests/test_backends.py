@@ -11,17 +11,21 @@ import re
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fakes import FAKE_MODEL, fake_vector, prepared
+from fakes import FAKE_MODEL, FakeEmbedder, fake_vector, prepared
+from search.backends.base import (Backend, BackendError, DocumentRefused, Fields, ModelMismatchError, PreparedDocument,
+                                  origins_of, passages_of, sentences_of, vectors_of)
+from search.backends.codec import MAX_ID_CHARS, holds_phrases
 from search.backends.local import LocalBackend
-from search.backends.base import Backend, BackendError, ModelMismatchError, PreparedDocument
 from search.ranking.evidence import stored_evidence
-from search.text.language import detect_language, is_mixed, keyword_tokens, normalize
-from search.types import Document, Filter, KeywordQuery, Lang, ModelInfo, Origin, Passage
+from search.ranking.retriever import Retriever
+from search.text.language import detect_language, fold, is_mixed, keyword_tokens, normalize
+from search.types import Document, Filter, KeywordQuery, Lang, Mode, ModelInfo, Origin, Passage
 
 BACKENDS = ["local", "milvus"]
 EVERYTHING = Filter()
@@ -61,7 +65,7 @@ def keywords(text: str) -> KeywordQuery:
 
 
 def doc_of(backend: Backend, found: list[tuple[int, float]]) -> list[str]:
-    passages = backend.passages([passage_id for passage_id, _ in found])
+    passages = passages_of(backend, [passage_id for passage_id, _ in found])
     return [passages[passage_id].doc_id for passage_id, _ in found]
 
 
@@ -92,19 +96,19 @@ def test_write_search_and_read_back(backend):
     assert backend.model() == FAKE_MODEL
     found = backend.dense_search(fake_vector("黄金价格大幅上涨。"), 3, EVERYTHING)
     assert found[0][1] == pytest.approx(1.0, abs=1e-5) and found[0][1] >= found[-1][1]
-    passage = backend.passages([found[0][0]])[found[0][0]]
+    passage = passages_of(backend, [found[0][0]])[found[0][0]]
     assert (passage.doc_id, passage.chunk_no, passage.text, passage.lang) == ("gold", 1, "黄金价格大幅上涨。", Lang.ZH)
     assert passage.id == found[0][0] and passage.title == "gold" and passage.source == "mem:gold"
     document = backend.document("gold")
     assert document.text[passage.start:passage.end] == passage.text
-    vectors = backend.vectors([found[0][0]])
+    vectors = vectors_of(backend, [found[0][0]])
     assert np.allclose(vectors[found[0][0]], fake_vector("黄金价格大幅上涨。"), atol=1e-6)
     assert backend.document_hash("gold") == document.sha256 and backend.document_hash("nope") is None
-    assert backend.document("nope") is None and backend.passages([123456789]) == {}
+    assert backend.document("nope") is None and passages_of(backend, [123456789]) == {}
     all_ids = [passage_id for passage_id, _ in backend.dense_search(fake_vector("x"), 10, EVERYTHING)]
-    assert backend.origins([*all_ids, 123456789]) == {i: Origin(p.lang, p.doc_id)
-                                                      for i, p in backend.passages(all_ids).items()}
-    assert sorted(origin.lang for origin in backend.origins(all_ids).values()) == [Lang.EN, Lang.EN, Lang.ZH]
+    assert origins_of(backend, [*all_ids, 123456789]) == {i: Origin(p.lang, p.doc_id)
+                                                      for i, p in passages_of(backend, all_ids).items()}
+    assert sorted(origin.lang for origin in origins_of(backend, all_ids).values()) == [Lang.EN, Lang.EN, Lang.ZH]
     assert [summary.id for summary in backend.documents()] == ["gold", "pearl"]
     assert [summary.id for summary in backend.documents(limit=1, offset=1)] == ["pearl"]
     assert backend.documents()[0].chunks == 2
@@ -118,15 +122,59 @@ def test_sentence_vectors_round_trip(backend):
     backend.write([prepared("with", ["One sentence. Another one here.", "Third."], with_sentences=True),
                    prepared("without", ["No vectors kept."])])
     ids = {passage.text: passage_id for passage_id, passage in
-           backend.passages([i for i, _ in backend.dense_search(fake_vector("x"), 10, EVERYTHING)]).items()}
-    stored = backend.sentences(ids.values())
+           passages_of(backend, [i for i, _ in backend.dense_search(fake_vector("x"), 10, EVERYTHING)]).items()}
+    stored = sentences_of(backend, ids.values())
     assert set(stored) == {ids["One sentence. Another one here."], ids["Third."]}  # none kept: left out
     expected = sentence_vectors("One sentence. Another one here.")
     found = stored[ids["One sentence. Another one here."]]
     assert found.spans.tolist() == expected.spans.tolist() == [[0, 13], [14, 31]]
     np.testing.assert_array_equal(found.vectors, expected.vectors)
     assert stored_evidence(found, expected.vectors[1].astype(np.float32), 100) == [[114, 131]]  # document offsets
-    assert backend.delete("with") and backend.sentences(ids.values()) == {}
+    assert backend.delete("with") and sentences_of(backend, ids.values()) == {}
+
+
+def test_rows_read_the_fields_asked_for(backend):
+    backend.write([prepared("with", ["One sentence. Another one here.", "Third."], with_sentences=True),
+                   prepared("without", ["No vectors kept."])])
+    ids = [passage_id for passage_id, _ in backend.dense_search(fake_vector("x"), 10, EVERYTHING)]
+    origins = backend.rows(ids)
+    assert len(origins) == 3 and all(row.passage is row.vector is row.sentences is None for row in origins.values())
+    full = backend.rows([*ids, 123456789], Fields.PASSAGE | Fields.VECTOR | Fields.SENTENCES)
+    assert set(full) == set(ids) and backend.rows([]) == {}
+    for passage_id, row in full.items():
+        assert row.passage.id == passage_id and row.origin == Origin(row.passage.lang, row.passage.doc_id)
+        assert row.origin == origins[passage_id].origin
+        np.testing.assert_allclose(row.vector, fake_vector(row.passage.text), atol=1e-6)
+        assert (row.sentences is not None) == (row.passage.doc_id == "with")
+    vectors_only = backend.rows(ids, Fields.VECTOR)
+    assert all(row.passage is None and row.vector is not None for row in vectors_only.values())
+
+
+def test_count_is_the_number_of_documents(backend):
+    assert backend.count() == 0
+    backend.write([prepared("a", ["Gold prices rose."]), prepared("b", ["Pearls are white."])])
+    backend.write([prepared("a", ["Jade is green."])])
+    assert backend.count() == 2 == backend.stats()["documents"]
+    assert backend.delete("a") and backend.count() == 1
+
+
+def test_the_write_rules_are_the_same_on_both_backends(kind, tmp_path):
+    """A model first, ids a filter can name, one vector of the model's size per passage; a refused
+    batch writes nothing."""
+    backend = make_backend(kind, tmp_path, model_info=None)
+    try:
+        with pytest.raises(DocumentRefused, match="record the model"):
+            backend.write([prepared("a", ["Gold."])])
+        backend.record_model(FAKE_MODEL)
+        good = prepared("a", ["Gold."])
+        for bad, message in ((prepared("line\nbreak", ["Gold."]), "line break"),
+                             (prepared("x" * (MAX_ID_CHARS + 1), ["Gold."]), f"1 to {MAX_ID_CHARS} characters"),
+                             (replace(good, vectors=good.vectors[:, :8]), r"shape \(1, 8\), expected \(1, 16\)")):
+            with pytest.raises(DocumentRefused, match=message):
+                backend.write([prepared("fine", ["Fine."]), bad])
+        assert backend.count() == 0 and backend.document("fine") is None
+    finally:
+        backend.close()
 
 
 def test_replace_by_doc_id_and_delete(backend):
@@ -134,7 +182,7 @@ def test_replace_by_doc_id_and_delete(backend):
     old_ids = {passage_id for passage_id, _ in backend.dense_search(fake_vector("x"), 10, Filter(doc_ids=("a",)))}
     backend.write([prepared("a", ["Jade is green."])])
     assert backend.document("a").text == "Jade is green."
-    assert backend.passages(old_ids) == {} and backend.vectors(old_ids) == {} and backend.origins(old_ids) == {}
+    assert passages_of(backend, old_ids) == {} and vectors_of(backend, old_ids) == {} and origins_of(backend, old_ids) == {}
     assert sorted(top_docs(backend, "x")) == ["a", "b"]
     assert keyword_docs(backend, "黄金") == []
     assert backend.stats()["chunks"] == 2
@@ -185,7 +233,7 @@ def test_exact_text_round_trip(backend):
     assert (stored.pages, stored.page_labels, stored.sections) == ((0, 40), ("i", "ii"), ((0, "Intro"), (40, "第二章")))
     assert backend.document("big").text == big
     passage_id = backend.dense_search(fake_vector("00042 水贝珠宝的生产周期比全球平均快多少？𝄞😀"), 1, EVERYTHING)[0][0]
-    passage = backend.passages([passage_id])[passage_id]
+    passage = passages_of(backend, [passage_id])[passage_id]
     assert big[passage.start:passage.end] == passage.text and (passage.page, passage.section) == (1, "Intro")
     assert passage.page_end is None and passage.page_label is None
 
@@ -305,6 +353,53 @@ def test_milvus_failed_clean_up_stays_invisible(tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         backend.close()
+
+
+# -- quoted phrases narrow a keyword search, on both backends alike ----------------------------------
+PHRASE_CORPUS = {"gp1": "The gold price rose sharply in May.", "gp2": "Gold, price and silver.",
+                 "gp3": "The price of gold fell.", "gp4": "Gold prices rose.",
+                 "zh1": "珠宝设计师在深圳工作。", "zh2": "珠宝的设计很好。", "zh3": "珠寶設計展覽在深圳。"}
+PHRASE_QUERIES = [  # (question, phrase, passages holding it among those sharing a word with the question)
+    ("gold price", "gold price", {"gp1", "gp2"}),  # the words side by side (punctuation between is no word)
+    ("珠宝设计", "珠宝设计", {"zh1", "zh3"}),  # a substring of the folded text (traditional script too)
+    ("珠宝", "珠宝", {"zh1", "zh2", "zh3"}),  # two characters: no narrowing, every passage with the word
+]
+
+
+def test_quoted_phrases_narrow_the_same_on_both_backends(tmp_path):
+    """Both backends keep exactly the passages ``codec.holds_phrases`` says hold the phrase (the local
+    one from its FTS5 and trigram indexes, Milvus from its hits' text), so the retriever, which
+    checks each phrase itself, returns the same passages on both."""
+    found: dict[str, list] = {}
+    for kind in BACKENDS:
+        backend = make_backend(kind, tmp_path / kind)
+        try:
+            backend.write([prepared(doc_id, [text]) for doc_id, text in PHRASE_CORPUS.items()])
+            narrowed = [set(doc_of(backend, backend.keyword_search(replace(keywords(question), phrases=(fold(phrase),)),
+                                                                   10, EVERYTHING)))
+                        for question, phrase, _ in PHRASE_QUERIES]
+            retriever = Retriever(backend, FakeEmbedder())
+            hits = [{hit.passage.doc_id for hit in retriever.search(question, mode=mode).hits}
+                    for question in ('"gold price" rose', '"珠宝设计" 深圳') for mode in (Mode.SPARSE, Mode.HYBRID)]
+            found[kind] = [narrowed, hits]
+        finally:
+            backend.close()
+    expected = [holders for *_, holders in PHRASE_QUERIES]
+    assert expected == [{doc_id for doc_id, text in PHRASE_CORPUS.items() if holds_phrases(text, (fold(phrase),))
+                         and set(keyword_tokens(text)) & set(keyword_tokens(question))}
+                        for question, phrase, _ in PHRASE_QUERIES]
+    english, chinese = {"gp1", "gp2", "gp3", "gp4"}, {"zh1", "zh2", "zh3"}  # a phrase holds back its own language only
+    assert found == {kind: [expected, [{"gp1"}, {"gp1"} | chinese, {"zh1", "zh3"}, english | {"zh1", "zh3"}]]
+                     for kind in BACKENDS}
+
+
+def test_a_phrase_holder_is_found_below_many_passages_with_its_words_apart(backend):
+    """Milvus reads more hits until ``k`` hold the phrase (the local backend asks its index for them)."""
+    backend.write([prepared(f"apart{n:02d}", [f"Gold and price, gold then price, item {n}."]) for n in range(40)]
+                  + [prepared("holder", ["The long annual report of the jewellery trade names the gold price once."])])
+    query = replace(keywords("gold price"), phrases=("gold price",))
+    assert keyword_docs(backend, "gold price", k=1) != ["holder"]  # without the phrase it ranks low
+    assert doc_of(backend, backend.keyword_search(query, 1, EVERYTHING)) == ["holder"]
 
 
 # -- hostile document ids (issue 27.1, 27.2) ------------------------------------------------------

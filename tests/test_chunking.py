@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from search.chunking import Chunker, split_sentences
+from search.chunking import Chunker
+from search.text.sentences import split_sentences
 
 
 def sentences(text: str) -> list[str]:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 
 from search.cli import main
+from search.errors import ANSWERS, Conflict, InvalidInput, NotFound
 from search.service import _cached_embedder
+
+INVALID, NOT_FOUND = ANSWERS[InvalidInput].exit_code, ANSWERS[NotFound].exit_code
 
 
 def test_ingest_reports_summary_and_skips_bad_files(tmp_path, capsys):
@@ -33,17 +36,17 @@ def test_query_json_and_text(seed_index_dir, embedder, capsys):
 
 def test_errors_exit_non_zero_with_message(tmp_path, seed_index_dir, capsys):
     for command in (["stats"], ["query", "gold"], ["delete", "x"]):
-        assert main([*command, "--index", str(tmp_path / "nothing")]) == 1
+        assert main([*command, "--index", str(tmp_path / "nothing")]) == NOT_FOUND
         assert "no index" in capsys.readouterr().err
     assert not (tmp_path / "nothing").exists()  # a mistyped --index is not created
-    assert main(["query", "   ", "--index", str(seed_index_dir)]) == 1
+    assert main(["query", "   ", "--index", str(seed_index_dir)]) == INVALID
     assert "empty" in capsys.readouterr().err
-    assert main(["ingest", str(tmp_path / "missing.txt"), "--index", str(tmp_path / "i2"), "-q"]) == 1
+    assert main(["ingest", str(tmp_path / "missing.txt"), "--index", str(tmp_path / "i2"), "-q"]) == 1  # all failed
     assert "missing.txt" in capsys.readouterr().err
 
 
 def test_delete_unknown_document_fails(fresh_index_dir, capsys):
-    assert main(["delete", "nope", "--index", str(fresh_index_dir)]) == 1
+    assert main(["delete", "nope", "--index", str(fresh_index_dir)]) == NOT_FOUND
     assert "no such document" in capsys.readouterr().err
 
 
@@ -56,7 +59,7 @@ def test_report_command_writes_markdown(seed_index_dir, tmp_path, capsys):
     assert text.startswith("# Search report") and "## 2. How much faster" in text and "## References" in text
     empty = tmp_path / "empty.txt"
     empty.write_text("\n", encoding="utf-8")
-    assert main(["report", str(empty), "--index", str(seed_index_dir)]) == 1
+    assert main(["report", str(empty), "--index", str(seed_index_dir)]) == INVALID
     assert "no questions" in capsys.readouterr().err
 
 
@@ -69,23 +72,23 @@ def test_matryoshka_dimension_is_recorded_and_reused(tmp_path, capsys):
     assert '"dimension": 256' in capsys.readouterr().out
     assert main(["query", "freshwater pearl output", "--index", index, "--json"]) == 0  # 256-d reused
     assert json.loads(capsys.readouterr().out)["results"][0]["doc_id"] == "pearl"
-    assert main(["query", "pearls", "--index", index, "--dim", "128"]) == 1
+    assert main(["query", "pearls", "--index", index, "--dim", "128"]) == ANSWERS[Conflict].exit_code
     assert "256" in capsys.readouterr().err
 
 
 def test_serve_refuses_a_missing_index(tmp_path, capsys):
-    assert main(["serve", "--index", str(tmp_path / "typo")]) == 1
+    assert main(["serve", "--index", str(tmp_path / "typo")]) == NOT_FOUND
     assert "no index at" in capsys.readouterr().err
     assert not (tmp_path / "typo").exists()
 
 
 def test_serve_on_a_public_host_needs_a_key_or_insecure_flag(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("BISEARCH_API_KEY", raising=False)
-    assert main(["serve", "--host", "0.0.0.0", "--index", str(tmp_path / "typo")]) == 1
+    assert main(["serve", "--host", "0.0.0.0", "--index", str(tmp_path / "typo")]) == INVALID
     assert "--insecure-no-key" in capsys.readouterr().err
     # with the flag (or a key) it goes on, here to the missing-index check
-    assert main(["serve", "--host", "0.0.0.0", "--insecure-no-key", "--index", str(tmp_path / "typo")]) == 1
+    assert main(["serve", "--host", "0.0.0.0", "--insecure-no-key", "--index", str(tmp_path / "typo")]) == NOT_FOUND
     assert "no index at" in capsys.readouterr().err
     monkeypatch.setenv("BISEARCH_API_KEY", "k")
-    assert main(["serve", "--host", "0.0.0.0", "--index", str(tmp_path / "typo")]) == 1
+    assert main(["serve", "--host", "0.0.0.0", "--index", str(tmp_path / "typo")]) == NOT_FOUND
     assert "no index at" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from search.cli import main
+from search.errors import ANSWERS, InvalidInput
 
 TOPICS = {
     "gold": ("Gold prices", "Gold prices rose sharply as investors sought safety from inflation.",
@@ -56,5 +57,5 @@ def test_eval_table_for_other_modes(tiny_bench, tmp_path, capsys, mode):
 
 
 def test_eval_rejects_a_folder_that_is_not_a_benchmark(tmp_path, capsys):
-    assert main(["eval", str(tmp_path)]) == 1
+    assert main(["eval", str(tmp_path)]) == ANSWERS[InvalidInput].exit_code
     assert "not a benchmark folder" in capsys.readouterr().err

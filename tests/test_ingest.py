@@ -6,6 +6,7 @@ import pytest
 
 from conftest import SEEDS, index_settings
 from search.backends import ModelMismatchError
+from search.backends.base import passages_of
 from search.service import open_ingester, open_retriever
 from search.chunking.locate import locate
 from search.loading import make_document
@@ -24,7 +25,7 @@ def test_round_trip_offsets_and_metadata(seed_retriever):
     assert backend.stats()["documents"] == 2
     for summary in backend.documents():
         document = backend.document(summary.id)
-        passages = backend.passages(backend.store.passage_ids(filter_for(document.id))).values()
+        passages = passages_of(backend, backend.store.passage_ids(filter_for(document.id))).values()
         assert passages, document.id
         for passage in passages:
             assert document.text[passage.start:passage.end] == passage.text
@@ -100,3 +101,19 @@ def test_passages_carry_pages_and_sections_of_their_document():
     assert (spanning.page, spanning.page_end, spanning.page_label, spanning.section) == (1, 2, "i", "Intro")
     last = locate(Passage("d", 1, 30, 33, "end", Lang.EN), document)
     assert (last.page, last.page_end, last.section, last.title) == (3, 3, "Body", "T")
+
+
+def test_a_file_whose_id_no_backend_can_store_is_skipped(tmp_path):
+    """A file name with a line break is reported and skipped (no model needed), never half a batch."""
+    from fakes import FAKE_MODEL
+    from search.backends.local import LocalBackend
+    from search.ingest.pipeline import file_refusal
+
+    backend = LocalBackend(tmp_path / "index")
+    backend.record_model(FAKE_MODEL)
+    try:
+        refusal = file_refusal(backend, tmp_path / "a\nb.txt", "a\nb.txt", None, {})
+        assert refusal.startswith(str(tmp_path / "a\nb.txt")) and "must not hold a line break" in refusal
+        assert file_refusal(backend, tmp_path / "ok.txt", "ok.txt", None, {}) is None
+    finally:
+        backend.close()

@@ -12,13 +12,17 @@ import pytest
 
 from conftest import index_settings
 from search.backends import open_backend
+from search.backends.base import passages_of, sentences_of, vectors_of
 from search.cli import main
+from search.errors import ANSWERS, InvalidInput, Unavailable
 from search.service import open_ingester
 from search.types import Filter
 
 pytest.importorskip("ray", reason="the ray extra is not installed")
 
 from search.ingest import ray as ingest_ray  # noqa: E402  (after the ray check)
+
+INVALID, UNAVAILABLE = ANSWERS[InvalidInput].exit_code, ANSWERS[Unavailable].exit_code
 
 # Ray Data's own context warns about its renamed settings whenever it is copied to a worker.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
@@ -70,8 +74,8 @@ def snapshot(folder: Path) -> dict[str, tuple]:
         for summary in backend.documents(limit=1000):
             document = backend.document(summary.id)
             ids = backend.store.passage_ids(Filter(doc_ids=(summary.id,)))
-            passages = sorted(backend.passages(ids).items(), key=lambda item: item[1].chunk_no)
-            vectors, sentences = backend.vectors(ids), backend.sentences(ids)
+            passages = sorted(passages_of(backend, ids).items(), key=lambda item: item[1].chunk_no)
+            vectors, sentences = vectors_of(backend, ids), sentences_of(backend, ids)
             found[summary.id] = (
                 (document.text, document.title, document.source, document.sha256),
                 [(p.chunk_no, p.start, p.end, p.text, p.lang, p.mixed, p.title, p.source, p.page, p.section)
@@ -182,28 +186,30 @@ def test_local_ray_listens_on_loopback_only_and_a_gpu_request_fails_at_once(caps
             started = time.monotonic()
             code, out, err = ingest(capsys, str(corpus), "--ray", "--ray-gpus-per-actor", "1",
                                     "--index", str(tmp_path / "gpu"))
-            assert code == 1 and time.monotonic() - started < 30
+            assert code == UNAVAILABLE and time.monotonic() - started < 30
             assert err.strip().splitlines() == [
                 "bisearch: error: --ray-gpus-per-actor 1: the Ray cluster has 0 GPU(s), so the embedding actors "
                 "would wait forever; use --ray-gpus-per-actor 0 to embed on CPU"]
         code, out, err = ingest(capsys, str(corpus), "--ray", "--ray-cpus-per-actor", "1000",
                                 "--index", str(tmp_path / "cpus"))
-        assert code == 1 and "leave no CPU for reading files" in err and len(err.strip().splitlines()) == 1
+        assert code == UNAVAILABLE and "leave no CPU for reading files" in err and len(err.strip().splitlines()) == 1
     assert not ray.is_initialized()
     assert {name: os.environ.get(name) for name in environment} == environment  # set for Ray's processes only
 
 
-@pytest.mark.parametrize("args, message", [
-    (["{missing}", "--ray"], "skipped: {missing}: no such file or folder"),
-    (["{corpus}", "--ray", "127.0.0.1:1"], "bisearch: error: cannot reach the Ray cluster at 127.0.0.1:1: "),
-    (["{corpus}", "--ray", "ray://127.0.0.1:1"], "bisearch: error: cannot reach the Ray cluster at ray://127.0.0.1:1: "),
-    (["{corpus}", "--ray", "not an address"], "bisearch: error: --ray not an address: not a Ray address"),
-    (["{corpus}/mixed.md", "--ray", "{corpus}"], "bisearch: error: --ray took '{corpus}' as the cluster address"),
+@pytest.mark.parametrize("args, message, status", [
+    (["{missing}", "--ray"], "skipped: {missing}: no such file or folder", 1),
+    (["{corpus}", "--ray", "127.0.0.1:1"], "bisearch: error: cannot reach the Ray cluster at 127.0.0.1:1: ", UNAVAILABLE),
+    (["{corpus}", "--ray", "ray://127.0.0.1:1"], "bisearch: error: cannot reach the Ray cluster at ray://127.0.0.1:1: ",
+     UNAVAILABLE),
+    (["{corpus}", "--ray", "not an address"], "bisearch: error: --ray not an address: not a Ray address", INVALID),
+    (["{corpus}/mixed.md", "--ray", "{corpus}"], "bisearch: error: --ray took '{corpus}' as the cluster address",
+     INVALID),
 ])
-def test_bad_ray_input_is_one_line_and_a_failure(capsys, tmp_path, corpus, args, message):
+def test_bad_ray_input_is_one_line_and_a_failure(capsys, tmp_path, corpus, args, message, status):
     values = {"missing": str(tmp_path / "missing"), "corpus": str(corpus)}
     started = time.monotonic()
     code, out, err = ingest(capsys, *[arg.format(**values) for arg in args], "--index", str(tmp_path / "index"))
-    assert code == 1 and time.monotonic() - started < 20
+    assert code == status and time.monotonic() - started < 20
     assert err.strip().splitlines()[0].startswith(message.format(**values)), err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -36,3 +36,10 @@ def test_spans_always_lie_inside_the_original_text_and_cover_the_term(text, quer
     assert all(0 <= start < end <= len(text) for start, end in spans)
     assert all(query in normalize(text[start:end]).lower() for start, end in spans)
     assert spans == sorted(spans) and all(a[1] < b[0] for a, b in zip(spans, spans[1:]))
+
+
+def test_single_chinese_characters_are_not_highlighted_unless_they_are_the_query():
+    text = "新版本可以安装软件包，新的功能也可用。"
+    assert marked(text, "可以安装新的软件包吗？") == ["安装软件包"]  # adjacent words merge; no 新, 的 speckles
+    assert marked(text, "新") == ["新", "新"]
+    assert "新" in keyword_tokens("可以安装新的软件包吗？")  # BM25 keeps every token

@@ -10,6 +10,7 @@ import pytest
 
 from fakes import FAKE_MODEL, FakeEmbedder, fake_vector, prepared
 from search.backends import BackendError
+from search.backends.base import passages_of, sentences_of
 from search.backends.local import LocalBackend
 from search.backends.local.store import Store
 from search.backends.local.vectors import SNAPSHOT_PREFIX, latest_snapshot
@@ -29,7 +30,7 @@ def open_local(folder) -> LocalBackend:
 
 def top_doc(backend: LocalBackend, text: str, where: Filter = EVERYTHING) -> str | None:
     found = backend.dense_search(fake_vector(text), 1, where)
-    return backend.passages([found[0][0]])[found[0][0]].doc_id if found else None
+    return passages_of(backend, [found[0][0]])[found[0][0]].doc_id if found else None
 
 
 def test_writes_go_to_the_delta_without_rewriting_the_snapshot(tmp_path):
@@ -51,9 +52,9 @@ def test_replace_and_filters(tmp_path):
     backend.write([prepared("a", ["Gold prices rose.", "黄金价格上涨。"]), prepared("b", ["Pearls are white."])])
     backend.write([prepared("a", ["Jade is green."])])
     assert backend.document("a").text == "Jade is green."
-    assert {backend.passages([i])[i].doc_id for i, _ in backend.dense_search(fake_vector("x"), 10, EVERYTHING)} == {"a", "b"}
+    assert {passages_of(backend, [i])[i].doc_id for i, _ in backend.dense_search(fake_vector("x"), 10, EVERYTHING)} == {"a", "b"}
     only_b = backend.dense_search(fake_vector("Jade is green."), 10, Filter(doc_ids=("b",)))
-    assert [backend.passages([i])[i].doc_id for i, _ in only_b] == ["b"]
+    assert [passages_of(backend, [i])[i].doc_id for i, _ in only_b] == ["b"]
     assert backend.dense_search(fake_vector("x"), 10, Filter(lang=Lang.ZH)) == []
 
 
@@ -72,7 +73,7 @@ def test_two_writers_on_one_folder_never_lose_each_others_vectors(tmp_path):
     cli.close(), server.close()
     reopened = open_local(tmp_path)
     ids = [i for i, _ in reopened.dense_search(fake_vector("x"), 50, EVERYTHING)]
-    assert sorted(reopened.passages(ids)[i].doc_id for i in ids) == sorted(
+    assert sorted(passages_of(reopened, ids)[i].doc_id for i in ids) == sorted(
         [f"c{n}" for n in range(1, 6)] + [f"s{n}" for n in range(1, 6)])
 
 
@@ -135,7 +136,7 @@ def test_keyword_search_finds_chinese_words_and_english(tmp_path):
 
     def keyword(text):
         hits = backend.keyword_search(KeywordQuery(tuple(keyword_tokens(text)), normalize(text)), 5, EVERYTHING)
-        return [backend.passages([i])[i].doc_id for i, _ in hits]
+        return [passages_of(backend, [i])[i].doc_id for i, _ in hits]
 
     assert keyword("珠宝出口")[0] == "zh"
     assert keyword("jewellery")[0] == "en"
@@ -171,11 +172,11 @@ def test_an_index_of_the_previous_version_is_migrated_in_place(tmp_path):
     db.commit()
     db.close()
     backend = open_local(tmp_path)
-    passage = backend.passages([7])[7]
+    passage = passages_of(backend, [7])[7]
     assert (passage.lang, passage.mixed) == (Lang.ZH, True)
     assert backend.document("m").lang in (Lang.EN, Lang.ZH)
     backend.write([prepared("n", ["New text."])])
-    assert 7 not in backend.passages([i for i, _ in backend.dense_search(fake_vector("New text."), 1, EVERYTHING)])
+    assert 7 not in passages_of(backend, [i for i, _ in backend.dense_search(fake_vector("New text."), 1, EVERYTHING)])
 
 
 def test_an_index_without_sentence_vectors_is_migrated_in_place(tmp_path):
@@ -191,15 +192,15 @@ def test_an_index_without_sentence_vectors_is_migrated_in_place(tmp_path):
     backend = open_local(tmp_path)
     assert backend.store.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "3"
     old_id = backend.dense_search(fake_vector(old_text), 1, EVERYTHING)[0][0]
-    assert backend.sentences([old_id]) == {}
+    assert sentences_of(backend, [old_id]) == {}
     backend.write([prepared("new", ["Kept now. With two sentences."], with_sentences=True)])
     new_id = backend.dense_search(fake_vector("Kept now. With two sentences."), 1, EVERYTHING)[0][0]
-    assert len(backend.sentences([new_id])[new_id].spans) == 2
+    assert len(sentences_of(backend, [new_id])[new_id].spans) == 2
     hits = {hit.passage.doc_id: hit for hit in Retriever(backend, FakeEmbedder()).search("gold prices", k=2).hits}
     assert hits["old"].evidence == [[43, 60]] and old_text[43:60] == "Gold prices rose."  # shared words
     assert hits["new"].evidence  # stored sentence vectors
     backend.close()
-    assert open_local(tmp_path).sentences([new_id])  # reopening a migrated index changes nothing
+    assert sentences_of(open_local(tmp_path), [new_id])  # reopening a migrated index changes nothing
 
 
 def test_corrupt_database_gives_clear_error(tmp_path):
@@ -285,7 +286,7 @@ def test_keyword_search_with_phrases_keeps_only_passages_holding_them(tmp_path):
     def documents(tokens: str, *phrases: str) -> set[str]:
         query = KeywordQuery(tuple(keyword_tokens(tokens)), tokens, tuple(fold(p) for p in phrases))
         found = backend.keyword_search(query, 10, Filter())
-        return {passage.doc_id for passage in backend.passages(chunk_id for chunk_id, _ in found).values()}
+        return {passage.doc_id for passage in passages_of(backend, [passage_id for passage_id, _ in found]).values()}
 
     assert documents("of the guide") == {"apart", "together"}
     assert documents("of the guide", "of the guide") == {"together"}  # English: tokens adjacent, in order

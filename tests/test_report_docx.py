@@ -15,6 +15,7 @@ import pytest
 from docx.oxml.ns import qn
 
 from search.cli import main
+from search.errors import ANSWERS, InvalidInput
 from search.output.report import EVIDENCE_GAP, Report, Section, report_for_questions, verify_quotes
 from search.output.report_docx import DEFAULT_CJK_FONT, DOCX_MEDIA_TYPE, NO_PASSAGES, render_docx
 from search.types import Lang, Passage
@@ -107,7 +108,7 @@ def test_report_command_writes_a_word_file(seed_index_dir, seed_retriever, tmp_p
     assert_holds_the_report(output.read_bytes(), expected, seed_retriever.backend)
     assert {path.name for path in tmp_path.iterdir()} == {"questions.txt", "report.docx"}  # no temp file left
     assert main(["report", str(questions), "-o", str(tmp_path / "r.docx"), "--json",
-                 "--index", str(seed_index_dir)]) == 1
+                 "--index", str(seed_index_dir)]) == ANSWERS[InvalidInput].exit_code
     assert "choose one" in capsys.readouterr().err and not (tmp_path / "r.docx").exists()
 
 

@@ -44,7 +44,7 @@ def build(corpus, **settings) -> VectorIndex:
 
 def exact_lookup(corpus):
     ids, vectors = corpus
-    position = {int(chunk_id): row for row, chunk_id in enumerate(ids)}
+    position = {int(passage_id): row for row, passage_id in enumerate(ids)}
     return lambda wanted: {i: vectors[position[i]] for i in wanted if i in position}
 
 
@@ -84,8 +84,8 @@ def test_ivfpq_rescoring_returns_true_cosines(corpus):
     index = build(corpus, kind="ivfpq")
     hits = index.search(vectors[3], 5, exact=exact_lookup(corpus))
     assert hits[0][0] == ids[3] and hits[0][1] == pytest.approx(1.0, abs=1e-5)
-    for chunk_id, score in hits:
-        assert score == pytest.approx(float(vectors[(chunk_id - 1) // 7] @ vectors[3]), abs=1e-5)
+    for passage_id, score in hits:
+        assert score == pytest.approx(float(vectors[(passage_id - 1) // 7] @ vectors[3]), abs=1e-5)
     assert [score for _, score in hits] == sorted((score for _, score in hits), reverse=True)
 
 

@@ -17,9 +17,9 @@ from search.api.jobs import Jobs
 from search.api.routers import documents, ingest, jobs, page, reports
 from search.api.routers import search as search_router
 from search.api.jobs import check_cancelled
-from search.api.errors import ERROR_STATUS
 from search.api.mcp import MCP_PATH, HttpEndpoint, create_mcp, serving_over_http
 from search.chunking import Chunker
+from search.errors import BisearchError, answer_for
 from search.ingest.pipeline import Ingester
 from search.loading import LoadLimits
 from search.ranking.retriever import Retriever
@@ -176,16 +176,14 @@ async def validation_error(request: Request, problem: RequestValidationError) ->
     return SafeJSONResponse(status_code=422, content={"detail": detail})
 
 
-def _status_handler(status: int):
-    async def respond(request: Request, problem: Exception) -> JSONResponse:
-        return error(status, str(problem))
-    return respond
+async def family_error(request: Request, problem: BisearchError) -> JSONResponse:
+    """Every error of the family, answered with its kind's status (:data:`search.errors.ANSWERS`)."""
+    return error(answer_for(problem).status, str(problem))
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
-    for kind, status in ERROR_STATUS:
-        app.add_exception_handler(kind, _status_handler(status))
+    app.add_exception_handler(BisearchError, family_error)
 
 
 # -- the app ------------------------------------------------------------------------------

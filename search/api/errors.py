@@ -1,7 +1,7 @@
-"""The API's user-facing errors: which exception answers which HTTP status, and one-line messages.
+"""The API's errors as one line for a user: HTTP answers them as ``{"detail": message}``, the MCP
+server returns the same message as a tool error. Neither ever shows a traceback.
 
-HTTP answers them as ``{"detail": message}``; the MCP server returns the same message as a tool
-error. Neither ever shows a traceback.
+Which status each error of the family answers is :data:`search.errors.ANSWERS`.
 """
 
 from __future__ import annotations
@@ -9,17 +9,10 @@ from __future__ import annotations
 from fastapi import HTTPException
 from pydantic import ValidationError
 
-from search.backends import BackendError, ModelMismatchError
-from search.loading import DocumentError
-from search.output.report import ReportError, StaleQuoteError
-from search.ranking.retriever import QueryError
+from search.errors import BisearchError
 
-#: Each user-facing error kind and its HTTP status (a subclass before its base).
-ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
-    (QueryError, 422), (DocumentError, 422), (StaleQuoteError, 409), (ReportError, 422),
-    (ModelMismatchError, 409), (BackendError, 503))
 #: Everything :func:`user_message` can put in one line for a user.
-USER_ERRORS: tuple[type[Exception], ...] = (*(kind for kind, _ in ERROR_STATUS), HTTPException, ValidationError)
+USER_ERRORS: tuple[type[Exception], ...] = (BisearchError, HTTPException, ValidationError)
 
 
 def first_problem(error: ValidationError) -> str:

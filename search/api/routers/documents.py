@@ -43,7 +43,7 @@ def documents_page(backend: BackendDep, settings: SettingsDep, limit: int = Quer
 
 def documents_listing(backend: Backend, limit: int, offset: int, root: Path | None) -> dict[str, object]:
     """One page of the documents in id order, with the total (HTTP and MCP)."""
-    return {"total": backend.stats()["documents"], "limit": limit, "offset": offset,
+    return {"total": backend.count(), "limit": limit, "offset": offset,
             "documents": [{**vars(summary), "lang": summary.lang.value, "source": public_source(summary.source, root)}
                           for summary in backend.documents(limit, offset)]}
 
