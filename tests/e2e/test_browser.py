@@ -24,7 +24,7 @@ if not CHROMIUM.exists() and not IN_CI:
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "results" / "screenshots" / "search-zh.png"
 ZH_QUERY = "水贝珠宝的生产周期比全球平均快多少？"
 TIMEOUT_MS = 15_000
