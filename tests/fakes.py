@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import numpy as np
 
@@ -59,3 +60,18 @@ class FakeEmbedder:
     def encode_documents(self, texts: list[str]) -> np.ndarray:
         return np.stack([fake_vector(text) for text in texts])
 
+
+
+class FakeTokenizer:
+    """The slice of a fast tokenizer the chunker uses: a run of letters or digits is one token,
+    every other non-space character (a CJK character, a mark) is one token."""
+
+    TOKEN = re.compile(r"[^\W_]+|\S", re.ASCII)
+
+    def __call__(self, text: str, add_special_tokens: bool = True, return_offsets_mapping: bool = False,
+                 verbose: bool = True) -> dict[str, list]:
+        spans = [match.span() for match in self.TOKEN.finditer(text)]
+        encoding: dict[str, list] = {"input_ids": [sum(map(ord, text[a:b])) % 30_000 for a, b in spans]}
+        if return_offsets_mapping:
+            encoding["offset_mapping"] = spans
+        return encoding
