@@ -1,4 +1,5 @@
-"""Small fakes for storage and ranking tests: prepared documents with deterministic vectors, no model."""
+"""Small fakes for storage, ranking and API tests: prepared documents with deterministic vectors,
+a fake tokenizer and the API over them, no model."""
 
 from __future__ import annotations
 
@@ -75,3 +76,23 @@ class FakeTokenizer:
         if return_offsets_mapping:
             encoding["offset_mapping"] = spans
         return encoding
+
+
+def fake_api(folder, documents: list[PreparedDocument] = (), **settings):
+    """The real app over a local index in ``folder`` holding ``documents``, on the fake embedder and
+    tokenizer (for validation and error tests: serve it with ``fastapi.testclient.TestClient``)."""
+    from search.api import create_app
+    from search.backends.local import LocalBackend
+    from search.chunking import Chunker
+    from search.ingest.pipeline import Ingester
+    from search.loading import LoadLimits
+    from search.ranking.retriever import Retriever
+    from search.settings import Settings
+
+    config = Settings().with_overrides(index=folder, **settings)
+    backend, embedder = LocalBackend(folder), FakeEmbedder()
+    backend.record_model(FAKE_MODEL)
+    if documents:
+        backend.write(list(documents))
+    ingester = Ingester(backend, embedder, Chunker(FakeTokenizer(), config.chunk_tokens), LoadLimits.from_settings(config))
+    return create_app(Retriever(backend, embedder), config, ingester)
