@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
+from search.backends.local import LocalBackend
 from search.backends.local.vectors import (IndexSettings, SnapshotInfo, VectorIndex, VectorIndexError, ivf_lists,
                                      pq_subquantizers)
+from search.chunking import Chunker
+from search.ingest.pipeline import Ingester
+from search.loading import make_document
+from search.types import Filter
 
 DIMENSION = 64
 COUNT = 20_000
@@ -97,3 +104,17 @@ def test_save_load_keeps_the_kind_and_the_description(corpus, tmp_path):
     info = SnapshotInfo(generation=3, max_id=int(corpus[0][-1]), count=COUNT, id_sum=int(corpus[0].sum()))
     loaded, described = VectorIndex.load(ivf.save(tmp_path, info), DIMENSION, IndexSettings(kind="ivfpq"))
     assert loaded.kind == "ivfpq" and len(loaded) == COUNT and described == info
+
+
+def test_local_backend_with_hnsw_matches_exact(tmp_path, seed_index_dir, embedder):
+    """Through the real index: an HNSW base (forced) gives the exact index's answers, with a delta."""
+    folder = tmp_path / "index"
+    shutil.copytree(seed_index_dir, folder)
+    flat = LocalBackend(folder)
+    hnsw = LocalBackend(folder, IndexSettings(kind="hnsw", min_approximate=0))
+    ingester = Ingester(hnsw, embedder, Chunker(embedder.tokenizer))
+    ingester.add([make_document("jade", "Jade is graded by colour and translucency.")])
+    assert hnsw.delete("jade")
+    query = embedder.encode_query("生产周期比全球平均快多少")
+    assert hnsw._current_view().base.kind == "hnsw"  # the flat snapshot was rebuilt for the new settings
+    assert [i for i, _ in hnsw.dense_search(query, 5, Filter())] == [i for i, _ in flat.dense_search(query, 5, Filter())]
