@@ -101,7 +101,7 @@ _DOC_INTRO = """\
 
 <!-- Generated from the Settings field descriptions in search/settings.py by
      `python -m search.settings --markdown > docs/configuration.md`; do not edit by hand
-     (tests/test_configuration_doc.py fails when this file is not current). -->
+     (tests/unit/test_configuration_doc.py fails when this file is not current). -->
 
 Every setting a user can change is a field of one `Settings` object (`search/settings.py`,
 pydantic-settings), read once from `BISEARCH_<NAME>` environment variables, built once

@@ -194,16 +194,27 @@ async def lifespan(app: FastAPI):
     await anyio.to_thread.run_sync(app.state.jobs.shutdown)  # running batch rolled back, committed ones kept
 
 
-def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAPI:
-    """The API over an opened retriever (one model and index per process)."""
+def create_app(retriever: Retriever, settings: Settings | None = None, ingester: Ingester | None = None) -> FastAPI:
+    """The API over an opened retriever (one model and index per process).
+
+    Writes go through ``ingester`` (default: one over the retriever's backend and embedder,
+    chunking with the embedder's tokenizer), so the API can run on any embedder, a fake one
+    included; the ingester must write to the retriever's backend. Its ``should_stop`` becomes
+    the job check, so a cancelled job stops between batches.
+    """
     settings = settings or Settings()
+    if ingester is None:
+        ingester = Ingester(retriever.backend, retriever.embedder,
+                            Chunker(retriever.embedder.tokenizer, settings.chunk_tokens),
+                            LoadLimits.from_settings(settings))
+    elif ingester.backend is not retriever.backend:
+        raise ValueError("the ingester must write to the backend the retriever reads")
+    ingester.should_stop = check_cancelled
     app = FastAPI(title="bisearch", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.add_middleware(RequestGuard, settings=settings)
     install_error_handlers(app)
     app.state.settings, app.state.retriever, app.state.jobs = settings, retriever, Jobs()
-    app.state.ingester = Ingester(retriever.backend, retriever.embedder,
-                                  Chunker(retriever.embedder.tokenizer, settings.chunk_tokens),
-                                  LoadLimits.from_settings(settings), should_stop=check_cancelled)
+    app.state.ingester = ingester
     # Searches (and reports) wait for a slot on the event loop, not in the shared thread pool, so a
     # queue of them never starves /health, the page or document requests of threads; writes take turns.
     app.state.search_slots = anyio.CapacityLimiter(settings.search_threads)

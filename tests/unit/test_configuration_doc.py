@@ -6,7 +6,7 @@ from pathlib import Path
 
 from search.settings import CONFIGURATION_DOC, Settings, configuration_markdown
 
-DOC = Path(__file__).resolve().parent.parent / CONFIGURATION_DOC
+DOC = Path(__file__).resolve().parents[2] / CONFIGURATION_DOC
 
 
 def test_every_setting_has_a_description():

@@ -105,24 +105,6 @@ def test_report_searches_hold_a_search_slot(seed_retriever):
 
 
 # -- issue 17.3: malformed JSON --------------------------------------------------------------
-HOSTILE_BODIES = [
-    ("/search", b'{"q": "\\ud800"}'), ("/search", b'{"q": "x", "k": NaN}'), ("/search", b'{"q": "x", "k": Infinity}'),
-    ("/search", b'{"q": "x", "k": -Infinity}'), ("/search", b'{"q": "x", "k": 1e400}'), ("/search", b'{"q": NaN}'),
-    ("/report", b'{"questions": ["\\udfff"]}'), ("/report", b'{"questions": ["x"], "k": NaN}'),
-    ("/report", b'{"passages": [{"doc_id": "a", "start": 0, "end": 1e400}]}'),
-    ("/ingest", b'{"paths": ["\\ud800"]}'), ("/ingest", b'{"paths": ["a"], "n": Infinity}'),
-    ("/documents", b'{"text": "ok \\ud800"}'), ("/documents", b'{"text": "x", "id": NaN}'),
-    ("/documents", b'{"text": "x", "title": 1e400}'), ("/documents", b'{"\\ud800": 1, "text": "x"}'),
-]
-
-
-@pytest.mark.parametrize("path, body", HOSTILE_BODIES)
-def test_lone_surrogates_and_non_finite_numbers_are_422_json(client, path, body):
-    reply = client.post(path, content=body, headers={"content-type": "application/json"})
-    assert reply.status_code == 422, reply.text
-    assert reply.headers["content-type"].startswith("application/json") and reply.json()["detail"]
-
-
 # -- issue 17.4: other web pages, other hosts, keys -------------------------------------------
 def test_host_header_must_be_allowed(writable_server):
     evil = httpx.get(f"{writable_server.url}/health", headers={"Host": "evil.example"})
@@ -164,31 +146,6 @@ def test_api_key_is_compared_in_constant_time_and_declared_in_openapi(client, wr
 
 
 # -- issue 17.6: smaller ones ------------------------------------------------------------------
-@pytest.mark.parametrize("doc_id", ["a\x7fb", "a\u202eb", "a\u200bb", "\u200b", "a\u2028b", "a\x00b", "a\ufeffb"])
-def test_ids_with_control_or_format_characters_are_refused(client, doc_id):
-    assert client.post("/documents", json={"id": doc_id, "text": "Jade."}).status_code == 422
-    upload = client.post("/documents", files={"file": ("jade.txt", b"Jade.")}, data={"id": doc_id})
-    assert upload.status_code == 422, upload.text
-
-
-def test_multipart_id_has_the_200_character_limit(client):
-    reply = client.post("/documents", files={"file": ("jade.txt", b"Jade.")}, data={"id": "j" * 201})
-    assert reply.status_code == 422 and "200" in reply.json()["detail"]
-
-
-@pytest.mark.parametrize("query", ["\u200b\u200b", "\x00", "\u200b\ufeff\u2060", " \u200c\x00 "])
-def test_invisible_or_nul_queries_are_empty(client, query):
-    for reply in (client.get("/search", params={"q": query}), client.post("/search", json={"q": query}),
-                  client.post("/report", json={"questions": [query]})):
-        assert reply.status_code == 422 and "query is empty" in reply.text, reply.text
-
-
-def test_document_of_only_invisible_characters_is_refused(client):
-    assert client.post("/documents", json={"text": "\u200b\u200c\u200d\ufeff"}).status_code == 422
-    upload = client.post("/documents", files={"file": ("blank.txt", "\u200b\u2060".encode())})
-    assert upload.status_code == 422
-
-
 def test_health_and_citations_show_no_server_paths(client):
     health = client.get("/health").json()
     assert not os.path.isabs(health["index"]) and "/" not in health["index"]

@@ -9,7 +9,7 @@ import pytest
 
 from search.eval.pages import DEFAULT_PDFS, PageQuery, build_page_benchmark, load_page_queries, score_rankings
 
-QUERIES = Path(__file__).resolve().parents[2] / "shared" / "bench" / "maintguide" / "queries.jsonl"
+QUERIES = Path(__file__).resolve().parents[3] / "shared" / "bench" / "maintguide" / "queries.jsonl"
 
 
 @pytest.mark.skipif(not all(path.is_file() for path in DEFAULT_PDFS.values()),

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fakes import FakeTokenizer
 from search.chunking import Chunker
 from search.text.sentences import split_sentences
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> FakeTokenizer:
+    """Chunking needs token counts and offsets only, not the model's vocabulary."""
+    return FakeTokenizer()
 
 
 def sentences(text: str) -> list[str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bench_phrases import corpus_sentences, measure_phrases
 
-SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+SEEDS = Path(__file__).resolve().parents[2] / "seeds"
 
 
 def test_phrase_benchmark_finds_every_phrase_on_a_small_corpus():

@@ -24,12 +24,8 @@ def test_search_returns_cited_cross_language_passages(live_server):
 def test_search_language_filter(live_server):
     reply = httpx.get(f"{live_server.url}/search", params={"q": "gold prices", "lang": "en"})
     assert reply.status_code == 200
-    assert all(hit["lang"] in ("en", "mixed") for hit in reply.json()["results"])
+    results = reply.json()["results"]
+    assert results, "the English seed document holds gold prices: the filter must leave hits"
+    assert all(hit["lang"] in ("en", "mixed") for hit in results)
 
 
-def test_bad_requests_get_4xx_with_message(live_server):
-    for params in ({"q": ""}, {"q": "   "}, {"q": "gold", "k": 0}, {"q": "gold", "k": 101},
-                   {"q": "gold", "lang": "fr"}, {}, {"q": "x" * 3000}):
-        reply = httpx.get(f"{live_server.url}/search", params=params)
-        assert 400 <= reply.status_code < 500, params
-        assert reply.json()["detail"]

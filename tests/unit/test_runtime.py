@@ -53,7 +53,9 @@ def test_load_test_never_repeats_a_query():
     assert len(set(sent)) == 7 and sent[:2] == ["a", "b"]
 
 
-def test_core_slices_split_big_batches_across_threads_and_keep_order():
+@pytest.mark.parametrize("cores", [1, 2])
+def test_core_slices_split_big_batches_across_threads_and_keep_order(cores):
+    """The thread count is set here, so every assert runs on any machine (one core included)."""
     import threading
 
     import numpy as np
@@ -71,14 +73,21 @@ def test_core_slices_split_big_batches_across_threads_and_keep_order():
         threads_seen.append(threading.current_thread().name)
         return np.array([[len(text), torch.get_num_threads()] for text in texts], dtype=np.float32)
 
-    slices = CoreSlices(Model())
-    cores = torch.get_num_threads()
-    small = ["a" * n for n in range(MIN_SLICED_BATCH - 1)]
-    assert slices.encode(encode, small)[:, 1].tolist() == [cores] * len(small)  # a small batch: every core at once
-    big = ["b" * n for n in range(3 * MIN_SLICED_BATCH)]
-    vectors = slices.encode(encode, big)
-    assert vectors[:, 0].tolist() == [len(text) for text in big]  # rows in the callers' order
-    if cores > 1:
-        assert set(vectors[:, 1].tolist()) == {1}  # each slice single-threaded
-        assert len(set(threads_seen[1:])) == cores  # one slice per core, on different threads
-    assert torch.get_num_threads() == cores  # restored for the next lone query
+    before = torch.get_num_threads()
+    torch.set_num_threads(cores)
+    try:
+        slices = CoreSlices(Model())
+        small = ["a" * n for n in range(MIN_SLICED_BATCH - 1)]
+        assert slices.encode(encode, small)[:, 1].tolist() == [cores] * len(small)  # a small batch: every core at once
+        big = ["b" * n for n in range(3 * MIN_SLICED_BATCH)]
+        vectors = slices.encode(encode, big)
+        assert vectors[:, 0].tolist() == [len(text) for text in big]  # rows in the callers' order
+        if cores == 1:
+            assert slices.pool is None and vectors[:, 1].tolist() == [1] * len(big)  # one call on the one core
+            assert len(threads_seen) == 2
+        else:
+            assert set(vectors[:, 1].tolist()) == {1}  # each slice single-threaded
+            assert len(threads_seen[1:]) == len(set(threads_seen[1:])) == cores  # one slice per core, each on its own thread
+        assert torch.get_num_threads() == cores  # restored for the next lone query
+    finally:
+        torch.set_num_threads(before)

@@ -11,9 +11,9 @@ import sqlite3
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 import search
-from conftest import LiveServer
 from fakes import FAKE_MODEL, FakeEmbedder, prepared
 from search.api import create_app
 from search.api.jobs import JobCancelled
@@ -83,8 +83,9 @@ def search_status(tmp_path, embedder) -> httpx.Response:
     backend.record_model(FAKE_MODEL)
     backend.write([prepared("gold", ["Gold prices rose."])])
     try:
-        with LiveServer(create_app(Retriever(backend, embedder), Settings(index=tmp_path / "index"))) as server:
-            return httpx.get(f"{server.url}/search", params={"q": "gold"}, timeout=30)
+        app = create_app(Retriever(backend, embedder), Settings(index=tmp_path / "index"))
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+            return client.get("/search", params={"q": "gold"})
     finally:
         backend.close()
 

@@ -46,7 +46,3 @@ def test_unverified_or_tampered_folders_are_refused(tmp_path):
     with pytest.raises(ModelError, match="missing"):
         verify_model_dir(tmp_path)
     assert default_model_dir(tmp_path / "x") == tmp_path / "x"
-
-
-def test_the_installed_default_model_verifies(embedder):
-    verify_model_dir(default_model_dir())
