@@ -20,7 +20,7 @@ from search.output.report import EVIDENCE_GAP, Report, Section, report_for_quest
 from search.output.report_docx import DEFAULT_CJK_FONT, DOCX_MEDIA_TYPE, NO_PASSAGES, render_docx
 from search.types import Lang, Passage
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "results" / "screenshots" / "report-docx-page1.png"
 QUESTIONS = ["水贝珠宝的生产周期比全球平均快多少？", "How much did Korean jewellery exports grow?"]
 
