@@ -32,10 +32,11 @@ class Settings(BaseSettings):
     model: str = Field(DEFAULT_MODEL_NAME, description="sentence-transformers folder or hub id")
     model_dir: Path | None = Field(None, description="where the default model is assembled (default: user cache)")
     dim: int | None = Field(None, description="Matryoshka vector size of a new index (768/512/256/128)")
-    int8: bool = Field(False, description="dynamic int8 Linear layers on CPU")
+    int8: bool = Field(False, description="int8 model on CPU (the same as precision=int8)")
     device: str | None = Field(None, description="torch device (default: cuda when present, else cpu)")
-    runtime: Literal["torch", "onnx", "openvino"] = Field(
-        "torch", description="model runtime (onnx/openvino: exported once beside the model; needs optimum)")
+    runtime: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="model runtime: auto (onnx on a CPU, torch on a GPU), torch, or onnx (exported once "
+                            "beside the model and checked against torch)")
     precision: Literal["fp32", "bf16", "int8"] = Field(
         "fp32", description="bf16: torch on a GPU; int8: torch dynamic or ONNX quantised (fp16 gives wrong vectors)")
     query_batch: int = Field(64, ge=1, le=256, description="queries encoded together in one model call")
