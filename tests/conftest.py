@@ -28,6 +28,12 @@ def embedder():
 
 
 @pytest.fixture(scope="session")
+def torch_embedder():
+    """The same model on torch (the default runs ONNX Runtime on a CPU): the reference of the runtime tests."""
+    return load_embedder(Settings(runtime="torch"))
+
+
+@pytest.fixture(scope="session")
 def tokenizer(embedder):
     return embedder.tokenizer
 

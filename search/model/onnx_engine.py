@@ -124,8 +124,10 @@ def ensure_export(model_dir: Path) -> tuple[Path, ExportCheck]:
         except Exception as error:  # an exporter failure is recorded, so commands run on torch
             exported, check = {}, ExportCheck(False, failure=f"{type(error).__name__}: {error}".splitlines()[0][:300])
         else:
-            (staging / EXPORT_FILE).write_text(json.dumps(exported), encoding="utf-8")  # what the check loads
-            check = check_export(staging, reference)
+            (staging / EXPORT_FILE).write_text(json.dumps(exported), encoding="utf-8")  # what the engine loads
+            candidate = OnnxEngine(replace(reference.spec, runtime="onnx"), staging, tokenizer=reference.tokenizer)
+            check = check_export(candidate, reference)
+            del candidate  # its session holds the files open
         (staging / EXPORT_FILE).write_text(json.dumps({**exported, "check": asdict(check)}, ensure_ascii=False,
                                                       indent=2) + "\n", encoding="utf-8")
         try:
@@ -208,10 +210,9 @@ def _parts(model) -> tuple[object, list]:
     return modules[0], dense
 
 
-def check_export(folder: Path, reference: TorchEngine) -> ExportCheck:
-    """Compare the export in ``folder`` with ``reference`` (the same model on torch, full size) on
-    the probe set: lone queries, a query batch, and passages in batches."""
-    candidate = OnnxEngine(replace(reference.spec, runtime="onnx"), folder, tokenizer=reference.tokenizer)
+def check_export(candidate: ModelEngine, reference: ModelEngine) -> ExportCheck:
+    """Compare ``candidate`` (the export, on ONNX) with ``reference`` (the same model on torch, at
+    the same size) on the probe set: lone queries, a query batch, and passages in batches."""
     pairs = [(candidate.encode_queries(PROBE_QUERIES), reference.encode_queries(PROBE_QUERIES)),
              (candidate.encode_documents(PROBE_PASSAGES, 4), reference.encode_documents(PROBE_PASSAGES, 4))]
     pairs += [(candidate.encode_queries([query]), reference.encode_queries([query])) for query in PROBE_QUERIES[:2]]
