@@ -22,9 +22,13 @@ from search.model.download import default_model_dir
 from search.model.embedder import Embedder
 from search.model.onnx_engine import (EXPORT_FILE, MAX_ABS_DIFF, MIN_COSINE, PROBE_PASSAGES, ExportCheck,
                                       check_export, export_dir, read_check)
+from search.model.torch_engine import default_device
 from search.ranking.evidence import stored_evidence
 from search.service import open_ingester, open_retriever
 from search.settings import Settings
+
+#: The default runs ONNX on a CPU only (torch on a GPU): these tests need the ONNX default.
+pytestmark = pytest.mark.skipif(default_device() != "cpu", reason="the default runtime on a GPU is torch")
 
 QUESTIONS = ["How much faster are Shuibei lead times?", "水贝珠宝的生产周期比全球平均快多少？", "gold price",
              "黄金", "freshwater pearls", "淡水珍珠"]
