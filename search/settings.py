@@ -38,9 +38,9 @@ class Settings(BaseSettings):
                                               "(`--dim`; unset: the model's; an existing index keeps its own)")
     int8: bool = Field(False, description="dynamic int8 Linear layers on CPU (`--int8`)")
     device: str | None = Field(None, description="torch device (unset: `cuda` when present, else `cpu`)")
-    runtime: Literal["torch", "onnx", "openvino"] = Field(
-        "torch", description="model runtime; `onnx` and `openvino` are exported once beside the model "
-                             "(the `onnx` extra)")
+    runtime: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="model runtime (`--runtime`): `auto` (ONNX Runtime on a CPU, torch on a GPU), `torch`, "
+                            "or `onnx` (exported once beside the model by `bisearch model` and checked against torch)")
     precision: Literal["fp32", "bf16", "int8"] = Field(
         "fp32", description="`bf16`: torch on a GPU; `int8`: torch dynamic or ONNX quantised "
                             "(fp16 is refused: it gives wrong EmbeddingGemma vectors)")

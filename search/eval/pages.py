@@ -173,8 +173,8 @@ def product_pages(bench_dir: Path, settings, mode: str = "hybrid") -> dict[str, 
         scores = score_rankings(load_page_queries(bench_dir), rank)
     finally:
         ingester.backend.close()
-    return {"row": f"bisearch passages ({mode})", "passages": summary.chunks_added, "ingest_s": round(ingest_s, 1),
-            **scores}
+    return {"row": f"bisearch passages ({mode})", "runtime": ingester.embedder.runtime, "passages": summary.chunks_added,
+            "ingest_s": round(ingest_s, 1), **scores}
 
 
 def format_page_table(rows: list[dict[str, object]]) -> str:
