@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     max_pages: int = Field(2000, ge=1, description="most pages of a PDF (pages are streamed one at a time)")
     max_unzipped_bytes: int = Field(200 * 1024 * 1024, ge=1024,
                                     description="largest total unpacked size of a DOCX (zip bomb guard)")
+    max_image_pixels: int = Field(100_000_000, ge=1, description="largest image (or image in a PDF page read by "
+                                                                 "OCR), checked before decoding (bomb guard)")
+    ocr: Literal["auto", "always", "never"] = Field(
+        "auto", description="OCR: auto reads images and the PDF pages without usable text; always every PDF "
+                            "page; never none (images refused)")
     search_threads: int = Field(64, ge=1, le=256,
                                 description="searches running at once (>= query_batch, or batches stay small)")
     host: str = Field("127.0.0.1", description="address the server binds (serve --host)")

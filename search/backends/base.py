@@ -13,7 +13,8 @@ from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from search.types import SentenceVectors, Document, DocumentSummary, Filter, KeywordQuery, ModelInfo, Origin, Passage, Scored
+from search.types import (SentenceVectors, Document, DocumentSummary, Filter, KeywordQuery, ModelInfo, OcrLine, Origin,
+                          Passage, Scored)
 
 
 class BackendError(RuntimeError):
@@ -22,6 +23,17 @@ class BackendError(RuntimeError):
 
 class ModelMismatchError(BackendError):
     """The index was built with a different embedding model or vector size."""
+
+
+def ocr_lines_as_rows(lines: Sequence[OcrLine]) -> list[list[float]]:
+    """A document's OCR lines as compact JSON rows ``[start, end, page, x0, y0, x1, y1]``."""
+    return [[line.start, line.end, line.page, *line.box] for line in lines]
+
+
+def ocr_lines_from_rows(rows: Iterable[Sequence[float]]) -> tuple[OcrLine, ...]:
+    """The inverse of :func:`ocr_lines_as_rows`."""
+    return tuple(OcrLine(int(row[0]), int(row[1]), int(row[2]), tuple(float(value) for value in row[3:7]))
+                 for row in rows)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ Four collections, named ``<prefix>_<name>`` (default prefix ``bisearch``; docume
     one row per passage: ``id`` (INT64, assigned here), ``vector`` (FLOAT_VECTOR, metric IP on
     unit vectors = cosine), ``doc_id``, ``gen``, ``chunk_no``, ``start``, ``end``, ``lang``,
     ``mixed``, ``title``, ``source``, ``text``, ``loc`` (JSON: page, page_end, page_label,
-    section; Milvus Lite has no nullable fields) and ``keyword_text``: the *normalised* passage
+    section, ocr, sentence vectors; Milvus Lite has no nullable fields; keys a row lacks read as
+    absent, so rows written before a key existed need no migration) and ``keyword_text``: the *normalised* passage
     text (NFKC + simplified, :func:`search.text.language.normalize`) analysed by jieba
     (``lowercase`` + ``cnalphanumonly``), fed to a BM25 function whose output is the sparse
     field ``sparse``. Chinese is thus indexed as words, and a query's normalised text
@@ -18,7 +19,7 @@ Four collections, named ``<prefix>_<name>`` (default prefix ``bisearch``; docume
     committed version. Every collection needs a vector field, so the small ones carry a 2-d
     dummy ``_v``.
 ``texts``
-    document texts (kind 0), page/section layout as JSON (kind 1) and the original file as
+    document texts (kind 0), page/section/OCR layout as JSON (kind 1) and the original file as
     base64 (kind 2), split into ordered pieces of at most 16,000 characters (at most 64,000
     UTF-8 bytes, under VARCHAR's 65,535), keyed by ``(gen, slot in the batch, kind, piece)`` and rejoined on read,
     so any document round-trips exactly.
@@ -78,7 +79,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from search.backends.base import BackendError, ModelMismatchError, PreparedDocument
+from search.backends.base import (BackendError, ModelMismatchError, PreparedDocument, ocr_lines_as_rows,
+                                   ocr_lines_from_rows)
 from search.text.language import normalize
 from search.types import SentenceVectors, Document, DocumentSummary, Filter, KeywordQuery, Lang, ModelInfo, Origin, Passage, Scored
 
@@ -469,7 +471,8 @@ class MilvusBackend:
                     "lang": Lang(passage.lang).value, "mixed": bool(passage.mixed),
                     "title": prepared.document.title, "source": prepared.document.source, "text": passage.text,
                     "loc": {"page": passage.page, "page_end": passage.page_end, "page_label": passage.page_label,
-                            "section": passage.section,  # sentence vectors: base64 (lite has no nullable fields)
+                            "section": passage.section, "ocr": passage.ocr,
+                            # sentence vectors: base64 (lite has no nullable fields)
                             "sentences": _sentences_field(sentences)},
                     "keyword_text": normalize(passage.text),
                 })
@@ -480,7 +483,9 @@ class MilvusBackend:
         """Stores a document's text, layout and file as pieces; returns its (uncommitted) document row."""
         document = prepared.document
         layout = json.dumps({"pages": list(document.pages), "page_labels": list(document.page_labels),
-                             "sections": [list(section) for section in document.sections]}, ensure_ascii=False)
+                             "sections": [list(section) for section in document.sections],
+                             "ocr_pages": list(document.ocr_pages), "ocr_lines": ocr_lines_as_rows(document.ocr_lines)},
+                            ensure_ascii=False)
         parts = {TEXT: _pieces(document.text), LAYOUT: _pieces(layout)}
         if prepared.original is not None:
             parts[FILE] = _pieces(base64.b64encode(prepared.original).decode("ascii"))
@@ -630,7 +635,8 @@ class MilvusBackend:
             found[int(row["id"])] = Passage(
                 row["doc_id"], int(row["chunk_no"]), int(row["start"]), int(row["end"]), row["text"],
                 Lang(row["lang"]), bool(row["mixed"]), row["title"], row["source"], int(row["id"]),
-                loc.get("page"), loc.get("page_end"), loc.get("page_label"), loc.get("section"))
+                loc.get("page"), loc.get("page_end"), loc.get("page_label"), loc.get("section"),
+                bool(loc.get("ocr", False)))
         return found
 
     @_guarded
@@ -676,7 +682,8 @@ class MilvusBackend:
         layout = json.loads(self._read_pieces(doc_id, gen, LAYOUT, int(counts[str(LAYOUT)])))
         return Document(doc_id, row["title"], row["source"], text, Lang(row["lang"]), tuple(layout["pages"]),
                         tuple(layout["page_labels"]), tuple((int(s), h) for s, h in layout["sections"]),
-                        row["media_type"])
+                        row["media_type"], tuple(layout.get("ocr_pages", ())),
+                        ocr_lines_from_rows(layout.get("ocr_lines", ())))
 
     @_guarded
     def file(self, doc_id: str) -> bytes | None:

@@ -1,0 +1,250 @@
+"""Scans and images read by OCR (search/loading/ocr.py, image.py, the OCR path of pdf.py): real text
+rendered into images with the Noto CJK font, real Debian PDF pages turned into an image-only PDF,
+read by the real engine (RapidOCR), then ingested with the real model and searched."""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import index_settings
+from search.loading import DocumentError, LoadLimits, load_file, page_of, read_bytes
+from search.loading.ocr import reading_order
+from search.output.citations import search_response
+from search.service import open_ingester, open_retriever
+
+FONT = next(iter(sorted(Path("/usr/share/fonts/opentype/noto").glob("NotoSansCJK-Regular.ttc"))), None)
+EN_PDF = Path("/usr/share/doc/maint-guide/maint-guide.en.pdf")
+needs_font = pytest.mark.skipif(FONT is None, reason="fonts-noto-cjk is absent (.ci/system-deps installs it)")
+needs_debian_pdf = pytest.mark.skipif(not EN_PDF.is_file(), reason="maint-guide is absent (.ci/system-deps)")
+
+ENGLISH = ["Invoices must be paid within thirty days of the", "delivery date; late payments carry interest."]
+CHINESE = ["发票须在交货之日起三十天内付清，", "逾期付款按年利率百分之五计息。"]
+
+
+def render(lines: list[str], size: int = 26, width: int = 760):
+    """Black text on white, one line per entry, as a scanner would give it (8-bit grey)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(str(FONT), size)
+    step = int(size * 1.7)
+    image = Image.new("L", (width, 40 + step * len(lines)), 255)
+    draw = ImageDraw.Draw(image)
+    for number, line in enumerate(lines):
+        draw.text((30, 20 + number * step), line, font=font, fill=0)
+    return image
+
+
+def encoded(image, kind: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, kind, **options)
+    return buffer.getvalue()
+
+
+def character_error_rate(expected: str, found: str) -> float:
+    from rapidfuzz.distance import Levenshtein
+
+    return Levenshtein.distance(expected, found) / len(expected)
+
+
+# --- reading order (no engine: boxes as the engine gives them) ----------------------------------
+
+def _box(x0: float, y0: float, x1: float, y1: float, text: str, angle: float = 0.0) -> list:
+    """An engine result ``[quad, text, score]``, the quad turned by ``angle`` degrees about (500, 500)."""
+    turn = math.radians(angle)
+    corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+    quad = [[500 + (x - 500) * math.cos(turn) - (y - 500) * math.sin(turn),
+             500 + (x - 500) * math.sin(turn) + (y - 500) * math.cos(turn)] for x, y in corners]
+    return [quad, text, 0.99]
+
+
+def two_column_page(angle: float = 0.0) -> list:
+    boxes = [_box(60, 40, 940, 70, "Title across the page", angle)]
+    for row in range(4):
+        top = 140 + row * 40
+        boxes.append(_box(520, top, 940, top + 26, f"right {row}", angle))
+        boxes.append(_box(60, top, 480, top + 26, f"left {row}", angle))
+    boxes.append(_box(60, 340, 130, 366, "BIN", angle))  # one visual line in two pieces
+    boxes.append(_box(200, 340, 480, 366, "= /usr/bin", angle))
+    boxes.append(_box(520, 340, 940, 366, "right 4", angle))
+    return boxes
+
+
+@pytest.mark.parametrize("angle", [0.0, 2.0, -3.0])
+def test_reading_order_is_top_down_and_columns_left_to_right(angle):
+    lines = reading_order(two_column_page(angle), 1000, 1000)
+    assert [line.text for line in lines] == ["Title across the page", "left 0", "left 1", "left 2", "left 3",
+                                             "BIN = /usr/bin", "right 0", "right 1", "right 2", "right 3", "right 4"]
+    assert all(0 <= value <= 1 for line in lines for value in line.box)
+    assert lines[0].box[1] < lines[1].box[1] < lines[4].box[1]
+
+
+# --- real OCR ----------------------------------------------------------------------------------
+
+@needs_font
+def test_a_two_page_tiff_in_english_and_chinese_is_read_with_pages_and_line_boxes():
+    pages = [render(ENGLISH), render(CHINESE)]
+    data = encoded(pages[0], "TIFF", save_all=True, append_images=pages[1:], compression="tiff_lzw")
+    loaded = read_bytes(data, "contract.tiff", "contract")
+    document = loaded.document
+    expected = " ".join(ENGLISH) + "\n\n" + "".join(CHINESE)  # wrapped lines joined; no spaces in Chinese
+    assert character_error_rate(expected, document.text) <= 0.05, document.text
+    assert document.media_type == "image/tiff" and loaded.original == data
+    assert document.ocr_pages == (1, 2) and len(document.pages) == 2 and len(loaded.ocr_seconds) == 2
+    assert page_of(document, document.text.index("交货")) == 2 and page_of(document, 0) == 1
+    assert document.title.startswith("Invoices must be paid")
+    assert {line.page for line in document.ocr_lines} == {1, 2}
+    for line in document.ocr_lines:
+        x0, y0, x1, y1 = line.box
+        assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
+        assert document.pages[line.page - 1] <= line.start < line.end <= len(document.text)
+    first = document.ocr_lines[0]
+    assert document.text[first.start:first.end].startswith("Invoices") and first.box[1] < 0.5
+
+
+@needs_font
+def test_a_jpeg_photo_is_read_and_always_reads_a_text_pdf_by_ocr():
+    from test_loading import make_pdf
+
+    photo = read_bytes(encoded(render(ENGLISH[:1]).convert("RGB"), "JPEG", quality=85), "photo.jpg", "photo")
+    words = ENGLISH[0].replace(" ", "")  # JPEG noise may close a narrow word gap: the words themselves must hold
+    assert character_error_rate(words, photo.document.text.replace(" ", "")) <= 0.05, photo.document.text
+    assert photo.document.media_type == "image/jpeg" and photo.document.ocr_pages == (1,)
+    typed = make_pdf(["Sapphires are graded by colour"])
+    assert read_bytes(typed, "typed.pdf", "typed").document.ocr_pages == ()  # auto: its text layer is used
+    scanned = read_bytes(typed, "typed.pdf", "typed", limits=LoadLimits(ocr="always"))
+    assert scanned.document.ocr_pages == (1,) and "graded by colour" in scanned.document.text
+
+
+# --- bad input: one reason per file, nothing half read -------------------------------------------
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` × ``height`` pixels and holds almost no data (a decompression bomb's header)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def pdf_with_image(width: int, height: int, data: bytes) -> bytes:
+    """A one-page PDF drawing one grey image XObject that declares ``width`` × ``height`` over ``data``."""
+    stream = b"q 612 0 0 792 0 0 cm /Im1 Do Q"
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /XObject << /Im1 5 0 R >> >> "
+               b"/Contents 4 0 R >>",
+               b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
+               b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray /BitsPerComponent 8 "
+               b"/Filter /FlateDecode /Length %d >>\nstream\n%s\nendstream" % (width, height, len(data), data)]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def noise_png() -> bytes:
+    from PIL import Image
+
+    return encoded(Image.fromarray(np.random.default_rng(7).integers(0, 256, (300, 400), dtype=np.uint8)), "PNG")
+
+
+def truncated_jpeg() -> bytes:
+    whole = encoded(render(ENGLISH).convert("RGB"), "JPEG", quality=90)
+    return whole[:len(whole) // 2]
+
+
+BAD_SCANS = [
+    ("bomb.png", lambda: png_header_only(100_000, 100_000), r"the image is 10,000,000,000 pixels, over the limit"),
+    ("poster.png", lambda: png_header_only(20_000, 20_000), r"the image is 400,000,000 pixels, over the limit"),
+    ("big.png", lambda: png_header_only(12_000, 12_000), r"the image is 12,000 × 12,000 pixels, over the limit of "
+                                                         r"100,000,000 pixels \(setting max_image_pixels\)"),
+    ("liar.pdf", lambda: pdf_with_image(20_000, 20_000, zlib.compress(b"\x80" * 100)),
+     r"an image on page 1 is 20,000 × 20,000 pixels, over the limit"),
+    ("short.pdf", lambda: pdf_with_image(600, 800, zlib.compress(b"\x80" * 100)), "no text found"),
+    ("noise.png", noise_png, "no text found"),
+    ("photo.png", lambda: b"\xff\xd8\xff\xe0" + b"\x00" * 200, r"not a PNG image \(the content is a JPEG image\)"),
+    ("garbage.webp", lambda: b"RIFF\x10\x00\x00\x00WEBPVP8 " + b"\x01" * 64, "not a readable image"),
+]
+
+
+@pytest.mark.parametrize("name, make, reason", BAD_SCANS, ids=[case[0] for case in BAD_SCANS])
+def test_bad_scans_are_refused_by_name_with_one_reason(tmp_path, name, make, reason):
+    path = tmp_path / name
+    path.write_bytes(make())
+    with pytest.raises(DocumentError, match=reason) as error:
+        load_file(path, "x")
+    assert str(error.value).startswith(f"{path}: ") and "\n" not in str(error.value)
+
+
+@needs_font
+def test_a_truncated_jpeg_is_refused_whole(tmp_path):
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(truncated_jpeg())
+    with pytest.raises(DocumentError, match=r"cut\.jpg: truncated or corrupt image"):
+        load_file(path, "x")
+
+
+def test_ocr_never_refuses_images_and_scans(tmp_path):
+    never = LoadLimits(ocr="never")
+    with pytest.raises(DocumentError, match=r"scan\.png: an image is read by OCR, which is off \(setting ocr=never\)"):
+        read_bytes(noise_png(), "scan.png", "x", limits=never)
+    with pytest.raises(DocumentError, match=r"scan\.pdf: no text layer, and OCR is off"):
+        read_bytes(pdf_with_image(60, 80, zlib.compress(b"\x80" * 4800)), "scan.pdf", "x", limits=never)
+
+
+# --- the whole path: ingest a scan, find it from a Chinese question, with its page ----------------------
+
+def scanned_pdf(pages: list[int], crop: float = 0.4) -> bytes:
+    """Pages of the Debian maint-guide rendered at 150 dpi in grey (their top part), saved as an image-only PDF."""
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument(str(EN_PDF))
+    try:
+        images = []
+        for index in pages:
+            image = document[index].render(scale=150 / 72, grayscale=True).to_pil()
+            images.append(image.crop((0, 0, image.width, int(image.height * crop))))
+    finally:
+        document.close()
+    return encoded(images[0], "PDF", save_all=True, append_images=images[1:], resolution=150)
+
+
+@needs_debian_pdf
+def test_a_scanned_pdf_is_found_from_a_chinese_question_with_its_page(tmp_path, fresh_index_dir, embedder):
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    (folder / "scan.pdf").write_bytes(scanned_pdf([8, 9]))  # printed pages 3 and 4
+    (folder / "bomb.png").write_bytes(png_header_only(100_000, 100_000))
+    settings = index_settings(fresh_index_dir)
+    ingester = open_ingester(settings, embedder=embedder)
+    try:
+        summary = ingester.ingest_paths([folder])
+    finally:
+        ingester.backend.close()
+    report = summary.as_dict()
+    assert report["added"] == 1 and report["failed"] == 1 and "bomb.png: the image is" in report["errors"][0]
+    assert report["ocr_pages"] == 2 and report["ocr_seconds_per_page"] > 0
+    retriever = open_retriever(settings, embedder=embedder)
+    try:
+        assert retriever.backend.document("bomb") is None  # nothing of a refused file is stored
+        stored = retriever.backend.document("scan")
+        assert stored.ocr_pages == (1, 2) and stored.ocr_lines and "build-essential" in stored.text
+        result = retriever.search("哪个软件包可以帮助管理大量补丁？", k=3)
+        response = search_response(result, 3).model_dump()
+    finally:
+        retriever.backend.close()
+    top = response["results"][0]
+    assert top["doc_id"] == "scan" and top["ocr"] is True and top["page"] == 2, top
+    assert "quilt" in top["text"] and "p. 2" in top["citation"]
