@@ -85,6 +85,27 @@ def test_reading_order_is_top_down_and_columns_left_to_right(angle):
     assert lines[0].box[1] < lines[1].box[1] < lines[4].box[1]
 
 
+def test_which_pdf_pages_auto_reads_by_ocr():
+    """auto: a page mostly (cid:)/U+FFFD, or nearly empty and covered by an image; never a typed page."""
+    import pypdfium2 as pdfium
+
+    from search.loading.pdf import _wants_ocr
+    from test_loading import make_pdf
+
+    typed = pdfium.PdfDocument(make_pdf(["Sapphires are graded by colour"]))
+    scan = pdfium.PdfDocument(pdf_with_image(60, 80, zlib.compress(b"\x80" * 4800)))
+    try:
+        assert not _wants_ocr("auto", "Sapphires are graded by colour", typed[0])
+        assert _wants_ocr("auto", "(cid:12)(cid:7)(cid:9) \ufffd\ufffd ab", typed[0])
+        assert not _wants_ocr("auto", "", typed[0])  # a blank page without images: nothing to read
+        assert _wants_ocr("auto", "", scan[0]) and _wants_ocr("auto", "Scanned by ACME", scan[0])
+        assert not _wants_ocr("auto", "A caption under a full-page figure, " * 3, scan[0])
+        assert _wants_ocr("always", "Sapphires", typed[0]) and not _wants_ocr("never", "", scan[0])
+    finally:
+        typed.close()
+        scan.close()
+
+
 # --- real OCR ----------------------------------------------------------------------------------
 
 @needs_font

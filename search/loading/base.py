@@ -14,7 +14,7 @@ from search.types import Document, Lang
 TITLE_MAX_CHARS = 200
 MIB = 1024 * 1024
 
-#: ``progress(done, total)``: called after each page of a paged format (PDF).
+#: ``progress(done, total)``: called after each page of a paged format (PDF, images: a TIFF frame each).
 Progress = Callable[[int, int], None]
 
 PDF_MEDIA_TYPE = "application/pdf"

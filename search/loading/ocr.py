@@ -36,6 +36,8 @@ from search.types import OcrLine
 Box = tuple[float, float, float, float]
 #: How a user sets OCR (``--ocr``, ``BISEARCH_OCR``): only pages without usable text, every page, or none.
 OCR_MODES = ("auto", "always", "never")
+#: The engine reads images of at most this many pixels a side (RapidOCR's max_side_len).
+ENGINE_MAX_SIDE = 2000
 #: A column gutter is at least this many line heights wide; each column holds at least this many boxes.
 COLUMN_GAP_LINES = 1.2
 COLUMN_MIN_BOXES = 3
@@ -93,7 +95,13 @@ def _load_engine():
 
 
 def read_image(image, name: str) -> ReadPage:
-    """OCR one page image (a PIL image, any mode): its lines in reading order, with their boxes."""
+    """OCR one page image (a PIL image, any mode): its lines in reading order, with their boxes.
+
+    An image larger than the engine reads (ENGINE_MAX_SIDE pixels a side) is shrunk first, in its own
+    mode, so a big scan never becomes a three-channel copy at full size."""
+    if max(image.size) > ENGINE_MAX_SIDE:
+        image = image.copy()
+        image.thumbnail((ENGINE_MAX_SIDE, ENGINE_MAX_SIDE))
     pixels = np.asarray(image.convert("RGB"))
     height, width = pixels.shape[:2]
     with _engine_lock:

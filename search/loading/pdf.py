@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from search.loading.base import (DEFAULT_LIMITS, PDF_MEDIA_TYPE, DocumentError, LoadedFile, LoadLimits, Progress,
                                  lang_of, short_title)
-from search.loading.ocr import Box, ReadPage, check_pixels, locate_lines, read_image
+from search.loading.ocr import ENGINE_MAX_SIDE, Box, ReadPage, check_pixels, locate_lines, read_image
 from search.types import Document, OcrLine
 
 #: pdfium is not thread-safe: one PDF is read at a time in this process.
@@ -73,11 +73,11 @@ EDGE_LINES = 2
 SCAN_MAX_CHARS = 40
 SCAN_IMAGE_SHARE = 0.5
 #: A page is rendered for OCR at the resolution of its largest image (within OCR_MIN_DPI..OCR_DPI_CAP), a page
-#: without images at OCR_DPI; smaller when its longer side would pass OCR_MAX_SIDE pixels (what the engine reads).
+#: without images at OCR_DPI; smaller when its longer side would pass what the engine reads.
 OCR_DPI = 150
 OCR_MIN_DPI = 100
 OCR_DPI_CAP = 300
-OCR_MAX_SIDE = 2000
+OCR_MAX_SIDE = ENGINE_MAX_SIDE
 
 
 @dataclass(frozen=True)
