@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     ocr: Literal["auto", "always", "never"] = Field(
         "auto", description="OCR: auto reads images and the PDF pages without usable text; always every PDF "
                             "page; never none (images refused)")
+    ocr_engine: Literal["auto", "tesseract", "rapidocr"] = Field(
+        "auto", description="OCR engine: tesseract (Debian's tesseract-ocr + tesseract-ocr-chi-sim), rapidocr "
+                            "(PP-OCRv4 inside its wheel), auto: tesseract where installed, else rapidocr (docs/ocr.md)")
     search_threads: int = Field(64, ge=1, le=256,
                                 description="searches running at once (>= query_batch, or batches stay small)")
     host: str = Field("127.0.0.1", description="address the server binds (serve --host)")

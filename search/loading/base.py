@@ -31,7 +31,7 @@ class DocumentError(ValueError):
 @dataclass(frozen=True)
 class LoadLimits:
     """Bounds on what a reader accepts, and whether it may OCR (Settings: ``max_file_bytes``, ``max_pages``,
-    ``max_unzipped_bytes``, ``max_zip_entries``, ``max_image_pixels``, ``ocr``).
+    ``max_unzipped_bytes``, ``max_zip_entries``, ``max_image_pixels``, ``ocr``, ``ocr_engine``).
 
     ``max_pages`` bounds a PDF's pages: pages are read one at a time, so memory grows
     with the extracted text, never with the file's page objects. ``max_unzipped_bytes``
@@ -41,7 +41,7 @@ class LoadLimits:
     image (each frame of a TIFF, each image inside a PDF page read by OCR, and the page bitmap
     rendered for it), checked on the declared size before anything is decoded. ``ocr``: ``auto``
     reads by OCR the PDF pages without usable text and every image, ``always`` every page,
-    ``never`` none (images are then refused).
+    ``never`` none (images are then refused); ``ocr_engine`` names the engine (``search.loading.ocr.engine_for``).
     """
 
     max_file_bytes: int = 100 * MIB
@@ -50,6 +50,7 @@ class LoadLimits:
     max_zip_entries: int = 10_000
     max_image_pixels: int = 100_000_000
     ocr: str = "auto"
+    ocr_engine: str = "auto"
 
     @classmethod
     def from_settings(cls, settings: object) -> "LoadLimits":
@@ -57,7 +58,7 @@ class LoadLimits:
         defaults = cls()
         return cls(**{name: getattr(settings, name, getattr(defaults, name))
                       for name in ("max_file_bytes", "max_pages", "max_unzipped_bytes", "max_zip_entries",
-                                   "max_image_pixels", "ocr")})
+                                   "max_image_pixels", "ocr", "ocr_engine")})
 
 
 DEFAULT_LIMITS = LoadLimits()

@@ -40,7 +40,8 @@ def read_image_file(data: bytes, name: str, doc_id: str, suffix: str, title: str
     image, count = _open(data, name, limits)
     with image:
         for number in range(1, count + 1):
-            page = read_image(_frame(image, number, count, name, limits), f"{name}: page {number}" if count > 1 else name)
+            page = read_image(_frame(image, number, count, name, limits), f"{name}: page {number}" if count > 1 else name,
+                              limits.ocr_engine)
             seconds.append(page.seconds)
             scanned[number] = scanned_lines(page)
             pages.append([line for line, _ in scanned[number]])

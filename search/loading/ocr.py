@@ -1,10 +1,16 @@
 """OCR: the printed text of a page image, line by line in reading order, with each line's box.
 
-The engine is RapidOCR (``rapidocr-onnxruntime``, Apache-2.0): PP-OCRv4 Chinese/English
-detection and recognition models and the angle classifier, shipped inside its wheel and run
-by onnxruntime on the CPU; nothing is downloaded at run time. It was chosen over Tesseract by
-the measurements in docs/ocr.md. One engine per process, loaded on first use; pages are read
-one at a time (each read already uses every core).
+Two engines, both offline (setting ``ocr_engine``; docs/ocr.md has their measurements):
+
+* ``tesseract``: Debian's ``tesseract-ocr`` 5 with ``chi_sim`` and ``eng`` (``.ci/system-deps``),
+  run as a command on each page with both languages; its lines come from its TSV output.
+  On the scanned maint-guide pages it made fewer errors in both languages and used less CPU.
+* ``rapidocr``: RapidOCR (``rapidocr-onnxruntime``, Apache-2.0), the PP-OCRv4 Chinese/English
+  detection and recognition models inside its wheel, run by onnxruntime; a Python dependency,
+  so it is there wherever the project is installed, root or not. Loaded once per process.
+* ``auto`` (default): Tesseract where it is installed with both languages, else RapidOCR.
+
+Nothing is downloaded at run time. Pages are read one at a time (one lock per process).
 
 Reading order. The engine finds text boxes (a visual line, or a piece of one when words stand
 far apart). Boxes are deskewed by their median angle, then ordered by a recursive XY-cut:
@@ -14,13 +20,17 @@ one visual line left to right. Lines are then cleaned and joined by the same rul
 PDF's text layer (``search.loading.pdf``): no spaces between Chinese characters, wrapped
 lines joined, hyphenation rejoined.
 
-Low-confidence text is kept (the engine's own floor, a recognition score of 0.5, drops only
-what it cannot read at all): passages read by OCR say so (``Passage.ocr``).
+Low-confidence text is kept: only a line scored under 0.5 (RapidOCR's own floor; for Tesseract
+the mean confidence of its words) is dropped, what the engine cannot read at all. Passages read
+by OCR say so (``Passage.ocr``).
 """
 
 from __future__ import annotations
 
+import functools
+import io
 import math
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -36,6 +46,11 @@ from search.types import OcrLine
 Box = tuple[float, float, float, float]
 #: How a user sets OCR (``--ocr``, ``BISEARCH_OCR``): only pages without usable text, every page, or none.
 OCR_MODES = ("auto", "always", "never")
+#: A line scored under this is dropped (RapidOCR's own floor; Tesseract lines by their words' mean confidence).
+MIN_LINE_SCORE = 0.5
+#: Tesseract (ocr_engine=tesseract) reads every page with both languages, each page within this time.
+TESSERACT_LANGUAGES = "chi_sim+eng"
+TESSERACT_TIMEOUT_S = 600
 #: The engine reads images of at most this many pixels a side (RapidOCR's max_side_len).
 ENGINE_MAX_SIDE = 2000
 #: A column gutter is at least this many line heights wide; each column holds at least this many boxes.
@@ -82,8 +97,8 @@ class _Piece:
         return self.y1 - self.y0
 
 
-def _load_engine():
-    """The RapidOCR engine of this process (its models are files of the installed package)."""
+def _rapidocr(image) -> list:
+    """RapidOCR's ``[quad, text, score]`` boxes (the engine is loaded once; its models are package files)."""
     global _engine
     if _engine is None:
         try:
@@ -91,10 +106,67 @@ def _load_engine():
         except ImportError as error:
             raise RuntimeError(f"the OCR engine cannot be loaded ({error}); pip install rapidocr-onnxruntime") from error
         _engine = RapidOCR(use_cls=False)  # the angle classifier flipped good lines: 3x the errors (docs/ocr.md)
-    return _engine
+    found, _ = _engine(np.asarray(image.convert("RGB")))
+    return found or []
 
 
-def read_image(image, name: str) -> ReadPage:
+def _tesseract(image) -> list:
+    """Tesseract's lines (``tesseract stdin stdout -l chi_sim+eng tsv``) as ``[quad, text, score]`` boxes."""
+    buffer = io.BytesIO()
+    image.convert("L").save(buffer, "PNG")
+    try:
+        run = subprocess.run(["tesseract", "stdin", "stdout", "-l", TESSERACT_LANGUAGES, "tsv"], input=buffer.getvalue(),
+                             capture_output=True, timeout=TESSERACT_TIMEOUT_S, check=False)
+    except FileNotFoundError:
+        raise RuntimeError("tesseract is not installed (apt-get install tesseract-ocr tesseract-ocr-chi-sim), "
+                           "or set ocr_engine=rapidocr") from None
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"tesseract took more than {TESSERACT_TIMEOUT_S} s on one page") from None
+    if run.returncode != 0:
+        reason = " ".join(run.stderr.decode("utf-8", "replace").split())[:200]
+        raise RuntimeError(f"tesseract failed ({reason or run.returncode})")
+    lines: dict[tuple[str, str, str], list[list[str]]] = {}
+    for row in run.stdout.decode("utf-8", "replace").splitlines()[1:]:
+        cells = row.split("\t")
+        if len(cells) == 12 and cells[0] == "5" and cells[11].strip():
+            lines.setdefault((cells[2], cells[3], cells[4]), []).append(cells)
+    found = []
+    for words in lines.values():
+        left = min(int(word[6]) for word in words)
+        top = min(int(word[7]) for word in words)
+        right = max(int(word[6]) + int(word[8]) for word in words)
+        bottom = max(int(word[7]) + int(word[9]) for word in words)
+        score = sum(float(word[10]) for word in words) / len(words) / 100
+        if score < MIN_LINE_SCORE:
+            continue  # what the engine cannot read at all (a line cut by the page edge, specks)
+        found.append([[[left, top], [right, top], [right, bottom], [left, bottom]],
+                      " ".join(word[11].strip() for word in words), score])
+    return found
+
+
+#: The OCR engines a user can pick (setting ``ocr_engine``): each gives ``[quad, text, score]`` boxes.
+ENGINES = {"rapidocr": _rapidocr, "tesseract": _tesseract}
+
+
+@functools.lru_cache(maxsize=1)
+def tesseract_installed() -> bool:
+    """Whether the ``tesseract`` command runs here with the languages it needs (``chi_sim``, ``eng``)."""
+    try:
+        listed = subprocess.run(["tesseract", "--list-langs"], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return set(TESSERACT_LANGUAGES.split("+")) <= set(listed.stdout.decode("utf-8", "replace").split())
+
+
+def engine_for(setting: str) -> str:
+    """The engine a setting names; ``auto``: Tesseract where it is installed (the more accurate and faster of
+    the two on scanned pages, docs/ocr.md), else RapidOCR (always installed: a Python dependency)."""
+    if setting != "auto":
+        return setting
+    return "tesseract" if tesseract_installed() else "rapidocr"
+
+
+def read_image(image, name: str, engine: str = "auto") -> ReadPage:
     """OCR one page image (a PIL image, any mode): its lines in reading order, with their boxes.
 
     An image larger than the engine reads (ENGINE_MAX_SIDE pixels a side) is shrunk first, in its own
@@ -102,16 +174,15 @@ def read_image(image, name: str) -> ReadPage:
     if max(image.size) > ENGINE_MAX_SIDE:
         image = image.copy()
         image.thumbnail((ENGINE_MAX_SIDE, ENGINE_MAX_SIDE))
-    pixels = np.asarray(image.convert("RGB"))
-    height, width = pixels.shape[:2]
+    width, height = image.size
     with _engine_lock:
         started = time.perf_counter()
         try:
-            found, _ = _load_engine()(pixels)
+            found = ENGINES[engine_for(engine)](image)
         except RuntimeError as error:
             raise DocumentError(f"{name}: {error}") from error
         seconds = time.perf_counter() - started
-    return ReadPage(tuple(reading_order(found or [], width, height)), seconds)
+    return ReadPage(tuple(reading_order(found, width, height)), seconds)
 
 
 def reading_order(found: Sequence, width: int, height: int) -> list[ReadLine]:

@@ -403,7 +403,7 @@ def extract_pdf(data: bytes, name: str, limits: LoadLimits = DEFAULT_LIMITS,
             if read.image is None:
                 pages.append(page_lines(re.sub(r"\(cid:\d+\)", "", read.raw)))
             else:
-                page = read_image(read.image, f"{name}: page {index + 1}")
+                page = read_image(read.image, f"{name}: page {index + 1}", limits.ocr_engine)
                 seconds.append(page.seconds)
                 scanned[index + 1] = scanned_lines(page)
                 pages.append([line for line, _ in scanned[index + 1]])

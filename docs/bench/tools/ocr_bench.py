@@ -4,7 +4,7 @@ character error rate and speed of OCR engines on its pages. A tool, not the prod
     # 1. the scanned pair: every page at 150 dpi in grey, tilted and noisy, as image-only PDFs
     python docs/bench/tools/ocr_bench.py scan PAGE_BENCH OUT_SCANNED [--dpi 150 --seed 0]
     # 2. CER and seconds per page of an engine on pages of the scanned pair, against the text layer
-    python docs/bench/tools/ocr_bench.py cer OUT_SCANNED --engine rapidocr|tesseract [--pages 3,10,20,35]
+    python docs/bench/tools/ocr_bench.py cer OUT_SCANNED --engine rapidocr|tesseract|tesseract-cli [--pages 3,10,20,35]
     # 3. page hit@k of the text pair and of the scanned pair through the product (OCR at ingest)
     bisearch eval PAGE_BENCH --json --keep-index IDX_TEXT
     bisearch eval OUT_SCANNED --json --keep-index IDX_SCANNED
@@ -20,9 +20,10 @@ space next to a Chinese character, pdfium's line-end hyphen mark as "-", a table
 dot leaders as one "…"), over the sum of the reference lengths. ``cer`` compares engines on the
 raw lines of a few pages; ``index-cer`` compares every page as the product stores it (both
 sides through the same cleaning). The order of lines counts (a column read in the wrong order is an error).
-RapidOCR is read through the product's own path (``search.loading.ocr.read_image``: reading
-order included); Tesseract through its command line (``tesseract IMAGE - -l eng`` or
-``chi_sim+eng``), Debian's ``tesseract-ocr`` and ``tesseract-ocr-chi-sim``.
+``rapidocr`` and ``tesseract`` are read through the product's own path (``search.loading.ocr.read_image``:
+its boxes, the product's reading order; Tesseract with ``chi_sim+eng`` on every page);
+``tesseract-cli`` is Tesseract's own text output told the page's language (``-l eng`` or
+``chi_sim+eng``). Tesseract: Debian's ``tesseract-ocr`` 5.3 and ``tesseract-ocr-chi-sim``.
 Seconds: wall time of the OCR call, and the CPU seconds it used (with the load average: this
 machine's 2 cores are shared).
 """
@@ -122,13 +123,18 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def read_rapidocr(image, lang: str) -> str:
-    from search.loading.ocr import read_image
+def read_product(engine: str):
+    """An engine through the product's own path: its boxes, the product's reading order."""
+    def read(image, lang: str) -> str:
+        from search.loading.ocr import read_image
 
-    return "\n".join(line.text for line in read_image(image, "bench").lines)
+        return "\n".join(line.text for line in read_image(image, "bench", engine).lines)
+
+    return read
 
 
-def read_tesseract(image, lang: str) -> str:
+def read_tesseract_cli(image, lang: str) -> str:
+    """Tesseract's own text output, told the page's language (``eng``, or ``chi_sim+eng`` for Chinese)."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "page.png"
         image.save(path)
@@ -137,7 +143,10 @@ def read_tesseract(image, lang: str) -> str:
                               check=True).stdout
 
 
-ENGINES = {"rapidocr": read_rapidocr, "tesseract": read_tesseract}
+#: rapidocr and tesseract as the product runs them (tesseract: chi_sim+eng on every page); tesseract-cli:
+#: Tesseract's own reading order and the page's language given.
+ENGINES = {"rapidocr": read_product("rapidocr"), "tesseract": read_product("tesseract"),
+           "tesseract-cli": read_tesseract_cli}
 
 
 def measure(scanned: Path, originals: dict[str, Path], engine: str, pages: list[int]) -> dict[str, object]:
