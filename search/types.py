@@ -128,8 +128,9 @@ class Filter:
 @dataclass(frozen=True)
 class KeywordQuery:
     """A keyword search: jieba tokens (local BM25) and the normalised text (engines with analysers).
-    ``phrases``: the quoted phrases, folded (``search.ranking.query.fold``); a backend may return only
-    passages holding them (the retriever checks every phrase itself)."""
+    ``phrases``: the quoted phrases, folded (:func:`search.text.language.fold`); a backend returns only
+    passages holding them (:func:`search.backends.codec.holds_phrases`; the retriever checks every
+    phrase itself)."""
 
     tokens: tuple[str, ...]
     text: str

@@ -17,12 +17,12 @@ from search.api.jobs import Jobs
 from search.api.routers import documents, ingest, jobs, page, reports
 from search.api.routers import search as search_router
 from search.api.jobs import check_cancelled
-from search.backends import BackendError, ModelMismatchError
+from search.api.mcp import MCP_PATH, HttpEndpoint, create_mcp, serving_over_http
 from search.chunking import Chunker
+from search.errors import BisearchError, answer_for
 from search.ingest.pipeline import Ingester
-from search.loading import DocumentError, LoadLimits
-from search.output.report import ReportError, StaleQuoteError
-from search.ranking.retriever import QueryError, Retriever
+from search.loading import LoadLimits
+from search.ranking.retriever import Retriever
 from search.settings import Settings
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -176,43 +176,53 @@ async def validation_error(request: Request, problem: RequestValidationError) ->
     return SafeJSONResponse(status_code=422, content={"detail": detail})
 
 
-def _status_handler(status: int):
-    async def respond(request: Request, problem: Exception) -> JSONResponse:
-        return error(status, str(problem))
-    return respond
+async def family_error(request: Request, problem: BisearchError) -> JSONResponse:
+    """Every error of the family, answered with its kind's status (:data:`search.errors.ANSWERS`)."""
+    return error(answer_for(problem).status, str(problem))
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
-    for kind, status in ((QueryError, 422), (DocumentError, 422), (StaleQuoteError, 409), (ReportError, 422),
-                         (ModelMismatchError, 409),
-                         (BackendError, 503)):
-        app.add_exception_handler(kind, _status_handler(status))
+    app.add_exception_handler(BisearchError, family_error)
 
 
 # -- the app ------------------------------------------------------------------------------
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    yield
+    async with serving_over_http(app.state.mcp, app.state.settings):
+        yield
     await anyio.to_thread.run_sync(app.state.jobs.shutdown)  # running batch rolled back, committed ones kept
 
 
-def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAPI:
-    """The API over an opened retriever (one model and index per process)."""
+def create_app(retriever: Retriever, settings: Settings | None = None, ingester: Ingester | None = None) -> FastAPI:
+    """The API over an opened retriever (one model and index per process).
+
+    Writes go through ``ingester`` (default: one over the retriever's backend and embedder,
+    chunking with the embedder's tokenizer), so the API can run on any embedder, a fake one
+    included; the ingester must write to the retriever's backend. Its ``should_stop`` becomes
+    the job check, so a cancelled job stops between batches.
+    """
     settings = settings or Settings()
+    if ingester is None:
+        ingester = Ingester(retriever.backend, retriever.embedder,
+                            Chunker(retriever.embedder.tokenizer, settings.chunk_tokens),
+                            LoadLimits.from_settings(settings))
+    elif ingester.backend is not retriever.backend:
+        raise ValueError("the ingester must write to the backend the retriever reads")
+    ingester.should_stop = check_cancelled
     app = FastAPI(title="bisearch", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.add_middleware(RequestGuard, settings=settings)
     install_error_handlers(app)
     app.state.settings, app.state.retriever, app.state.jobs = settings, retriever, Jobs()
-    app.state.ingester = Ingester(retriever.backend, retriever.embedder,
-                                  Chunker(retriever.embedder.tokenizer, settings.chunk_tokens),
-                                  LoadLimits.from_settings(settings), should_stop=check_cancelled)
+    app.state.ingester = ingester
     # Searches (and reports) wait for a slot on the event loop, not in the shared thread pool, so a
     # queue of them never starves /health, the page or document requests of threads; writes take turns.
     app.state.search_slots = anyio.CapacityLimiter(settings.search_threads)
     app.state.write_slots = anyio.CapacityLimiter(1)
     for module in (page, search_router, documents, reports, ingest, jobs):
         app.include_router(module.router)
+    app.state.mcp = create_mcp(app.state)  # the same tools for AI assistants, at /mcp
+    app.add_route(MCP_PATH, HttpEndpoint(app.state.mcp), include_in_schema=False)
     return app
 
 

@@ -45,23 +45,33 @@ def get_jobs(request: Request) -> Jobs:
     return request.app.state.jobs
 
 
-def require_api_key(settings: Annotated[Settings, Depends(get_settings)],
-                    key: Annotated[str | None, Security(api_key_header)] = None) -> None:
-    """Write endpoints need ``X-API-Key`` when ``BISEARCH_API_KEY`` is set (constant-time compare)."""
+def check_api_key(settings: Settings, key: str | None) -> None:
+    """Writes need ``X-API-Key`` when ``BISEARCH_API_KEY`` is set (constant-time compare); 401 otherwise."""
     expected = settings.api_key
     if expected and not hmac.compare_digest((key or "").encode("utf-8", "surrogatepass"),
                                             expected.encode("utf-8", "surrogatepass")):
         raise HTTPException(status_code=401, detail=f"missing or wrong {API_KEY_HEADER} header")
 
 
+def require_api_key(settings: Annotated[Settings, Depends(get_settings)],
+                    key: Annotated[str | None, Security(api_key_header)] = None) -> None:
+    """Write endpoints need ``X-API-Key`` when ``BISEARCH_API_KEY`` is set."""
+    check_api_key(settings, key)
+
+
+async def in_slot(slots: anyio.CapacityLimiter, function, *args):
+    """Run a blocking call in a worker thread once one of ``slots`` is free (waiting on the event loop)."""
+    return await anyio.to_thread.run_sync(function, *args, limiter=slots)
+
+
 async def in_search_slot(request: Request, function, *args):
     """Run a search-like call (search, report) in one of the ``search_threads`` slots."""
-    return await anyio.to_thread.run_sync(function, *args, limiter=request.app.state.search_slots)
+    return await in_slot(request.app.state.search_slots, function, *args)
 
 
 async def in_write_slot(request: Request, function, *args):
     """Run a small write; writes take turns so they never crowd out searches."""
-    return await anyio.to_thread.run_sync(function, *args, limiter=request.app.state.write_slots)
+    return await in_slot(request.app.state.write_slots, function, *args)
 
 
 def accepted(job) -> JSONResponse:

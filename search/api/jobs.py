@@ -53,10 +53,6 @@ def check_cancelled() -> None:
         raise JobCancelled(job.id)
 
 
-def in_job() -> bool:
-    return getattr(_current, "job", None) is not None
-
-
 class Jobs:
     """A queue of write jobs served by one worker thread (writes never pile up on the model)."""
 

@@ -13,7 +13,8 @@ from typing import Callable, Literal, Sequence
 
 import numpy as np
 
-from search.backends.base import Backend, PreparedDocument
+from search.backends.base import Backend, DocumentRefused, PreparedDocument
+from search.backends.codec import check_doc_id
 from search.chunking import Chunker
 from search.chunking.locate import locate
 from search.model.embedder import Embedder
@@ -140,9 +141,13 @@ class Ingester:
 
 def file_refusal(backend: Backend, path: Path, doc_id: str, root: Path | None,
                  first_file: dict[str, Path]) -> str | None:
-    """Why ``path`` is not ingested as ``doc_id`` (another file of this run or of the index holds the
-    id), or None. ``first_file`` remembers the run's ids (filled here)."""
+    """Why ``path`` is not ingested as ``doc_id`` (an id no backend can store, or one that another
+    file of this run or of the index holds), or None. ``first_file`` remembers the run's ids (filled here)."""
     name = _name(path, root)
+    try:
+        check_doc_id(doc_id)
+    except DocumentRefused as error:
+        return f"{name}: {error}"
     if first_file.setdefault(doc_id, path) != path:
         return f"{name}: same document id {doc_id!r} as {_name(first_file[doc_id], root)}; rename one of them"
     if owner := _other_file_with_id(backend, doc_id, path, root):

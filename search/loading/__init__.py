@@ -43,8 +43,6 @@ from search.types import Document
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 HTML_SUFFIXES = (".html", ".htm")
 SUPPORTED_SUFFIXES = (*TEXT_SUFFIXES, *HTML_SUFFIXES, ".pdf", ".docx", *IMAGE_SUFFIXES)
-#: Suffixes whose original file is kept beside the document (served as-is).
-KEPT_SUFFIXES = (".pdf", ".docx", *IMAGE_SUFFIXES)
 
 __all__ = [
     "SUPPORTED_SUFFIXES", "TITLE_MAX_CHARS", "Document", "DocumentError", "LoadLimits", "LoadedFile",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from search.errors import InvalidInput
 from search.text.language import detect_language
 from search.types import Document, Lang
 
@@ -24,7 +25,7 @@ MARKDOWN_MEDIA_TYPE = "text/markdown"
 TEXT_MEDIA_TYPE = "text/plain"
 
 
-class DocumentError(ValueError):
+class DocumentError(InvalidInput):
     """A file or text that cannot become a document; the message is ``<name>: <one-line reason>``."""
 
 

@@ -17,7 +17,6 @@ from search.types import Document
 BLOCK_TAGS = frozenset(
     "p div br li ul ol tr table section article header footer h1 h2 h3 h4 h5 h6 pre blockquote dt dd title".split()
 )
-HEADING_TAGS = frozenset("h1 h2 h3 h4 h5 h6".split())
 SKIPPED_TAGS = frozenset({"script", "style", "noscript", "template"})
 #: Blank lines (with any spaces); a run of spaces is entered only at its start, so matching is linear.
 BLANK_LINES_RE = re.compile(r"(?<![ \t])[ \t]*+\n[ \t\n]*\n")

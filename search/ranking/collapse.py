@@ -5,7 +5,7 @@ listed under the first) when all three hold:
 
 * cosine >= 0.80, and
 * containment >= 0.7: the share of the *smaller* passage's character 3-grams (normalised,
-  whitespace removed) found in the other, ``|A∩B| / min(|A|, |B|)``. It tolerates chunk
+  whitespace removed) found in the other, ``|A∩B| / min(|A|, |B|)``. It tolerates passage
   boundaries that fall elsewhere in the other copy, page furniture and line breaks, where
   Jaccard does not; and
 * the same amount of Chinese: if either passage holds a Han character, the other holds at

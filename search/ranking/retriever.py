@@ -8,14 +8,16 @@ from enum import Enum
 
 import numpy as np
 
-from search.backends.base import Backend
+from search.backends.base import Backend, origins_of, passages_of, sentences_of, vectors_of
+from search.errors import InvalidInput
 from search.model.embedder import Embedder
 from search.ranking.evidence import evidence_spans, shared_words_evidence, stored_evidence
 from search.text.sentences import sentence_spans
 from search.ranking.collapse import collapse_by_doc, fold_duplicates
-from search.ranking.fusion import RankingPolicy, documents_first, fuse, interleave, rank
+from search.ranking.fusion import RankingPolicy, documents_first, fuse, holders_first, interleave, rank
 from search.text.language import detect_language, is_mixed, keyword_tokens, normalize
-from search.ranking.query import ParsedQuery, QuerySyntaxError, parse_query, passage_matches, unmatched_phrases
+from search.ranking.query import (ParsedQuery, QuerySyntaxError, holds_phrases, is_excluded, parse_query, script_of,
+                                  unmatched_phrases)
 from search.text.language import fold
 from search.types import Filter, KeywordQuery, Lang, Mode, Origin, Passage
 
@@ -25,7 +27,7 @@ MAX_EVIDENCE_HITS = 10  # evidence embeds the sentences of each hit: bounded per
 PRECISION_POOL = 4  # phrases, exclusions and collapsing drop candidates: fetch this many times more
 
 
-class QueryError(ValueError):
+class QueryError(InvalidInput):
     """A query that cannot be run (empty, too long, bad parameters)."""
 
 
@@ -80,8 +82,9 @@ class Retriever:
     def search(self, query: str, k: int = 10, lang: Lang | str | None = None, doc_ids: list[str] | None = None,
                mode: Mode | str = Mode.HYBRID, offset: int = 0, collapse: bool = False,
                evidence: int = 0) -> SearchResult:
-        """Run a query: ``"exact phrases"`` must occur and ``-words`` must not (after keyword
-        normalisation); the rest ranks. Hybrid results without a language filter alternate the
+        """Run a query (read as people write it, see :mod:`search.ranking.query`): among the passages
+        of a phrase's language those holding ``"exact phrases"`` come first, ``-words`` remove the
+        passages of their language holding them; the other language ranks as without the marks. Hybrid results without a language filter alternate the
         best English and Chinese passages; the language of the passage closest in meaning
         leads, so keyword evidence never decides which language wins; every document's best
         passage comes before any document's second one. ``collapse`` keeps the
@@ -111,22 +114,25 @@ class Retriever:
                                           self._phrase_holders(parsed, keywords, pool, where))
         candidates = set(dense) | set(keyword)
         notices: list[str] = []
+        holders: set[int] = set()
         if narrowed:  # the syntax and collapsing read every candidate's text and document
-            passages, notices = self._matching(parsed, self.backend.passages(candidates), where.lang)
-            origins = {chunk_id: Origin(passage.lang, passage.doc_id) for chunk_id, passage in passages.items()}
+            passages, holders, notices = self._matching(parsed, passages_of(self.backend, candidates), where.lang)
+            origins = {passage_id: Origin(passage.lang, passage.doc_id) for passage_id, passage in passages.items()}
         else:  # ranking needs only languages and documents: texts are read for the returned ranks
-            passages, origins = {}, self.backend.origins(candidates)
+            passages, origins = {}, origins_of(self.backend, candidates)
         # Passages another process deleted since their vectors were found, or that the syntax rules out, drop.
-        dense, keyword = ({chunk_id: score for chunk_id, score in found.items() if chunk_id in origins}
+        dense, keyword = ({passage_id: score for passage_id, score in found.items() if passage_id in origins}
                           for found in (dense, keyword))
-        languages = {chunk_id: origin.lang for chunk_id, origin in origins.items()}
+        languages = {passage_id: origin.lang for passage_id, origin in origins.items()}
         scored = self._scores(dense, keyword, languages, None if mixed_query else query_lang, mode)
-        documents = {chunk_id: origin.doc_id for chunk_id, origin in origins.items()}
+        documents = {passage_id: origin.doc_id for passage_id, origin in origins.items()}
         ranked = self._ranked(scored, dense, languages, documents, mode, balanced=where.lang is None)
+        if parsed.phrases:
+            ranked = holders_first(ranked, languages, holders, {script_of(phrase) for phrase in parsed.phrases})
         kept = ranked if collapse else ranked[:wanted]  # collapsing counts over every candidate
-        passages = passages or self.backend.passages(kept)
-        hits = [Hit(0, round(scored[chunk_id], 6), passages[chunk_id], _rounded(dense.get(chunk_id)),
-                    _rounded(keyword.get(chunk_id))) for chunk_id in kept if chunk_id in passages]
+        passages = passages or passages_of(self.backend, kept)
+        hits = [Hit(0, round(scored[passage_id], 6), passages[passage_id], _rounded(dense.get(passage_id)),
+                    _rounded(keyword.get(passage_id))) for passage_id in kept if passage_id in passages]
         if collapse:
             hits = self._collapsed(hits)
         hits = hits[offset:wanted]
@@ -135,9 +141,8 @@ class Retriever:
         if evidence and query_vector is None:  # sparse mode: the model runs only when asked
             query_vector = self.embedder.encode_query(normalized)
         self._add_evidence(hits, query_vector, tokens, evidence)
-        if parsed.constrained and len(hits) < k and len(origins) < len(candidates):
-            notices.append(f"fewer than {k} hits: the quoted phrases and -exclusions left out "
-                           f"{len(candidates) - len(origins)} passages of their language")
+        if parsed.excluded and len(hits) < k and len(origins) < len(candidates):
+            notices.append(f"fewer than {k} hits: the -exclusions left out {len(candidates) - len(origins)} passages")
         took_ms = round((time.perf_counter() - started) * 1000, 2)
         return SearchResult(query, query_lang, mode, hits, took_ms, tokens, notices)
 
@@ -175,9 +180,9 @@ class Retriever:
             return {}, {**held, **keyword}
         dense = dict(self.backend.dense_search(query_vector, pool, where))
         extra = [*keyword, *held] if mode == Mode.HYBRID else list(held)
-        missing = [chunk_id for chunk_id in dict.fromkeys(extra) if chunk_id not in dense]
-        for chunk_id, vector in self.backend.vectors(missing).items():
-            dense[chunk_id] = float(vector @ query_vector)
+        missing = [passage_id for passage_id in dict.fromkeys(extra) if passage_id not in dense]
+        for passage_id, vector in vectors_of(self.backend, missing).items():
+            dense[passage_id] = float(vector @ query_vector)
         return dense, keyword
 
     def _phrase_holders(self, parsed: ParsedQuery, keywords: KeywordQuery, pool: int,
@@ -190,18 +195,20 @@ class Retriever:
             if phrases and where.lang in (None, lang):
                 found = self.backend.keyword_search(replace(keywords, phrases=phrases), pool,
                                                     replace(where, lang=lang))
-                held.update((chunk_id, score) for chunk_id, score in found if chunk_id not in held)
+                held.update((passage_id, score) for passage_id, score in found if passage_id not in held)
         return held
 
     @staticmethod
     def _matching(parsed: ParsedQuery, passages: dict[int, Passage],
-                  searched: Lang | None) -> tuple[dict[int, Passage], list[str]]:
-        """The passages the phrases and exclusions of their own language keep, and notices for the
-        phrases that none of their language holds."""
-        folded = {chunk_id: (fold(passage.text), passage.lang) for chunk_id, passage in passages.items()}
-        kept = {chunk_id: passages[chunk_id] for chunk_id, (text, lang) in folded.items()
-                if passage_matches(parsed, text, lang, folded=True)}
-        return kept, unmatched_phrases(parsed, folded.values(), searched) if parsed.phrases else []
+                  searched: Lang | None) -> tuple[dict[int, Passage], set[int], list[str]]:
+        """The passages no exclusion of their language removes, those of them holding the phrases of
+        their language, and notices for the phrases that none of their language holds."""
+        folded = {passage_id: (fold(passage.text), passage.lang) for passage_id, passage in passages.items()}
+        kept = {passage_id: passages[passage_id] for passage_id, (text, lang) in folded.items()
+                if not is_excluded(parsed, text, lang, folded=True)}
+        holders = {passage_id for passage_id in kept if parsed.phrases_in(folded[passage_id][1])
+                   and holds_phrases(parsed, *folded[passage_id], folded=True)}
+        return kept, holders, unmatched_phrases(parsed, folded.values(), searched) if parsed.phrases else []
 
     def _add_evidence(self, hits: list[Hit], query_vector: np.ndarray | None, tokens: list[str],
                       embedded: int) -> None:
@@ -214,7 +221,7 @@ class Retriever:
         if embedded:
             self._mark_evidence(hits[:embedded], query_vector)
         rest = hits[embedded:]
-        stored = self.backend.sentences(hit.passage.id for hit in rest) if query_vector is not None else {}
+        stored = sentences_of(self.backend, (hit.passage.id for hit in rest)) if query_vector is not None else {}
         for hit in rest:
             if hit.passage.id in stored:
                 hit.evidence = stored_evidence(stored[hit.passage.id], query_vector, hit.passage.start)
@@ -237,7 +244,7 @@ class Retriever:
         best = [hit for hit, _ in kept]
         for hit, more in kept:
             hit.more_in_doc = more
-        vectors = self.backend.vectors(hit.passage.id for hit in best)
+        vectors = vectors_of(self.backend, (hit.passage.id for hit in best))
         if not best or len(vectors) != len(best):  # nothing to compare (no hits, or vectors gone meanwhile)
             return best
         folded = fold_duplicates([hit.passage.doc_id for hit in best], [hit.passage.text for hit in best],

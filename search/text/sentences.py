@@ -130,6 +130,37 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 
 
 
+#: A sentence ending in a colon introduces what follows: at most this many more spans join it ...
+INTRODUCED_SPANS = 4
+#: ... while the unit stays within this many characters.
+UNIT_MAX_CHARS = 400
+_INTRODUCING_ENDS = (":", "：")
+
+
+def _starts_block_line(text: str, at: int) -> bool:
+    """Whether the span at ``at`` begins a list item or a command/code line."""
+    line_start = text.rfind("\n", 0, at) + 1
+    line = text[line_start:text.find("\n", at) if "\n" in text[at:] else len(text)]
+    return bool(_LIST_ITEM_RE.match(line) or _CODE_LINE_RE.match(line))
+
+
 def sentence_spans(passage: str, start: int = 0) -> list[tuple[int, int]]:
-    """Document offsets of the sentences of a passage that begins at ``start``."""
-    return [(start + a, start + b) for a, b in split_sentences(passage)]
+    """Document offsets of the evidence units of a passage that begins at ``start``: its sentences,
+    except that a sentence ending in ``:`` or ``：`` and the block it introduces (the next sentence,
+    then the list items or command lines after it) are one unit, so evidence quotes the command a
+    line announces, not only the announcement."""
+    spans = split_sentences(passage)
+    units: list[tuple[int, int]] = []
+    index = 0
+    while index < len(spans):
+        first, end = spans[index]
+        index += 1
+        if passage[first:end].endswith(_INTRODUCING_ENDS):
+            taken = 0
+            while (index < len(spans) and taken < INTRODUCED_SPANS and spans[index][1] - first <= UNIT_MAX_CHARS
+                   and (taken == 0 or _starts_block_line(passage, spans[index][0]))):
+                end = spans[index][1]
+                index += 1
+                taken += 1
+        units.append((start + first, start + end))
+    return units

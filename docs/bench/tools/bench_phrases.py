@@ -27,7 +27,7 @@ from tqdm import tqdm
 from search.backends.base import PreparedDocument
 from search.backends.local import LocalBackend
 from search.backends.local.vectors import IndexSettings
-from search.chunking import split_sentences
+from search.text.sentences import split_sentences
 from search.text.language import HAN_RE, detect_language, is_mixed, keyword_tokens
 from search.ranking.query import parse_query, passage_matches
 from search.text.language import fold

@@ -17,10 +17,13 @@ from pydantic import ValidationError
 
 from search.api.deps import (BackendDep, IngesterDep, JobsDep, SettingsDep, WriteAccess, accepted, in_write_slot,
                              ingest_root)
+from search.api.errors import first_problem
 from search.api.schemas import MAX_OFFSET, DocumentIn, check_doc_id
+from search.backends.base import Backend
 from search.output.citations import public_source
 from search.ingest.pipeline import Ingester
 from search.loading import SUPPORTED_SUFFIXES, DocumentError, LoadedFile, LoadLimits, make_document, read_bytes
+from search.types import Document
 
 router = APIRouter(tags=["documents"])
 UPLOAD_SCHEMA = {"type": "object", "required": ["file"], "properties": {
@@ -35,8 +38,12 @@ DOCUMENT_BODY = {"requestBody": {"required": True, "content": {
 def documents_page(backend: BackendDep, settings: SettingsDep, limit: int = Query(50, ge=1, le=500),
                    offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> dict[str, object]:
     """Documents in id order, paged."""
-    root = ingest_root(settings)
-    return {"total": backend.stats()["documents"], "limit": limit, "offset": offset,
+    return documents_listing(backend, limit, offset, ingest_root(settings))
+
+
+def documents_listing(backend: Backend, limit: int, offset: int, root: Path | None) -> dict[str, object]:
+    """One page of the documents in id order, with the total (HTTP and MCP)."""
+    return {"total": backend.count(), "limit": limit, "offset": offset,
             "documents": [{**vars(summary), "lang": summary.lang.value, "source": public_source(summary.source, root)}
                           for summary in backend.documents(limit, offset)]}
 
@@ -91,12 +98,16 @@ def get_document(doc_id: str, backend: BackendDep, settings: SettingsDep) -> dic
 def get_span(doc_id: str, backend: BackendDep, settings: SettingsDep, start: int = Query(..., ge=0, le=MAX_OFFSET),
              end: int = Query(..., ge=0, le=MAX_OFFSET), context: int = Query(200, ge=0, le=5000)) -> dict[str, object]:
     """The cited span ``text[start:end]`` of a document with up to ``context`` characters either side."""
-    document = stored_document(backend, doc_id)
+    return span_of(stored_document(backend, doc_id), start, end, context, ingest_root(settings))
+
+
+def span_of(document: Document, start: int, end: int, context: int, root: Path | None) -> dict[str, object]:
+    """``document.text[start:end]`` with up to ``context`` characters either side (HTTP and MCP)."""
     text = document.text
     if not start < end <= len(text):
         raise HTTPException(422, f"span must satisfy 0 <= start < end <= {len(text)} (the document's length)")
     before, after = max(0, start - context), min(len(text), end + context)
-    return {"doc_id": document.id, "title": document.title, "source": public_source(document.source, ingest_root(settings)),
+    return {"doc_id": document.id, "title": document.title, "source": public_source(document.source, root),
             "start": start, "end": end, "quote": text[start:end], "before": text[before:start],
             "after": text[end:after], "context_start": before, "context_end": after}
 
@@ -109,7 +120,8 @@ def remove_document(doc_id: str, backend: BackendDep) -> Response:
     return Response(status_code=204)
 
 
-def stored_document(backend, doc_id: str):
+def stored_document(backend: Backend, doc_id: str) -> Document:
+    """The stored document ``doc_id``; 404 when there is none."""
     document = backend.document(doc_id)
     if document is None:
         raise HTTPException(404, f"unknown document: {doc_id!r}")
@@ -136,8 +148,12 @@ async def loaded_from_request(request: Request, settings) -> LoadedFile:
     try:
         body = DocumentIn.model_validate_json(await request.body())
     except ValidationError as problem:
-        first = problem.errors()[0]
-        raise HTTPException(422, f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}") from None
+        raise HTTPException(422, first_problem(problem)) from None
+    return loaded_from_json(body)
+
+
+def loaded_from_json(body: DocumentIn) -> LoadedFile:
+    """A document given as JSON text (HTTP and MCP): its id given or derived from the text."""
     doc_id = document_id(body.id, body.text.encode("utf-8", "surrogatepass"))
     return LoadedFile(make_document(doc_id, body.text, title=body.title, source=body.source or f"api:{doc_id}"))
 

@@ -9,18 +9,24 @@ from fastapi import APIRouter, Query, Request, Response
 from search.api.deps import RetrieverDep, SettingsDep, in_search_slot, ingest_root
 from search.api.schemas import SearchIn, SearchOut
 from search.output.citations import search_response
+from search.ranking.retriever import Retriever
+from search.settings import Settings
 
 router = APIRouter(tags=["search"])
 
 
-def run_search(retriever, body: SearchIn, settings) -> Response:
-    """The search as a JSON response, serialised once on the search thread (``SearchOut`` built
-    from trusted values: FastAPI's second validation pass would only cost time)."""
+def cited_search(retriever: Retriever, body: SearchIn, settings: Settings) -> SearchOut:
+    """The search ``body`` asks for, every hit with its quote and citation (HTTP and MCP)."""
     result = retriever.search(body.q, k=body.k, lang=body.lang.value if body.lang else None, doc_ids=body.doc,
                               mode=body.mode.value, offset=body.offset, collapse=body.collapse == "doc",
                               evidence=body.evidence)
-    out = search_response(result, body.k, body.offset, root=ingest_root(settings))
-    return Response(out.model_dump_json(), media_type="application/json")
+    return search_response(result, body.k, body.offset, root=ingest_root(settings))
+
+
+def run_search(retriever: Retriever, body: SearchIn, settings: Settings) -> Response:
+    """The search as a JSON response, serialised once on the search thread (``SearchOut`` built
+    from trusted values: FastAPI's second validation pass would only cost time)."""
+    return Response(cited_search(retriever, body, settings).model_dump_json(), media_type="application/json")
 
 
 @router.get("/search", response_model=SearchOut)

@@ -22,12 +22,12 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from search.backends.base import BackendError, ModelMismatchError, PreparedDocument
+from search.backends.base import BackendError, Fields, PreparedDocument, Row
+from search.backends.codec import check_model, check_write
 from search.backends.local.store import Store, damaged
 from search.backends.local.vectors import (IndexSettings, SnapshotInfo, VectorIndex, VectorIndexError, latest_snapshot,
-                                     new_faiss_index)
-from search.types import (Document, DocumentSummary, Filter, KeywordQuery, ModelInfo, Origin, Passage, Scored,
-                          SentenceVectors)
+                                           new_faiss_index)
+from search.types import Document, DocumentSummary, Filter, KeywordQuery, ModelInfo, Scored
 
 log = logging.getLogger(__name__)
 DB_NAME = "index.sqlite"
@@ -75,16 +75,12 @@ class LocalBackend:
 
     def record_model(self, info: ModelInfo) -> None:
         recorded = self.model()
+        check_model(recorded, info, f"index {self.folder}")
         if recorded is None:
             with self.store.transaction():
                 self.store.set_meta("model", info.as_dict())
             with self._lock:
                 self._view = None  # a view opened before the model was known has no dimension
-        elif (recorded.name, recorded.dimension) != (info.name, info.dimension):
-            raise ModelMismatchError(
-                f"index {self.folder} was built with model {recorded.name!r} ({recorded.dimension}-d), "
-                f"not {info.name!r} ({info.dimension}-d): query it with that model "
-                f"(--model / BISEARCH_MODEL) or rebuild the index with `bisearch ingest`")
 
     def _dimension(self) -> int:
         info = self.model()
@@ -93,6 +89,7 @@ class LocalBackend:
     # -- writes ------------------------------------------------------------------
     def write(self, documents: Sequence[PreparedDocument]) -> None:
         """Replace or add documents in one transaction (all or nothing)."""
+        check_write(documents, self.model(), f"index {self.folder}")
         with self._writing():
             with self.store.transaction() as generation:
                 for prepared in documents:
@@ -202,24 +199,15 @@ class LocalBackend:
         fetch = k + len(view.tombstones)
         found = view.base.search(vector, fetch, allowed, exact=self.store.vectors)
         found += view.delta.search(vector, fetch, allowed)
-        live = [(chunk_id, score) for chunk_id, score in found if chunk_id not in view.tombstones]
+        live = [(passage_id, score) for passage_id, score in found if passage_id not in view.tombstones]
         return sorted(live, key=lambda pair: -pair[1])[:k]
 
     def keyword_search(self, query: KeywordQuery, k: int, where: Filter) -> Scored:
         return self.store.keyword_search(query.tokens, k, where, query.phrases)
 
     # -- reads -----------------------------------------------------------------------
-    def passages(self, ids: Iterable[int]) -> dict[int, Passage]:
-        return self.store.passages(ids)
-
-    def origins(self, ids: Iterable[int]) -> dict[int, Origin]:
-        return self.store.origins(ids)
-
-    def sentences(self, ids: Iterable[int]) -> dict[int, SentenceVectors]:
-        return {chunk_id: SentenceVectors.from_bytes(data) for chunk_id, data in self.store.sentences(ids).items()}
-
-    def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
-        return self.store.vectors(ids)
+    def rows(self, ids: Iterable[int], fields: Fields = Fields.ORIGIN) -> dict[int, Row]:
+        return self.store.rows(ids, fields)
 
     def document(self, doc_id: str) -> Document | None:
         return self.store.document(doc_id)
@@ -233,6 +221,9 @@ class LocalBackend:
 
     def documents(self, limit: int = 50, offset: int = 0) -> list[DocumentSummary]:
         return self.store.documents(limit, offset)
+
+    def count(self) -> int:
+        return self.store.count()
 
     def stats(self) -> dict[str, object]:
         """Counts, model and generation; recounted only after a write (``/health`` stays cheap under load)."""

@@ -19,10 +19,11 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from search.backends.base import BackendError, PreparedDocument, ocr_lines_as_rows, ocr_lines_from_rows
-from search.text.language import HAN_RE, detect_language, keyword_tokens
-from search.text.language import comparable
-from search.types import Document, DocumentSummary, Filter, Lang, Origin, Passage
+from search.backends.base import BackendError, Fields, PreparedDocument, Row
+from search.backends.codec import (LAYOUT_FIELDS, is_substring_phrase, layout, phrase_words, stats_counts,
+                                   stored_document, stored_passage)
+from search.text.language import HAN_RE, comparable, detect_language
+from search.types import Document, DocumentSummary, Filter, Lang, Origin, SentenceVectors
 
 SCHEMA_VERSION = 4
 SCHEMA = """
@@ -53,11 +54,18 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_chars USING fts5(text, tokenize = 'trigram', detail = 'none');
 """
-#: ``chunks_chars`` holds the folded text of every passage with Chinese characters: a trigram index
-#: that finds a quoted Chinese phrase of three characters or more as a substring, wherever jieba cut.
-CHARS_MIN_PHRASE = 3
-PASSAGE_COLUMNS = ('c.id, c.doc_id, c.chunk_no, c.start, c."end", c.text, c.lang, c.mixed, d.title, d.source, '
-                   'c.page, c.page_end, c.page_label, c.section, c.ocr')
+# ``chunks_chars`` holds the folded text of every passage with Chinese characters: a trigram index
+# that finds a quoted Chinese phrase of three characters or more as a substring, wherever jieba cut
+# (which phrases narrow, and how: search.backends.codec.holds_phrases).
+
+#: The columns :meth:`Store.rows` reads: always the origin, then those of each field asked for.
+ORIGIN_COLUMNS = ("c.id", "c.lang", "c.doc_id")
+FIELD_COLUMNS = {
+    Fields.PASSAGE: ("c.chunk_no", "c.start", 'c."end"', "c.text", "c.mixed", "d.title", "d.source", "c.page",
+                     "c.page_end", "c.page_label", "c.section", "c.ocr"),
+    Fields.VECTOR: ("c.vector",),
+    Fields.SENTENCES: ("c.sentences",),
+}
 DOCUMENT_COLUMNS = "id, title, source, text, lang, pages, page_labels, sections, media_type, ocr_pages, ocr_lines"
 
 
@@ -70,16 +78,14 @@ def fts_query(tokens: Iterable[str], phrases: Iterable[str] = ()) -> str:
     keyword tokens adjacent and in order). A phrase with Chinese is not required here: a quoted
     string need not fall on jieba's word boundaries (see :func:`substring_sql`)."""
     expression = " OR ".join(_quoted(token) for token in dict.fromkeys(tokens))
-    required = [" + ".join(map(_quoted, words)) for phrase in phrases
-                if phrase.isascii() and (words := keyword_tokens(phrase))]
+    required = [" + ".join(map(_quoted, words)) for phrase in phrases if (words := phrase_words(phrase))]
     return " AND ".join(f"({part})" for part in [*required, expression]) if required else expression
 
 
 def substring_sql(phrases: Iterable[str]) -> tuple[str, list]:
     """`` AND ...`` clauses on ``c`` keeping passages that hold each Chinese phrase of three
     characters or more (trigram index; shorter ones are checked by the retriever only)."""
-    held = [phrase for phrase in phrases if HAN_RE.search(phrase) and len(phrase) >= CHARS_MIN_PHRASE
-            and not set(phrase) & {"%", "_"}]
+    held = [phrase for phrase in phrases if is_substring_phrase(phrase)]
     clause = " AND c.id IN (SELECT rowid FROM chunks_chars WHERE chunks_chars.text LIKE ?)"
     return clause * len(held), [f"%{phrase}%" for phrase in held]
 
@@ -118,18 +124,17 @@ def _locked(method: Callable) -> Callable:
     return wrapper
 
 
-def _passage(row: sqlite3.Row) -> Passage:
-    values = dict(zip(row.keys(), row))
-    return Passage(**{**values, "lang": Lang(values["lang"]), "mixed": bool(values["mixed"]), "ocr": bool(values["ocr"])})
+def _row(row: sqlite3.Row, fields: Fields) -> Row:
+    """A passage's row as :meth:`Store.rows` read it (only the ``fields`` asked for)."""
+    return Row(Origin(Lang(row["lang"]), row["doc_id"]),
+               stored_passage(dict(zip(row.keys(), row))) if Fields.PASSAGE in fields else None,
+               np.frombuffer(row["vector"], dtype=np.float32) if Fields.VECTOR in fields else None,
+               SentenceVectors.from_bytes(row["sentences"]) if Fields.SENTENCES in fields and row["sentences"]
+               else None)
 
 
 def _document(row: sqlite3.Row) -> Document:
-    values = dict(zip(row.keys(), row))
-    return Document(**{**values, "lang": Lang(values["lang"]), "pages": tuple(json.loads(values["pages"])),
-                       "page_labels": tuple(json.loads(values["page_labels"])),
-                       "sections": tuple(tuple(section) for section in json.loads(values["sections"])),
-                       "ocr_pages": tuple(json.loads(values["ocr_pages"])),
-                       "ocr_lines": ocr_lines_from_rows(json.loads(values["ocr_lines"]))})
+    return stored_document(row, {name: json.loads(row[name]) for name in LAYOUT_FIELDS})
 
 
 class Store:
@@ -280,9 +285,7 @@ class Store:
             "INSERT INTO documents(id, title, source, text, sha256, lang, media_type, pages, page_labels, sections, "
             "ocr_pages, ocr_lines) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (document.id, document.title, document.source, document.text, document.sha256, document.lang.value,
-             document.media_type, json.dumps(list(document.pages)), json.dumps(list(document.page_labels)),
-             json.dumps([list(section) for section in document.sections], ensure_ascii=False),
-             json.dumps(list(document.ocr_pages)), json.dumps(ocr_lines_as_rows(document.ocr_lines))),
+             document.media_type, *(json.dumps(values, ensure_ascii=False) for values in layout(document).values())),
         )
         if prepared.original is not None:
             self.db.execute("INSERT INTO files(doc_id, data) VALUES (?, ?)", (document.id, prepared.original))
@@ -291,15 +294,15 @@ class Store:
         self.db.executemany(
             'INSERT INTO chunks(id, doc_id, chunk_no, start, "end", lang, mixed, text, vector, page, page_end, '
             'page_label, section, sentences, ocr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-            [(chunk_id, document.id, p.chunk_no, p.start, p.end, p.lang.value, int(p.mixed), p.text,
+            [(passage_id, document.id, p.chunk_no, p.start, p.end, p.lang.value, int(p.mixed), p.text,
               np.asarray(vector, dtype=np.float32).tobytes(), p.page, p.page_end, p.page_label, p.section,
               sentences.to_bytes() if (sentences := prepared.sentences_of(row)) is not None else None, int(p.ocr))
-             for row, (chunk_id, p, vector) in enumerate(zip(ids, prepared.passages, prepared.vectors))],
+             for row, (passage_id, p, vector) in enumerate(zip(ids, prepared.passages, prepared.vectors))],
         )
         self.db.executemany("INSERT INTO chunks_fts(rowid, tokens) VALUES (?, ?)",
-                            [(chunk_id, " ".join(tokens)) for chunk_id, tokens in zip(ids, prepared.tokens)])
+                            [(passage_id, " ".join(tokens)) for passage_id, tokens in zip(ids, prepared.tokens)])
         self.db.executemany("INSERT INTO chunks_chars(rowid, text) VALUES (?, ?)",
-                            [(chunk_id, comparable(p.text)) for chunk_id, p in zip(ids, prepared.passages)
+                            [(passage_id, comparable(p.text)) for passage_id, p in zip(ids, prepared.passages)
                              if HAN_RE.search(p.text)])
         self.set_meta("next_id", first + len(ids))
         return ids
@@ -330,27 +333,28 @@ class Store:
         return [DocumentSummary(**{**dict(zip(row.keys(), row)), "lang": Lang(row["lang"])}) for row in rows]
 
     @_locked
-    def chunk_count(self) -> int:
-        return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    def count(self) -> int:
+        """How many documents are stored."""
+        return self.db.execute("SELECT count(*) FROM documents").fetchone()[0]
 
     @_locked
     def counts(self) -> dict[str, int]:
-        documents = self.db.execute("SELECT count(*) FROM documents").fetchone()[0]
         by_lang = dict(self.db.execute("SELECT lang, count(*) FROM chunks GROUP BY lang").fetchall())
         mixed = self.db.execute("SELECT count(*) FROM chunks WHERE mixed").fetchone()[0]
-        return {"documents": documents, "chunks": sum(by_lang.values()),
-                **{f"chunks_{lang}": n for lang, n in sorted(by_lang.items())}, "chunks_mixed": mixed}
+        return stats_counts(self.count(), by_lang, mixed)
 
     @_locked
-    def passages(self, ids: Iterable[int]) -> dict[int, Passage]:
-        ids = [int(chunk_id) for chunk_id in ids]
+    def rows(self, ids: Iterable[int], fields: Fields = Fields.ORIGIN) -> dict[int, Row]:
+        """Passages by id with the ``fields`` asked for (one query; unknown ids left out)."""
+        ids = [int(passage_id) for passage_id in ids]
         if not ids:
             return {}
-        rows = self.db.execute(
-            f"SELECT {PASSAGE_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.doc_id "
-            f"WHERE c.id IN ({','.join('?' * len(ids))})", ids,
-        ).fetchall()
-        return {row["id"]: _passage(row) for row in rows}
+        columns = [*ORIGIN_COLUMNS, *(column for field, names in FIELD_COLUMNS.items() if field in fields
+                                      for column in names)]
+        joined = " JOIN documents d ON d.id = c.doc_id" if Fields.PASSAGE in fields else ""
+        rows = self.db.execute(f"SELECT {', '.join(columns)} FROM chunks c{joined} "
+                               f"WHERE c.id IN ({','.join('?' * len(ids))})", ids).fetchall()
+        return {row["id"]: _row(row, fields) for row in rows}
 
     @_locked
     def passage_ids(self, where: Filter) -> np.ndarray:
@@ -400,33 +404,9 @@ class Store:
         rows = self.db.execute("SELECT vector FROM chunks ORDER BY random() LIMIT ?", (count,)).fetchall()
         return np.stack([np.frombuffer(row[0], dtype=np.float32) for row in rows])
 
-    @_locked
-    def sentences(self, ids: Iterable[int]) -> dict[int, bytes]:
-        ids = [int(chunk_id) for chunk_id in ids]
-        if not ids:
-            return {}
-        rows = self.db.execute(f"SELECT id, sentences FROM chunks WHERE sentences IS NOT NULL "
-                               f"AND id IN ({','.join('?' * len(ids))})", ids).fetchall()
-        return {row[0]: row[1] for row in rows}
-
-    @_locked
-    def origins(self, ids: Iterable[int]) -> dict[int, Origin]:
-        ids = [int(chunk_id) for chunk_id in ids]
-        if not ids:
-            return {}
-        rows = self.db.execute(f"SELECT id, lang, doc_id FROM chunks WHERE id IN ({','.join('?' * len(ids))})",
-                               ids).fetchall()
-        return {row[0]: Origin(Lang(row[1]), row[2]) for row in rows}
-
-    @_locked
     def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
-        ids = [int(chunk_id) for chunk_id in ids]
-        if not ids:
-            return {}
-        rows = self.db.execute(
-            f"SELECT id, vector FROM chunks WHERE id IN ({','.join('?' * len(ids))})", ids
-        ).fetchall()
-        return {row[0]: np.frombuffer(row[1], dtype=np.float32) for row in rows}
+        """Stored vectors by passage id (what re-scores approximate candidates exactly)."""
+        return {passage_id: row.vector for passage_id, row in self.rows(ids, Fields.VECTOR).items()}
 
     @_locked
     def keyword_search(self, tokens: Iterable[str], limit: int, where: Filter,
