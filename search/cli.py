@@ -46,7 +46,7 @@ def _add_runtime_option(parser: argparse.ArgumentParser) -> None:
 def settings_of(args: argparse.Namespace) -> Settings:
     """The environment's settings with the command's flags on top."""
     return Settings().with_overrides(**{name: getattr(args, name, None) for name in
-                                        ("index", "backend", "milvus_uri", "model", "dim", "int8", "runtime")})
+                                        ("index", "backend", "milvus_uri", "model", "dim", "int8", "runtime", "ocr")})
 
 
 def _require_index(settings: Settings) -> None:
@@ -71,6 +71,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     report = summary.as_dict()
     print("files: {files}  added: {added}  replaced: {replaced}  unchanged: {unchanged}  "
           "failed: {failed}  chunks added: {chunks_added}".format(**report))
+    if report["ocr_pages"]:
+        print("pages read by OCR: {ocr_pages}  OCR seconds per page: {ocr_seconds_per_page}".format(**report))
     return 1 if summary.failed and not summary.outcomes else 0
 
 
@@ -104,7 +106,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     for hit in result.hits:
         passage = hit.passage
         print(f"\n[{hit.rank}] {hit.score:.3f}  {passage.doc_id} #{passage.chunk_no} ({passage.lang.value}"
-              f"{', mixed' if passage.mixed else ''}) chars {passage.start}-{passage.end}  {passage.title}")
+              f"{', mixed' if passage.mixed else ''}) chars {passage.start}-{passage.end}"
+              f"{f'  p. {passage.page}' if passage.page else ''}{'  [OCR]' if passage.ocr else ''}  {passage.title}")
         print("    " + " ".join(passage.text.split())[:400])
         for start, end in hit.evidence[:1]:
             print("    evidence: " + " ".join(passage.text[start - passage.start:end - passage.start].split()))
@@ -254,10 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    ingest = commands.add_parser("ingest", help="add files (.txt .md .markdown .html .htm .pdf .docx) "
-                                                "or folders of them to the index")
+    ingest = commands.add_parser("ingest", help="add files (.txt .md .markdown .html .htm .pdf .docx .png .jpg .jpeg "
+                                                ".tif .tiff .webp) or folders of them to the index; images and "
+                                                "scanned PDF pages are read by OCR")
     ingest.add_argument("paths", nargs="+", type=Path)
     ingest.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ingest.add_argument("--ocr", choices=("auto", "always", "never"),
+                        help="read text by OCR: auto (images, PDF pages without usable text; default), "
+                             "always (every PDF page), never")
     ingest.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                         help="run on Ray (the ray extra): the cluster at ADDRESS (host:port, ray://host:port, auto), "
                              "or without one a private local Ray on 127.0.0.1; put it after the paths")

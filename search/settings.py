@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     max_pages: int = Field(2000, ge=1, description="most pages of a PDF (pages are read one at a time)")
     max_unzipped_bytes: int = Field(200 * 1024 * 1024, ge=1024,
                                     description="largest declared unpacked size of a DOCX in bytes (zip-bomb guard)")
+    max_image_pixels: int = Field(100_000_000, ge=1, description="largest image (or image in a PDF page read by "
+                                                                 "OCR), checked before decoding (bomb guard)")
+    ocr: Literal["auto", "always", "never"] = Field(
+        "auto", description="OCR: auto reads images and the PDF pages without usable text; always every PDF "
+                            "page; never none (images refused) (`--ocr`)")
+    ocr_engine: Literal["auto", "tesseract", "rapidocr"] = Field(
+        "auto", description="OCR engine: tesseract (Debian's tesseract-ocr + tesseract-ocr-chi-sim), rapidocr "
+                            "(PP-OCRv4 inside its wheel), auto: tesseract where installed, else rapidocr (docs/ocr.md)")
     search_threads: int = Field(64, ge=1, le=256,
                                 description="searches (and report questions) running at once; at least "
                                             "`BISEARCH_QUERY_BATCH`, or batches stay small; the rest queue")

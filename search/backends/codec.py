@@ -3,7 +3,7 @@
 * the model check and its message (:func:`check_model`);
 * the rules every write obeys: a model recorded first, document ids a filter can name, one
   vector of the model's size per passage (:func:`check_write`);
-* a document's page starts, page labels and sections, and a stored passage, in both directions
+* a document's page starts, page labels, sections and OCR pages and lines, and a stored passage, in both directions
   (:func:`layout`, :func:`stored_document`, :func:`stored_passage`);
 * the passage counts of :meth:`Backend.stats` (:func:`passage_counts`, :func:`stats_counts`);
 * which passages hold a quoted phrase (:func:`holds_phrases`): the local backend answers it from
@@ -20,7 +20,7 @@ import numpy as np
 
 from search.backends.base import DocumentRefused, ModelMismatchError, PreparedDocument
 from search.text.language import HAN_RE, comparable, keyword_tokens
-from search.types import Document, Lang, ModelInfo, Passage
+from search.types import Document, Lang, ModelInfo, OcrLine, Passage
 
 #: The longest document id a backend stores (a Milvus VARCHAR field; the API allows fewer).
 MAX_ID_CHARS = 4_096
@@ -28,7 +28,7 @@ MAX_ID_CHARS = 4_096
 CHARS_MIN_PHRASE = 3
 #: Characters a LIKE pattern cannot hold literally: a phrase holding one does not narrow.
 LIKE_WILDCARDS = frozenset("%_")
-LAYOUT_FIELDS = ("pages", "page_labels", "sections")
+LAYOUT_FIELDS = ("pages", "page_labels", "sections", "ocr_pages", "ocr_lines")
 
 
 # -- the model ------------------------------------------------------------------------------
@@ -67,27 +67,31 @@ def check_doc_id(doc_id: str) -> None:
 
 # -- documents and passages, both directions -------------------------------------------------
 def layout(document: Document) -> dict[str, list]:
-    """A document's page starts, page labels and ``[start, heading]`` sections as JSON values."""
+    """A document's page starts, page labels, ``[start, heading]`` sections, pages read by OCR and OCR
+    lines (``[start, end, page, x0, y0, x1, y1]``) as JSON values."""
     return {"pages": list(document.pages), "page_labels": list(document.page_labels),
-            "sections": [list(section) for section in document.sections]}
+            "sections": [list(section) for section in document.sections], "ocr_pages": list(document.ocr_pages),
+            "ocr_lines": [[line.start, line.end, line.page, *line.box] for line in document.ocr_lines]}
 
 
 def stored_document(fields: Mapping[str, Any], layout_values: Mapping[str, Any]) -> Document:
     """The document of stored ``fields`` (id, title, source, text, lang, media_type) and its layout
-    (as :func:`layout` gave it, read back from JSON)."""
+    (as :func:`layout` gave it, read back from JSON; a layout stored before OCR has no OCR keys)."""
     return Document(fields["id"], fields["title"], fields["source"], fields["text"], Lang(fields["lang"]),
                     tuple(int(page) for page in layout_values["pages"]),
                     tuple(str(label) for label in layout_values["page_labels"]),
                     tuple((int(start), str(heading)) for start, heading in layout_values["sections"]),
-                    fields["media_type"])
+                    fields["media_type"], tuple(int(page) for page in layout_values.get("ocr_pages", ())),
+                    tuple(OcrLine(int(row[0]), int(row[1]), int(row[2]), tuple(float(value) for value in row[3:7]))
+                          for row in layout_values.get("ocr_lines", ())))
 
 
 def stored_passage(fields: Mapping[str, Any]) -> Passage:
-    """The passage of stored ``fields``: Passage's field names; page and section ones may be absent."""
+    """The passage of stored ``fields``: Passage's field names; page, section and ocr ones may be absent."""
     return Passage(fields["doc_id"], int(fields["chunk_no"]), int(fields["start"]), int(fields["end"]),
                    fields["text"], Lang(fields["lang"]), bool(fields["mixed"]), fields["title"], fields["source"],
                    int(fields["id"]), fields.get("page"), fields.get("page_end"), fields.get("page_label"),
-                   fields.get("section"))
+                   fields.get("section"), bool(fields.get("ocr") or False))
 
 
 # -- counts ----------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ Four collections, named ``<prefix>_<name>`` (default prefix ``bisearch``; docume
     one row per passage: ``id`` (INT64, assigned here), ``vector`` (FLOAT_VECTOR, metric IP on
     unit vectors = cosine), ``doc_id``, ``gen``, ``chunk_no``, ``start``, ``end``, ``lang``,
     ``mixed``, ``title``, ``source``, ``text``, ``loc`` (JSON: page, page_end, page_label,
-    section; Milvus Lite has no nullable fields) and ``keyword_text``: the *normalised* passage
+    section, ocr, sentence vectors; Milvus Lite has no nullable fields; keys a row lacks read as
+    absent, so rows written before a key existed need no migration) and ``keyword_text``: the *normalised* passage
     text (NFKC + simplified, :func:`search.text.language.normalize`) analysed by jieba
     (``lowercase`` + ``cnalphanumonly``), fed to a BM25 function whose output is the sparse
     field ``sparse``. Chinese is thus indexed as words, and a query's normalised text
@@ -18,7 +19,7 @@ Four collections, named ``<prefix>_<name>`` (default prefix ``bisearch``; docume
     committed version. Every collection needs a vector field, so the small ones carry a 2-d
     dummy ``_v``.
 ``texts``
-    document texts (kind 0), page/section layout as JSON (kind 1) and the original file as
+    document texts (kind 0), page/section/OCR layout as JSON (kind 1) and the original file as
     base64 (kind 2), split into ordered pieces of at most 16,000 characters (at most 64,000
     UTF-8 bytes, under VARCHAR's 65,535), keyed by ``(gen, slot in the batch, kind, piece)`` and rejoined on read,
     so any document round-trips exactly.
@@ -481,7 +482,8 @@ class MilvusBackend:
                     "lang": Lang(passage.lang).value, "mixed": bool(passage.mixed),
                     "title": prepared.document.title, "source": prepared.document.source, "text": passage.text,
                     "loc": {"page": passage.page, "page_end": passage.page_end, "page_label": passage.page_label,
-                            "section": passage.section,  # sentence vectors: base64 (lite has no nullable fields)
+                            "section": passage.section, "ocr": passage.ocr,
+                            # sentence vectors: base64 (lite has no nullable fields)
                             "sentences": _sentences_field(sentences)},
                     "keyword_text": normalize(passage.text),
                 })

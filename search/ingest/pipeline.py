@@ -40,6 +40,7 @@ class IngestSummary:
 
     outcomes: list[IngestOutcome] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    ocr_seconds: list[float] = field(default_factory=list)  # one entry per page read by OCR
 
     def count(self, status: str) -> int:
         return sum(1 for outcome in self.outcomes if outcome.status == status)
@@ -51,7 +52,13 @@ class IngestSummary:
     def as_dict(self) -> dict[str, object]:
         return {"files": len(self.outcomes) + len(self.failed), "added": self.count("added"),
                 "replaced": self.count("replaced"), "unchanged": self.count("unchanged"),
-                "failed": len(self.failed), "chunks_added": self.chunks_added, "errors": self.failed}
+                "failed": len(self.failed), "chunks_added": self.chunks_added, "errors": self.failed,
+                "ocr_pages": len(self.ocr_seconds), "ocr_seconds_per_page": self.ocr_seconds_per_page}
+
+    @property
+    def ocr_seconds_per_page(self) -> float | None:
+        """Mean OCR time of the pages OCR read (None when it read none)."""
+        return round(sum(self.ocr_seconds) / len(self.ocr_seconds), 2) if self.ocr_seconds else None
 
 
 class Ingester:
@@ -119,6 +126,7 @@ class Ingester:
                 summary.failed.append(loaded)
             else:
                 batch.append(loaded)
+                summary.ocr_seconds.extend(loaded.ocr_seconds)
             if batch and (len(batch) >= batch_files or position == len(files)):
                 files_kept = {item.document.id: item.original for item in batch if item.original is not None}
                 summary.outcomes.extend(self.add([item.document for item in batch], files_kept))
@@ -228,7 +236,8 @@ def _name(path: Path, root: Path | None) -> str:
 
 
 def _page_bar(progress: bool):
-    """A per-page progress callback for long PDFs (shown from the 20th page on), or None."""
+    """A per-page progress callback for paged files (PDF, TIFF), or None: the bar shows once a file
+    has taken a second (a long PDF, pages read by OCR)."""
     if not progress:
         return None
     from tqdm import tqdm
@@ -236,12 +245,13 @@ def _page_bar(progress: bool):
     bars: dict[str, object] = {}
 
     def update(done: int, total: int) -> None:
-        if total >= 20:
-            bar = bars.get("bar")
-            if bar is None or bar.total != total or done == 1:
-                bar = bars["bar"] = tqdm(total=total, unit="page", leave=False)
-            bar.update(done - bar.n)
-            if done == total:
+        bar = bars.get("bar")
+        if bar is None or bar.total != total or done == 1:
+            if bar is not None:
                 bar.close()
+            bar = bars["bar"] = tqdm(total=total, unit="page", leave=False, delay=1.0)
+        bar.update(done - bar.n)
+        if done == total:
+            bar.close()
 
     return update

@@ -8,15 +8,21 @@ suffix     reader              document
 .html      ``html.py``         main content (trafilatura) else all visible text
 .pdf       ``pdf.py``          cleaned page texts + page map (+ labels, outline)
 .docx      ``docx.py``         paragraphs, headings (sections) and tables in order
+.png .jpg  ``image.py``        text read by OCR (``ocr.py``), a page per image
+.jpeg .tif                     (a page per TIFF frame), line boxes kept
+.tiff .webp
 =========  ==================  ===================================================
+
+PDF pages without usable text are read by OCR too (setting ``ocr``: auto, always, never).
 
 Bad input raises :class:`DocumentError` with ``<name>: <one-line reason>`` and never
 yields part of a document. The content decides, not the name alone: a file's magic
-bytes must agree with its suffix (``%PDF`` for .pdf, a zip for .docx, neither for text).
+bytes must agree with its suffix (``%PDF`` for .pdf, a zip for .docx, the image's own kind for
+an image, none of these for text).
 Only regular files are read, up to ``LoadLimits.max_file_bytes``.
 
-``load_file`` / ``read_bytes`` return a :class:`LoadedFile`: the document plus, for PDF
-and DOCX, the original bytes for the service to keep and serve.
+``load_file`` / ``read_bytes`` return a :class:`LoadedFile`: the document plus, for PDF,
+DOCX and images, the original bytes for the service to keep and serve.
 """
 
 from __future__ import annotations
@@ -29,13 +35,14 @@ from search.loading.base import (DEFAULT_LIMITS, DOCX_MEDIA_TYPE, KIND_NAMES, PD
                                  read_regular_file, sniff)
 from search.loading.docx import docx_document
 from search.loading.html import html_document, html_to_text
-from search.loading.pdf import page_of, pdf_document
+from search.loading.image import IMAGE_SUFFIXES, IMAGE_TYPES, read_image_file
+from search.loading.pdf import page_of, read_pdf
 from search.loading.text import MARKDOWN_SUFFIXES, decode_text, text_document
 from search.types import Document
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 HTML_SUFFIXES = (".html", ".htm")
-SUPPORTED_SUFFIXES = (*TEXT_SUFFIXES, *HTML_SUFFIXES, ".pdf", ".docx")
+SUPPORTED_SUFFIXES = (*TEXT_SUFFIXES, *HTML_SUFFIXES, ".pdf", ".docx", *IMAGE_SUFFIXES)
 
 __all__ = [
     "SUPPORTED_SUFFIXES", "TITLE_MAX_CHARS", "Document", "DocumentError", "LoadLimits", "LoadedFile",
@@ -68,8 +75,13 @@ def read_bytes(data: bytes, name: str, doc_id: str, *, title: str | None = None,
     if suffix == ".pdf":
         if kind != "pdf":
             raise DocumentError(f"{name}: not a PDF (no %PDF header; the content is {KIND_NAMES[kind]})")
-        return LoadedFile(pdf_document(data, name, doc_id, title=title, source=source, limits=limits,
-                                       progress=progress), data)
+        return read_pdf(data, name, doc_id, title=title, source=source, limits=limits, progress=progress)
+    if suffix in IMAGE_TYPES:
+        expected = IMAGE_TYPES[suffix][0]
+        if kind != expected:
+            raise DocumentError(f"{name}: not {KIND_NAMES[expected]} (the content is {KIND_NAMES[kind]})")
+        return read_image_file(data, name, doc_id, suffix, title=title, source=source, limits=limits,
+                               progress=progress)
     if suffix == ".docx":
         if kind == "ole":
             raise DocumentError(f"{name}: an encrypted or legacy (.doc) Word file, not DOCX")

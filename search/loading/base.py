@@ -15,7 +15,7 @@ from search.types import Document, Lang
 TITLE_MAX_CHARS = 200
 MIB = 1024 * 1024
 
-#: ``progress(done, total)``: called after each page of a paged format (PDF).
+#: ``progress(done, total)``: called after each page of a paged format (PDF, images: a TIFF frame each).
 Progress = Callable[[int, int], None]
 
 PDF_MEDIA_TYPE = "application/pdf"
@@ -31,26 +31,35 @@ class DocumentError(InvalidInput):
 
 @dataclass(frozen=True)
 class LoadLimits:
-    """Bounds on what a reader accepts (Settings: ``max_file_bytes``, ``max_pages``, ``max_unzipped_bytes``).
+    """Bounds on what a reader accepts, and whether it may OCR (Settings: ``max_file_bytes``, ``max_pages``,
+    ``max_unzipped_bytes``, ``max_zip_entries``, ``max_image_pixels``, ``ocr``, ``ocr_engine``).
 
     ``max_pages`` bounds a PDF's pages: pages are read one at a time, so memory grows
     with the extracted text, never with the file's page objects. ``max_unzipped_bytes``
     bounds the sum of a DOCX's declared member sizes, checked in the zip directory before
     anything is decompressed (Python's zipfile never inflates a member past its declared
-    size, so the check holds against lying directories too).
+    size, so the check holds against lying directories too). ``max_image_pixels`` bounds an
+    image (each frame of a TIFF, each image inside a PDF page read by OCR, and the page bitmap
+    rendered for it), checked on the declared size before anything is decoded. ``ocr``: ``auto``
+    reads by OCR the PDF pages without usable text and every image, ``always`` every page,
+    ``never`` none (images are then refused); ``ocr_engine`` names the engine (``search.loading.ocr.engine_for``).
     """
 
     max_file_bytes: int = 100 * MIB
     max_pages: int = 2000
     max_unzipped_bytes: int = 200 * MIB
     max_zip_entries: int = 10_000
+    max_image_pixels: int = 100_000_000
+    ocr: str = "auto"
+    ocr_engine: str = "auto"
 
     @classmethod
     def from_settings(cls, settings: object) -> "LoadLimits":
         """Limits from a :class:`search.settings.Settings` (fields missing there keep the defaults)."""
         defaults = cls()
         return cls(**{name: getattr(settings, name, getattr(defaults, name))
-                      for name in ("max_file_bytes", "max_pages", "max_unzipped_bytes", "max_zip_entries")})
+                      for name in ("max_file_bytes", "max_pages", "max_unzipped_bytes", "max_zip_entries",
+                                   "max_image_pixels", "ocr", "ocr_engine")})
 
 
 DEFAULT_LIMITS = LoadLimits()
@@ -60,12 +69,14 @@ DEFAULT_LIMITS = LoadLimits()
 class LoadedFile:
     """A read document plus the original bytes when the file itself is worth keeping and serving.
 
-    ``original`` is set for PDF and DOCX (the service stores it for ``GET /documents/{id}/file``
-    and page links), None for text formats, whose document text is the content.
+    ``original`` is set for PDF, DOCX and images (the service stores it for ``GET /documents/{id}/file``
+    and page links), None for text formats, whose document text is the content. ``ocr_seconds``:
+    the time OCR took on each page it read.
     """
 
     document: Document
     original: bytes | None = None
+    ocr_seconds: tuple[float, ...] = ()
 
     @property
     def media_type(self) -> str:
@@ -91,7 +102,8 @@ def first_line_title(text: str) -> str:
 
 
 def sniff(data: bytes) -> str:
-    """What the bytes are, by their magic numbers: ``pdf``, ``zip``, ``ole`` (legacy/encrypted Office) or ``other``."""
+    """What the bytes are, by their magic numbers: ``pdf``, ``zip``, ``ole`` (legacy/encrypted Office),
+    ``png``, ``jpeg``, ``tiff``, ``webp`` or ``other``."""
     head = data[:1024]
     marker = head.find(b"%PDF-")
     # Readers accept the header anywhere in the first KiB; a text note merely mentioning it is not a PDF.
@@ -101,7 +113,7 @@ def sniff(data: bytes) -> str:
         return "zip"
     if data.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
         return "ole"
-    return "other"
+    return next((kind for kind, magic in IMAGE_MAGIC if magic(data)), "other")
 
 
 def _textual(prefix: bytes) -> bool:
@@ -112,8 +124,16 @@ def _textual(prefix: bytes) -> bool:
     return b"\x00" not in prefix
 
 
+#: Image kinds by their magic numbers.
+IMAGE_MAGIC = (
+    ("png", lambda data: data.startswith(b"\x89PNG\r\n\x1a\n")),
+    ("jpeg", lambda data: data.startswith(b"\xff\xd8\xff")),
+    ("tiff", lambda data: data.startswith((b"II*\x00", b"MM\x00*"))),
+    ("webp", lambda data: data[:4] == b"RIFF" and data[8:12] == b"WEBP"),
+)
 KIND_NAMES = {"pdf": "a PDF", "zip": "a ZIP archive (DOCX/XLSX/...)", "ole": "a legacy or encrypted Office file",
-              "other": "neither PDF nor ZIP"}
+              "png": "a PNG image", "jpeg": "a JPEG image", "tiff": "a TIFF image", "webp": "a WebP image",
+              "other": "neither PDF, ZIP nor an image"}
 
 
 def read_regular_file(path: Path, limit: int) -> bytes:

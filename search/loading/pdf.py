@@ -17,6 +17,14 @@ Cleaning, measured on the Debian New Maintainers' Guide (EN and zh-CN):
 
 The document text is the cleaned pages joined (a blank line between pages unless a
 sentence runs on); ``pages[i]`` is the offset where physical page ``i + 1`` starts.
+
+Scans (``search.loading.ocr``). With ``ocr=auto`` a page is read by OCR when its text layer is
+unusable: fewer than 40 visible characters on a page at least half covered by images, or more
+``(cid:)``/U+FFFD marks than characters after both extractors. ``always`` reads every page by
+OCR, ``never`` none. The page is rendered in grey at its scanned image's own resolution (150 dpi
+without images; at most 2000 pixels a side, what the engine reads); an image on it declaring
+more than ``max_image_pixels`` is refused before anything is drawn. OCR lines go through the
+same cleaning as text-layer lines.
 """
 
 from __future__ import annotations
@@ -28,9 +36,10 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 
-from search.loading.base import (DEFAULT_LIMITS, PDF_MEDIA_TYPE, DocumentError, LoadLimits, Progress, lang_of,
-                                 short_title)
-from search.types import Document
+from search.loading.base import (DEFAULT_LIMITS, PDF_MEDIA_TYPE, DocumentError, LoadedFile, LoadLimits, Progress,
+                                 lang_of, short_title)
+from search.loading.ocr import ENGINE_MAX_SIDE, Box, ReadPage, check_pixels, locate_lines, read_image
+from search.types import Document, OcrLine
 
 #: pdfium is not thread-safe: one PDF is read at a time in this process.
 _PDFIUM_LOCK = threading.Lock()
@@ -58,6 +67,15 @@ WRAPPED_SHARE = 0.8
 #: Share of pages a header/footer shape must appear on to be dropped (at least 3 pages).
 FURNITURE_SHARE = 0.5
 EDGE_LINES = 2
+#: ocr=auto: a page with fewer visible characters than this, at least this share covered by images, is a scan.
+SCAN_MAX_CHARS = 40
+SCAN_IMAGE_SHARE = 0.5
+#: A page is rendered for OCR at the resolution of its largest image (within OCR_MIN_DPI..OCR_DPI_CAP), a page
+#: without images at OCR_DPI; smaller when its longer side would pass what the engine reads.
+OCR_DPI = 150
+OCR_MIN_DPI = 100
+OCR_DPI_CAP = 300
+OCR_MAX_SIDE = ENGINE_MAX_SIDE
 
 
 @dataclass(frozen=True)
@@ -70,6 +88,9 @@ class PdfText:
     sections: tuple[tuple[int, str], ...]
     title: str
     fallback_pages: tuple[int, ...] = ()  # 1-based pages read by pdfminer.six
+    ocr_pages: tuple[int, ...] = ()  # 1-based pages read by OCR
+    ocr_lines: tuple[OcrLine, ...] = ()
+    ocr_seconds: tuple[float, ...] = ()  # OCR time of each page it read
 
 
 def expand_ligatures(text: str) -> str:
@@ -204,6 +225,11 @@ def assemble(pages: list[list[str]]) -> tuple[str, tuple[int, ...]]:
     return "".join(parts).replace(PDFIUM_LINE_HYPHEN, "-"), tuple(starts)
 
 
+def scanned_lines(page: ReadPage) -> list[tuple[str, Box]]:
+    """A page read by OCR as cleaned lines (the text-layer rules of :func:`page_lines`) with their boxes."""
+    return [(cleaned, line.box) for line in page.lines for cleaned in page_lines(line.text)]
+
+
 def _pdfminer_page(data: bytes, index: int) -> str:
     try:
         from pdfminer.high_level import extract_text
@@ -267,62 +293,153 @@ def _sections(text: str, starts: tuple[int, ...], outline: list[tuple[int, str]]
     return tuple(sections)
 
 
+@dataclass(frozen=True)
+class _PageRead:
+    """One page as read: its text layer (or the better extractor's), or the image to OCR instead."""
+
+    raw: str
+    fallback: bool
+    image: object | None  # a PIL image, rendered when the page is read by OCR
+
+
+def _read_page(pdf, data: bytes, index: int, name: str, limits: LoadLimits) -> _PageRead:
+    """A page's text layer and, when OCR should read it instead, its rendered image (hold the pdfium lock)."""
+    try:
+        page = pdf[index]
+        try:
+            textpage = page.get_textpage()
+            try:
+                raw = textpage.get_text_range()
+            finally:
+                textpage.close()
+            fallback = False
+            bad = len(BAD_TEXT_RE.findall(raw))
+            if bad:
+                other = _pdfminer_page(data, index)
+                if other.strip() and len(BAD_TEXT_RE.findall(other)) < bad:
+                    raw, fallback = other, True
+            image = _render_for_ocr(page, index, name, limits) if _wants_ocr(limits.ocr, raw, page) else None
+        finally:
+            page.close()
+    except DocumentError:
+        raise
+    except Exception as error:  # noqa: BLE001 - pdfium raises several types
+        raise DocumentError(f"{name}: page {index + 1} cannot be read ({error})") from error
+    return _PageRead(raw, fallback, image)
+
+
+def _wants_ocr(mode: str, raw: str, page) -> bool:
+    """Whether OCR reads this page: always, never, or (auto) when its text layer is unusable."""
+    if mode != "auto":
+        return mode == "always"
+    bad = len(BAD_TEXT_RE.findall(raw))
+    good = sum(1 for char in BAD_TEXT_RE.sub("", raw) if not char.isspace() and char != PDFIUM_LINE_HYPHEN)
+    if bad > good:
+        return True
+    return good < SCAN_MAX_CHARS and _image_share(page) >= SCAN_IMAGE_SHARE
+
+
+def _images(page) -> list:
+    import pypdfium2.raw as pdfium_c
+
+    return list(page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,), max_depth=4))
+
+
+def _image_share(page) -> float:
+    """The share of the page covered by its images (overlaps counted twice, at most 1)."""
+    width, height = page.get_size()
+    covered = 0.0
+    for image in _images(page):
+        left, bottom, right, top = image.get_bounds()
+        covered += max(0.0, min(right, width) - max(left, 0.0)) * max(0.0, min(top, height) - max(bottom, 0.0))
+    return min(1.0, covered / max(width * height, 1.0))
+
+
+def _render_for_ocr(page, index: int, name: str, limits: LoadLimits):
+    """The page in grey, at the resolution of its largest image (a scan is drawn pixel for pixel: resampling
+    blurs the gaps between words), else at OCR_DPI; at most OCR_MAX_SIDE pixels a side. Images declaring
+    more than ``max_image_pixels`` are refused before anything is drawn."""
+    native, largest = OCR_DPI / 72, 0.0
+    for image in _images(page):
+        pixels_wide, pixels_high = image.get_px_size()
+        check_pixels(name, f"an image on page {index + 1}", pixels_wide, pixels_high, limits.max_image_pixels)
+        left, _, right, _ = image.get_bounds()
+        if pixels_wide * pixels_high > largest and right - left > 1:
+            native, largest = pixels_wide / (right - left), pixels_wide * pixels_high
+    width, height = page.get_size()
+    scale = min(max(native, OCR_MIN_DPI / 72), OCR_DPI_CAP / 72, OCR_MAX_SIDE / max(width, height, 1.0))
+    check_pixels(name, f"page {index + 1} rendered for OCR", round(width * scale), round(height * scale),
+                 limits.max_image_pixels)
+    return page.render(scale=scale, grayscale=True).to_pil()
+
+
 def extract_pdf(data: bytes, name: str, limits: LoadLimits = DEFAULT_LIMITS,
                 progress: Progress | None = None) -> PdfText:
-    """The cleaned text, page map, labels, sections and title of a PDF; bad PDFs raise DocumentError."""
+    """The cleaned text, page map, labels, sections and title of a PDF; bad PDFs raise DocumentError.
+
+    pdfium is used under its lock one page at a time; OCR runs outside it.
+    """
     with _PDFIUM_LOCK:
         pdf = _open(data, name)
-        try:
+    try:
+        with _PDFIUM_LOCK:
             count = len(pdf)
-            if count == 0:
-                raise DocumentError(f"{name}: PDF has no pages")
-            if count > limits.max_pages:
-                raise DocumentError(f"{name}: {count:,} pages, over the page limit of {limits.max_pages:,} "
-                                    f"(setting max_pages)")
-            pages: list[list[str]] = []
-            fallback = []
-            for index in range(count):
-                try:
-                    page = pdf[index]
-                    try:
-                        textpage = page.get_textpage()
-                        try:
-                            raw = textpage.get_text_range()
-                        finally:
-                            textpage.close()
-                    finally:
-                        page.close()
-                except Exception as error:  # noqa: BLE001 - pdfium raises several types
-                    raise DocumentError(f"{name}: page {index + 1} cannot be read ({error})") from error
-                bad = len(BAD_TEXT_RE.findall(raw))
-                if bad:
-                    other = _pdfminer_page(data, index)
-                    if other.strip() and len(BAD_TEXT_RE.findall(other)) < bad:
-                        raw = other
-                        fallback.append(index + 1)
-                    raw = re.sub(r"\(cid:\d+\)", "", raw)
-                pages.append(page_lines(raw))
-                if progress is not None:
-                    progress(index + 1, count)
+        if count == 0:
+            raise DocumentError(f"{name}: PDF has no pages")
+        if count > limits.max_pages:
+            raise DocumentError(f"{name}: {count:,} pages, over the page limit of {limits.max_pages:,} "
+                                f"(setting max_pages)")
+        pages: list[list[str]] = []
+        fallback: list[int] = []
+        scanned: dict[int, list[tuple[str, Box]]] = {}
+        seconds: list[float] = []
+        for index in range(count):
+            with _PDFIUM_LOCK:
+                read = _read_page(pdf, data, index, name, limits)
+            if read.fallback:
+                fallback.append(index + 1)
+            if read.image is None:
+                pages.append(page_lines(re.sub(r"\(cid:\d+\)", "", read.raw)))
+            else:
+                page = read_image(read.image, f"{name}: page {index + 1}", limits.ocr_engine)
+                seconds.append(page.seconds)
+                scanned[index + 1] = scanned_lines(page)
+                pages.append([line for line, _ in scanned[index + 1]])
+            if progress is not None:
+                progress(index + 1, count)
+        with _PDFIUM_LOCK:
             labels = _labels(pdf, count)
             outline = _outline(pdf, count)
             metadata_title = short_title(pdf.get_metadata_value("Title") if hasattr(pdf, "get_metadata_value")
                                          else pdf.get_metadata_dict().get("Title"))
-        finally:
+    finally:
+        with _PDFIUM_LOCK:
             pdf.close()
     text, starts = assemble(pages)
     if not text.strip():
-        raise DocumentError(f"{name}: no text layer (a scanned PDF? run OCR first)")
+        raise DocumentError(f"{name}: {_why_empty(limits.ocr, bool(scanned))}")
     title = metadata_title or short_title(text.split("\n", 1)[0])
-    return PdfText(text, starts, labels, _sections(text, starts, outline), title, tuple(fallback))
+    return PdfText(text, starts, labels, _sections(text, starts, outline), title, tuple(fallback),
+                   tuple(scanned), locate_lines(text, starts, scanned), tuple(seconds))
 
 
-def pdf_document(data: bytes, name: str, doc_id: str, title: str | None = None, source: str | None = None,
-                 limits: LoadLimits = DEFAULT_LIMITS, progress: Progress | None = None) -> Document:
+def _why_empty(mode: str, scanned: bool) -> str:
+    if scanned:
+        return "no text found (its pages were read by OCR)"
+    if mode == "never":
+        return "no text layer, and OCR is off (setting ocr=never)"
+    return "no text layer, and no page image to read by OCR"
+
+
+def read_pdf(data: bytes, name: str, doc_id: str, title: str | None = None, source: str | None = None,
+             limits: LoadLimits = DEFAULT_LIMITS, progress: Progress | None = None) -> LoadedFile:
+    """A PDF as a document, kept with its bytes and the OCR time of each page OCR read."""
     extracted = extract_pdf(data, name, limits, progress)
-    return Document(doc_id, short_title(title) or extracted.title, name if source is None else source,
-                    extracted.text, lang=lang_of(extracted.text), pages=extracted.pages,
-                    page_labels=extracted.page_labels, sections=extracted.sections, media_type=PDF_MEDIA_TYPE)
+    document = Document(doc_id, short_title(title) or extracted.title, name if source is None else source,
+                        extracted.text, lang=lang_of(extracted.text), pages=extracted.pages,
+                        page_labels=extracted.page_labels, sections=extracted.sections, media_type=PDF_MEDIA_TYPE,
+                        ocr_pages=extracted.ocr_pages, ocr_lines=extracted.ocr_lines)
+    return LoadedFile(document, data, extracted.ocr_seconds)
 
 
 def page_of(document: Document, offset: int) -> int | None:

@@ -282,6 +282,24 @@ def test_pdf_hits_link_to_their_page_in_the_original(page: Page, writable_server
     assert httpx.get(writable_server.url + "/" + href.split("#")[0]).content == pdf
 
 
+def test_a_scanned_image_hit_shows_the_ocr_badge_and_its_page(page: Page, writable_server) -> None:
+    from scans import encoded, needs_font, render
+
+    if needs_font.mark.args[0]:
+        pytest.skip(needs_font.mark.kwargs["reason"])
+    scan = encoded(render(["Opal miners in Coober Pedy live", "underground to escape the heat."]), "PNG")
+    added = httpx.post(writable_server.url + "/documents", data={"id": "opal-scan"},
+                       files={"file": ("opal.png", scan, "image/png")}, timeout=300)  # OCR: seconds
+    assert added.status_code == 201, added.text
+    page.goto(writable_server.url + "/")
+    search(page, "why do opal miners live underground")
+    hit = page.locator('.result[data-doc-id="opal-scan"]')
+    expect(hit.locator(".badge.ocr")).to_have_text("OCR")
+    expect(hit.locator("a.page-link")).to_have_text("p. 1")
+    typed = page.locator('.result:not([data-doc-id="opal-scan"]) .badge.ocr')
+    expect(typed).to_have_count(0)
+
+
 def test_one_per_document_toggle(page: Page, live_server) -> None:
     page.goto(live_server.url + "/")
     search(page, "jewellery exports")

@@ -25,7 +25,7 @@ from search.backends.local import LocalBackend
 from search.ranking.evidence import stored_evidence
 from search.ranking.retriever import Retriever
 from search.text.language import detect_language, fold, is_mixed, keyword_tokens, normalize
-from search.types import Document, Filter, KeywordQuery, Lang, Mode, ModelInfo, Origin, Passage
+from search.types import Document, Filter, KeywordQuery, Lang, Mode, ModelInfo, OcrLine, Origin, Passage
 
 BACKENDS = ["local", "milvus"]
 EVERYTHING = Filter()
@@ -236,6 +236,20 @@ def test_exact_text_round_trip(backend):
     passage = passages_of(backend, [passage_id])[passage_id]
     assert big[passage.start:passage.end] == passage.text and (passage.page, passage.section) == (1, "Intro")
     assert passage.page_end is None and passage.page_label is None
+
+
+def test_ocr_marks_and_line_boxes_round_trip(backend):
+    text = "Scanned page one.\n扫描的第二页。"
+    lines = (OcrLine(0, 17, 1, (0.05, 0.1, 0.62, 0.13)), OcrLine(18, 25, 2, (0.05, 0.1, 0.4, 0.14)))
+    scan = whole_document("scan", text, pages=(0, 18), ocr_pages=(1, 2), ocr_lines=lines)
+    scan = replace(scan, passages=tuple(replace(passage, ocr=True) for passage in scan.passages))
+    backend.write([scan, whole_document("typed", "Typed page.", pages=(0,))])
+    stored = backend.document("scan")
+    assert (stored.ocr_pages, stored.ocr_lines) == ((1, 2), lines)
+    assert (backend.document("typed").ocr_pages, backend.document("typed").ocr_lines) == ((), ())
+    found = dict(backend.dense_search(fake_vector("Scanned page one."), 3, EVERYTHING))
+    marks = {passage.text: passage.ocr for passage in passages_of(backend, found).values()}
+    assert marks["Scanned page one."] is True and marks["Typed page."] is False
 
 
 def test_ten_mebibyte_document_round_trips(backend):

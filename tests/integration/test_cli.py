@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+
+import pytest
 
 from search.cli import main
 from search.errors import ANSWERS, Conflict, InvalidInput, NotFound
@@ -92,3 +95,19 @@ def test_serve_on_a_public_host_needs_a_key_or_insecure_flag(tmp_path, capsys, m
     monkeypatch.setenv("BISEARCH_API_KEY", "k")
     assert main(["serve", "--host", "0.0.0.0", "--index", str(tmp_path / "typo")]) == NOT_FOUND
     assert "no index at" in capsys.readouterr().err
+
+
+def test_ingest_ocr_never_refuses_images_and_auto_reads_them(tmp_path, capsys):
+    from scans import ENGLISH, encoded, needs_font, render
+
+    if needs_font.mark.args[0]:
+        pytest.skip(needs_font.mark.kwargs["reason"])
+    (tmp_path / "scan.png").write_bytes(encoded(render(ENGLISH), "PNG"))
+    index = str(tmp_path / "idx")
+    assert main(["ingest", str(tmp_path / "scan.png"), "--index", index, "-q", "--ocr", "never"]) == 1
+    assert "scan.png: an image is read by OCR, which is off" in capsys.readouterr().err
+    assert main(["ingest", str(tmp_path / "scan.png"), "--index", index, "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "added: 1" in out and re.search(r"pages read by OCR: 1  OCR seconds per page: \d", out), out
+    assert main(["query", "when must invoices be paid", "--index", index, "-k", "1"]) == 0
+    assert re.search(r"scan #0 \(en\) chars \d+-\d+  p\. 1  \[OCR\]", capsys.readouterr().out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -12,12 +13,12 @@ from fakes import FAKE_MODEL, FakeEmbedder, fake_vector, prepared
 from search.backends import BackendError
 from search.backends.base import passages_of, sentences_of
 from search.backends.local import LocalBackend
-from search.backends.local.store import Store
+from search.backends.local.store import SCHEMA_VERSION, Store
 from search.backends.local.vectors import SNAPSHOT_PREFIX, latest_snapshot
 from search.ranking.retriever import Retriever
 from search.text.language import keyword_tokens
 from search.text.language import fold
-from search.types import Filter, KeywordQuery, Lang
+from search.types import Document, Filter, KeywordQuery, Lang, OcrLine
 
 EVERYTHING = Filter()
 
@@ -211,7 +212,7 @@ def test_an_index_without_sentence_vectors_is_migrated_in_place(tmp_path):
     db.commit()
     db.close()
     backend = open_local(tmp_path)
-    assert backend.store.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "3"
+    assert backend.store.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == str(SCHEMA_VERSION)
     old_id = backend.dense_search(fake_vector(old_text), 1, EVERYTHING)[0][0]
     assert sentences_of(backend, [old_id]) == {}
     backend.write([prepared("new", ["Kept now. With two sentences."], with_sentences=True)])
@@ -222,6 +223,32 @@ def test_an_index_without_sentence_vectors_is_migrated_in_place(tmp_path):
     assert hits["new"].evidence  # stored sentence vectors
     backend.close()
     assert sentences_of(open_local(tmp_path), [new_id])  # reopening a migrated index changes nothing
+
+
+def test_an_index_without_ocr_marks_is_migrated_in_place(tmp_path):
+    backend = open_local(tmp_path)
+    backend.write([prepared("old", ["Written before OCR was marked. Gold prices rose."])])
+    backend.close()
+    db = sqlite3.connect(tmp_path / "index.sqlite")
+    db.execute("ALTER TABLE chunks DROP COLUMN ocr")  # the version 3 layout
+    db.execute("ALTER TABLE documents DROP COLUMN ocr_pages")
+    db.execute("ALTER TABLE documents DROP COLUMN ocr_lines")
+    db.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
+    db.commit()
+    db.close()
+    backend = open_local(tmp_path)
+    assert backend.store.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == str(SCHEMA_VERSION)
+    old_id = backend.dense_search(fake_vector("Gold prices rose."), 1, EVERYTHING)[0][0]
+    assert passages_of(backend, [old_id])[old_id].ocr is False
+    assert backend.document("old").ocr_pages == () and backend.document("old").ocr_lines == ()
+    line = OcrLine(0, 12, 1, (0.1, 0.2, 0.9, 0.25))
+    scan = replace(prepared("scan", ["Read by OCR."]), document=Document("scan", "t", "s", "Read by OCR.", pages=(0,),
+                                                                          ocr_pages=(1,), ocr_lines=(line,)))
+    scan = replace(scan, passages=tuple(replace(p, ocr=True, page=1, page_end=1) for p in scan.passages))
+    backend.write([scan])
+    scan_id = backend.dense_search(fake_vector("Read by OCR."), 1, EVERYTHING)[0][0]
+    assert passages_of(backend, [scan_id])[scan_id].ocr is True
+    assert backend.document("scan").ocr_lines == (line,) and backend.document("scan").ocr_pages == (1,)
 
 
 def test_corrupt_database_gives_clear_error(tmp_path):

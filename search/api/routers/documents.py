@@ -52,7 +52,8 @@ def documents_listing(backend: Backend, limit: int, offset: int, root: Path | No
              responses={202: {"description": "a long document, indexed as a background job"}})
 async def add_document(request: Request, ingester: IngesterDep, jobs: JobsDep, settings: SettingsDep):
     """Add or replace a document from JSON ``{id?, title?, source?, text}`` or a file upload
-    (.txt .md .html .pdf .docx; PDF and DOCX files are kept and served at ``/documents/{id}/file``)."""
+    (.txt .md .html .pdf .docx, or an image read by OCR: .png .jpg .jpeg .tif .tiff .webp; PDF, DOCX and
+    image files are kept and served at ``/documents/{id}/file``)."""
     loaded = await loaded_from_request(request, settings)
     if len(loaded.document.text) > settings.job_threshold_chars:
         return accepted(jobs.submit("document", lambda job: write_outcome(ingester, loaded)))
@@ -69,7 +70,7 @@ def write_outcome(ingester: Ingester, loaded: LoadedFile) -> dict[str, object]:
 
 @router.get("/documents/{doc_id:path}/file")
 def get_file(doc_id: str, backend: BackendDep) -> Response:
-    """The original file (PDF, DOCX) a document was read from; ``#page=N`` opens a PDF at a page."""
+    """The original file (PDF, DOCX, image) a document was read from; ``#page=N`` opens a PDF at a page."""
     document = stored_document(backend, doc_id)
     data = backend.file(doc_id)
     if data is None:
@@ -81,11 +82,15 @@ def get_file(doc_id: str, backend: BackendDep) -> Response:
 
 @router.get("/documents/{doc_id:path}")
 def get_document(doc_id: str, backend: BackendDep, settings: SettingsDep) -> dict[str, object]:
-    """One document with its full stored text (the text citations point into) and its page starts."""
+    """One document with its full stored text (the text citations point into), its page starts and, for
+    scans, the pages read by OCR and where each OCR line stands (``box``: fractions of the page, top left)."""
     document = stored_document(backend, doc_id)
     return {"id": document.id, "title": document.title, "source": public_source(document.source, ingest_root(settings)),
             "lang": document.lang, "media_type": document.media_type, "pages": list(document.pages),
             "page_labels": list(document.page_labels), "chars": len(document.text), "sha256": document.sha256,
+            "ocr_pages": list(document.ocr_pages),
+            "ocr_lines": [{"start": line.start, "end": line.end, "page": line.page, "box": list(line.box)}
+                          for line in document.ocr_lines],
             "text": document.text}
 
 

@@ -25,20 +25,22 @@ from search.backends.codec import (LAYOUT_FIELDS, is_substring_phrase, layout, p
 from search.text.language import HAN_RE, comparable, detect_language
 from search.types import Document, DocumentSummary, Filter, Lang, Origin, SentenceVectors
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (
     id TEXT PRIMARY KEY, title TEXT NOT NULL, source TEXT NOT NULL, text TEXT NOT NULL,
     sha256 TEXT NOT NULL, lang TEXT NOT NULL, added_at TEXT NOT NULL DEFAULT (datetime('now')),
     media_type TEXT NOT NULL DEFAULT 'text/plain', pages TEXT NOT NULL DEFAULT '[]',
-    page_labels TEXT NOT NULL DEFAULT '[]', sections TEXT NOT NULL DEFAULT '[]'
+    page_labels TEXT NOT NULL DEFAULT '[]', sections TEXT NOT NULL DEFAULT '[]',
+    ocr_pages TEXT NOT NULL DEFAULT '[]', ocr_lines TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
     chunk_no INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
     lang TEXT NOT NULL, mixed INTEGER NOT NULL DEFAULT 0, text TEXT NOT NULL, vector BLOB NOT NULL,
-    page INTEGER, page_end INTEGER, page_label TEXT, section TEXT, sentences BLOB
+    page INTEGER, page_end INTEGER, page_label TEXT, section TEXT, sentences BLOB,
+    ocr INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 CREATE INDEX IF NOT EXISTS chunks_lang ON chunks(lang);
@@ -60,11 +62,11 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_chars USING fts5(text, tokenize = 'tri
 ORIGIN_COLUMNS = ("c.id", "c.lang", "c.doc_id")
 FIELD_COLUMNS = {
     Fields.PASSAGE: ("c.chunk_no", "c.start", 'c."end"', "c.text", "c.mixed", "d.title", "d.source", "c.page",
-                     "c.page_end", "c.page_label", "c.section"),
+                     "c.page_end", "c.page_label", "c.section", "c.ocr"),
     Fields.VECTOR: ("c.vector",),
     Fields.SENTENCES: ("c.sentences",),
 }
-DOCUMENT_COLUMNS = "id, title, source, text, lang, pages, page_labels, sections, media_type"
+DOCUMENT_COLUMNS = "id, title, source, text, lang, pages, page_labels, sections, media_type, ocr_pages, ocr_lines"
 
 
 def _quoted(token: str) -> str:
@@ -150,6 +152,8 @@ class Store:
                 self._migrate_v1()
             if self._columns("chunks") and "sentences" not in self._columns("chunks"):
                 self._migrate_v2()
+            if self._columns("chunks") and "ocr" not in self._columns("chunks"):
+                self._migrate_v3()
             self.db.executescript(SCHEMA)
             if not self.get_meta("chars_indexed"):
                 self._index_characters()
@@ -192,6 +196,22 @@ class Store:
         try:
             if "sentences" not in self._columns("chunks"):
                 self.db.execute("ALTER TABLE chunks ADD COLUMN sentences BLOB")
+                self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema', ?)",
+                                (json.dumps(SCHEMA_VERSION),))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def _migrate_v3(self) -> None:
+        """Version 4 marks passages read by OCR and keeps a document's OCR pages and line boxes; older
+        rows were read from text (0, empty). In place, in one transaction, checked again inside it."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if "ocr" not in self._columns("chunks"):
+                self.db.execute("ALTER TABLE chunks ADD COLUMN ocr INTEGER NOT NULL DEFAULT 0")
+                for column in ("ocr_pages", "ocr_lines"):
+                    self.db.execute(f"ALTER TABLE documents ADD COLUMN {column} TEXT NOT NULL DEFAULT '[]'")
                 self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema', ?)",
                                 (json.dumps(SCHEMA_VERSION),))
             self.db.execute("COMMIT")
@@ -262,8 +282,8 @@ class Store:
         """Insert a document, its original file and its passages; return the new passage ids."""
         document = prepared.document
         self.db.execute(
-            "INSERT INTO documents(id, title, source, text, sha256, lang, media_type, pages, page_labels, sections) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO documents(id, title, source, text, sha256, lang, media_type, pages, page_labels, sections, "
+            "ocr_pages, ocr_lines) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (document.id, document.title, document.source, document.text, document.sha256, document.lang.value,
              document.media_type, *(json.dumps(values, ensure_ascii=False) for values in layout(document).values())),
         )
@@ -273,10 +293,10 @@ class Store:
         ids = list(range(first, first + len(prepared.passages)))
         self.db.executemany(
             'INSERT INTO chunks(id, doc_id, chunk_no, start, "end", lang, mixed, text, vector, page, page_end, '
-            'page_label, section, sentences) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+            'page_label, section, sentences, ocr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
             [(passage_id, document.id, p.chunk_no, p.start, p.end, p.lang.value, int(p.mixed), p.text,
               np.asarray(vector, dtype=np.float32).tobytes(), p.page, p.page_end, p.page_label, p.section,
-              sentences.to_bytes() if (sentences := prepared.sentences_of(row)) is not None else None)
+              sentences.to_bytes() if (sentences := prepared.sentences_of(row)) is not None else None, int(p.ocr))
              for row, (passage_id, p, vector) in enumerate(zip(ids, prepared.passages, prepared.vectors))],
         )
         self.db.executemany("INSERT INTO chunks_fts(rowid, tokens) VALUES (?, ?)",
