@@ -76,6 +76,16 @@ class Settings(BaseSettings):
     max_pages: int = Field(2000, ge=1, description="most pages of a PDF (pages are read one at a time)")
     max_unzipped_bytes: int = Field(200 * 1024 * 1024, ge=1024,
                                     description="largest declared unpacked size of a DOCX in bytes (zip-bomb guard)")
+    max_text_chars: int = Field(20_000_000, ge=1, description="most characters of text one file may yield (more: "
+                                                              "the file fails alone, 422 for an upload)")
+    max_page_chars: int = Field(200_000, ge=1, description="most characters of text one PDF page may yield (a PDF "
+                                                            "whose pages share one huge stream is a text bomb)")
+    # each file is read in a child process under these limits (search/loading/isolated.py, docs/security.md)
+    parse_seconds: float = Field(30.0, gt=0, le=3600, description="longest time one file may take to read, wall "
+                                                                 "clock and CPU (more: the file fails alone)")
+    parse_memory_mb: int = Field(2048, ge=64, description="most memory in MiB the reader of one file may add")
+    parse_processes: int = Field(2, ge=1, le=64, description="uploads the server reads at once, each in a child "
+                                                             "process; the rest wait")
     search_threads: int = Field(64, ge=1, le=256,
                                 description="searches (and report questions) running at once; at least "
                                             "`BISEARCH_QUERY_BATCH`, or batches stay small; the rest queue")

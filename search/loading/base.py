@@ -31,26 +31,39 @@ class DocumentError(InvalidInput):
 
 @dataclass(frozen=True)
 class LoadLimits:
-    """Bounds on what a reader accepts (Settings: ``max_file_bytes``, ``max_pages``, ``max_unzipped_bytes``).
+    """Bounds on what a reader accepts (the Settings fields of the same names).
 
     ``max_pages`` bounds a PDF's pages: pages are read one at a time, so memory grows
     with the extracted text, never with the file's page objects. ``max_unzipped_bytes``
     bounds the sum of a DOCX's declared member sizes, checked in the zip directory before
     anything is decompressed (Python's zipfile never inflates a member past its declared
-    size, so the check holds against lying directories too).
+    size, so the check holds against lying directories too). ``max_text_chars`` and
+    ``max_page_chars`` bound the text a file and a PDF page yield (a PDF whose pages share
+    one huge compressed stream is a text bomb). ``parse_seconds`` and ``parse_memory_mb``
+    bound the child process that reads a file (:mod:`search.loading.isolated`).
     """
 
     max_file_bytes: int = 100 * MIB
     max_pages: int = 2000
     max_unzipped_bytes: int = 200 * MIB
     max_zip_entries: int = 10_000
+    max_text_chars: int = 20_000_000
+    max_page_chars: int = 200_000
+    parse_seconds: float = 30.0
+    parse_memory_mb: int = 2048
 
     @classmethod
     def from_settings(cls, settings: object) -> "LoadLimits":
         """Limits from a :class:`search.settings.Settings` (fields missing there keep the defaults)."""
         defaults = cls()
-        return cls(**{name: getattr(settings, name, getattr(defaults, name))
-                      for name in ("max_file_bytes", "max_pages", "max_unzipped_bytes", "max_zip_entries")})
+        return cls(**{name: getattr(settings, name, getattr(defaults, name)) for name in cls.__dataclass_fields__})
+
+
+def text_over_limit(name: str, chars: int, limits: LoadLimits) -> DocumentError | None:
+    """The error for a file whose text has grown past ``max_text_chars``, or None."""
+    if chars <= limits.max_text_chars:
+        return None
+    return DocumentError(f"{name}: over {limits.max_text_chars:,} characters of text (setting max_text_chars)")
 
 
 DEFAULT_LIMITS = LoadLimits()

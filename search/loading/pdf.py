@@ -1,8 +1,10 @@
 """PDF: text per page by pypdfium2 (pdfminer.six for pages pdfium garbles), cleaned, with a page map.
 
 Reading: pages are opened, read and closed one at a time (memory grows with the text,
-not with the page objects); a page whose text shows ``(cid:NNN)`` or U+FFFD is read
-again by pdfminer.six and the better of the two kept.
+not with the page objects), each page's text and the file's total capped (``max_page_chars``,
+``max_text_chars``: pages sharing one huge compressed stream are a text bomb); the pages whose
+text shows ``(cid:NNN)`` or U+FFFD are read again by pdfminer.six, in one pass, and the better
+of the two kept.
 
 Cleaning, measured on the Debian New Maintainers' Guide (EN and zh-CN):
 
@@ -29,7 +31,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from search.loading.base import (DEFAULT_LIMITS, PDF_MEDIA_TYPE, DocumentError, LoadLimits, Progress, lang_of,
-                                 short_title)
+                                 short_title, text_over_limit)
 from search.types import Document
 
 #: pdfium is not thread-safe: one PDF is read at a time in this process.
@@ -37,22 +39,27 @@ _PDFIUM_LOCK = threading.Lock()
 
 CJK = r"\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
 CJK_CHAR_RE = re.compile(f"[{CJK}]")
-#: Spaces between two CJK characters or CJK punctuation marks (pdfium's guesses from glyph gaps).
-CJK_SPACE_RE = re.compile(f"(?<=[{CJK}])[ \u00a0\u3000]+(?=[{CJK}])")
+#: Spaces between two CJK characters or CJK punctuation marks (pdfium's guesses from glyph gaps); a run
+#: is entered only at its start and taken whole (U+3000 is both a space and CJK), so matching is linear.
+CJK_SPACE_RE = re.compile(f"(?<=[{CJK}])(?<![ \u00a0\u3000])[ \u00a0\u3000]++(?=[{CJK}])")
 LIGATURE_RE = re.compile("[\ufb00-\ufb06]")
 BAD_TEXT_RE = re.compile(r"\(cid:\d+\)|\ufffd")
+CID_RE = re.compile(r"\(cid:\d++\)")
 CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufeff]")
 DIGITS_RE = re.compile(r"\d+")
 PAGE_OF_RE = re.compile(r"#\s*(/|of)\s*#")
 #: pdfium marks a hyphen it saw at a line end (a word broken across lines) with U+FFFE.
 PDFIUM_LINE_HYPHEN = "\ufffe"
+#: The mark inside a line, where pdfium joined the word itself.
+JOINED_HYPHEN_RE = re.compile(f"{PDFIUM_LINE_HYPHEN}(?=\\w)")
 ROMAN_TOKEN_RE = re.compile(r"(?<![^\W\d_])[ivxlcdm]+(?![^\W\d_])", re.IGNORECASE)
 #: Characters that end a sentence (or introduce a block) at a line end: no join after them.
 LINE_END_STOPS = frozenset(".!?:;。！？：；…")
-#: Line starts that open a new block: bullets, shell prompts, comments.
-BLOCK_START_RE = re.compile(r"[•◦▪‣●○■□\-–—*$#>]|(\d+|[A-Z])(\.\d+)*[.)]?\s|(Chapter|Appendix|第)\s*\w+")
-#: A table-of-contents line: dot leaders and a page number.
-TOC_LINE_RE = re.compile(r"(\.\s*){3,}\S*\d+$")
+#: Line starts that open a new block: bullets, shell prompts, comments, numbered headings. Runs are
+#: taken whole and entered only at their start, so matching is linear wherever it starts.
+BLOCK_START_RE = re.compile(r"[•◦▪‣●○■□\-–—*$#>]|(?<![\d.])(?:\d++|[A-Z])(?:\.\d++)*+[.)]?\s|(?:Chapter|Appendix|第)\s*+\w")
+#: Dot leaders of a table-of-contents line (see :func:`is_toc_line`).
+TOC_LEADER = "..."
 #: Share of the full line width from which a line is taken as wrapped.
 WRAPPED_SHARE = 0.8
 #: Share of pages a header/footer shape must appear on to be dropped (at least 3 pages).
@@ -86,7 +93,7 @@ def page_lines(raw: str) -> list[str]:
     raw = expand_ligatures(raw.replace("\r\n", "\n").replace("\r", "\n"))
     raw = CONTROL_RE.sub("", raw)
     # pdfium joins some hyphenated words itself, leaving its hyphen mark inside the line: drop it
-    raw = re.sub(f"{PDFIUM_LINE_HYPHEN}(?=\\w)", "", raw)
+    raw = JOINED_HYPHEN_RE.sub("", raw)
     lines = (CJK_SPACE_RE.sub("", line).strip() for line in raw.split("\n"))
     return [" ".join(line.split(" ")) for line in lines if line]
 
@@ -126,6 +133,35 @@ def is_cjk(char: str) -> bool:
     return bool(CJK_CHAR_RE.match(char))
 
 
+def _ends_with_dots(text: str, count: int) -> bool:
+    """True when ``text`` ends with ``count`` dots, spaces allowed between and after them."""
+    for _ in range(count):
+        text = text.rstrip()
+        if not text.endswith("."):
+            return False
+        text = text[:-1]
+    return True
+
+
+def is_toc_line(line: str) -> bool:
+    """A table-of-contents line: dot leaders (three dots or more, spaces allowed between them), then
+    a page number, optionally glued to a word (``Intro ..... 12``, ``. . . . 7``, ``....A-3``).
+
+    The lines the regex ``(\\.\\s*){3,}\\S*\\d+$`` finds, in linear time: that regex retried every
+    split of a run of dots (cubic: a line of 3,000 dots took 77 s).
+    """
+    if not line[-1:].isdecimal():
+        return False
+    word_start = len(line)
+    while word_start and not line[word_start - 1].isspace():
+        word_start -= 1
+    word = line[word_start:]  # the page number and what is glued to it
+    if TOC_LEADER in word[:-1]:
+        return True
+    dots = len(word) - len(word.lstrip("."))  # leaders that reach the word, continued before it
+    return _ends_with_dots(line[:word_start], len(TOC_LEADER) - dots)
+
+
 def joiner(previous: str, following: str, full_width: float) -> str | None:
     """How to join a line to the next when the first wraps inside a sentence, or None to keep the break.
 
@@ -134,7 +170,7 @@ def joiner(previous: str, following: str, full_width: float) -> str | None:
     """
     if not previous or not following or previous[-1] in LINE_END_STOPS:
         return None
-    if TOC_LINE_RE.search(previous):
+    if is_toc_line(previous):
         return None
     if previous[-1] == PDFIUM_LINE_HYPHEN:
         return "-" if following[0].isalpha() else None
@@ -204,13 +240,51 @@ def assemble(pages: list[list[str]]) -> tuple[str, tuple[int, ...]]:
     return "".join(parts).replace(PDFIUM_LINE_HYPHEN, "-"), tuple(starts)
 
 
-def _pdfminer_page(data: bytes, index: int) -> str:
+def pdfminer_pages(data: bytes, indices: set[int], max_chars: int) -> dict[int, str]:
+    """pdfminer.six's text of the pages at ``indices`` (0-based), in one pass over the file (a pass per
+    page re-read every page before it: quadratic). Best effort: a page it fails on, or whose text is
+    over ``max_chars``, is left out (with the pages after a failure)."""
+    texts: dict[int, str] = {}
     try:
-        from pdfminer.high_level import extract_text
+        from pdfminer.converter import TextConverter
+        from pdfminer.layout import LAParams
+        from pdfminer.pdfinterp import PDFPageInterpreter, PDFResourceManager
+        from pdfminer.pdfpage import PDFPage
 
-        return extract_text(io.BytesIO(data), page_numbers=[index])
+        resources = PDFResourceManager(caching=True)
+        for index, page in zip(sorted(indices), PDFPage.get_pages(io.BytesIO(data), pagenos=indices)):
+            output = io.StringIO()
+            device = TextConverter(resources, output, laparams=LAParams())
+            try:
+                PDFPageInterpreter(resources, device).process_page(page)
+            finally:
+                device.close()
+            if len(output.getvalue()) <= max_chars:
+                texts[index] = output.getvalue()
     except Exception:  # noqa: BLE001 - the fallback is best effort
-        return ""
+        pass
+    return texts
+
+
+def _page_text(pdf, index: int, name: str, limits: LoadLimits) -> str:
+    """pdfium's raw text of one page (opened and closed here), refused past ``max_page_chars``."""
+    try:
+        page = pdf[index]
+        try:
+            textpage = page.get_textpage()
+            try:
+                if textpage.count_chars() > limits.max_page_chars:
+                    raise DocumentError(f"{name}: page {index + 1} holds over {limits.max_page_chars:,} characters "
+                                        f"of text (setting max_page_chars)")
+                return textpage.get_text_range()
+            finally:
+                textpage.close()
+        finally:
+            page.close()
+    except DocumentError:
+        raise
+    except Exception as error:  # noqa: BLE001 - pdfium raises several types
+        raise DocumentError(f"{name}: page {index + 1} cannot be read ({error})") from error
 
 
 def _open(data: bytes, name: str):
@@ -279,29 +353,16 @@ def extract_pdf(data: bytes, name: str, limits: LoadLimits = DEFAULT_LIMITS,
             if count > limits.max_pages:
                 raise DocumentError(f"{name}: {count:,} pages, over the page limit of {limits.max_pages:,} "
                                     f"(setting max_pages)")
-            pages: list[list[str]] = []
-            fallback = []
+            raws: list[str] = []
+            garbled: dict[int, int] = {}  # page index -> marks of text pdfium could not decode
+            chars = 0
             for index in range(count):
-                try:
-                    page = pdf[index]
-                    try:
-                        textpage = page.get_textpage()
-                        try:
-                            raw = textpage.get_text_range()
-                        finally:
-                            textpage.close()
-                    finally:
-                        page.close()
-                except Exception as error:  # noqa: BLE001 - pdfium raises several types
-                    raise DocumentError(f"{name}: page {index + 1} cannot be read ({error})") from error
-                bad = len(BAD_TEXT_RE.findall(raw))
-                if bad:
-                    other = _pdfminer_page(data, index)
-                    if other.strip() and len(BAD_TEXT_RE.findall(other)) < bad:
-                        raw = other
-                        fallback.append(index + 1)
-                    raw = re.sub(r"\(cid:\d+\)", "", raw)
-                pages.append(page_lines(raw))
+                raws.append(_page_text(pdf, index, name, limits))
+                chars += len(raws[-1])
+                if problem := text_over_limit(name, chars, limits):
+                    raise problem
+                if bad := len(BAD_TEXT_RE.findall(raws[-1])):
+                    garbled[index] = bad
                 if progress is not None:
                     progress(index + 1, count)
             labels = _labels(pdf, count)
@@ -310,11 +371,26 @@ def extract_pdf(data: bytes, name: str, limits: LoadLimits = DEFAULT_LIMITS,
                                          else pdf.get_metadata_dict().get("Title"))
         finally:
             pdf.close()
-    text, starts = assemble(pages)
+    fallback = _read_garbled_again(data, raws, garbled, limits)
+    text, starts = assemble([page_lines(raw) for raw in raws])
     if not text.strip():
         raise DocumentError(f"{name}: no text layer (a scanned PDF? run OCR first)")
     title = metadata_title or short_title(text.split("\n", 1)[0])
     return PdfText(text, starts, labels, _sections(text, starts, outline), title, tuple(fallback))
+
+
+def _read_garbled_again(data: bytes, raws: list[str], garbled: dict[int, int], limits: LoadLimits) -> list[int]:
+    """Pages pdfium garbled (``(cid:N)``, U+FFFD) read by pdfminer.six, the better text kept (in place in
+    ``raws``, the ``(cid:N)`` marks dropped); returns the 1-based pages whose pdfminer text was kept."""
+    kept = []
+    others = pdfminer_pages(data, set(garbled), limits.max_page_chars) if garbled else {}
+    for index, bad in garbled.items():
+        other = others.get(index, "")
+        if other.strip() and len(BAD_TEXT_RE.findall(other)) < bad:
+            raws[index] = other
+            kept.append(index + 1)
+        raws[index] = CID_RE.sub("", raws[index])
+    return kept
 
 
 def pdf_document(data: bytes, name: str, doc_id: str, title: str | None = None, source: str | None = None,
