@@ -219,6 +219,7 @@ def create_app(retriever: Retriever, settings: Settings | None = None, ingester:
     # queue of them never starves /health, the page or document requests of threads; writes take turns.
     app.state.search_slots = anyio.CapacityLimiter(settings.search_threads)
     app.state.write_slots = anyio.CapacityLimiter(1)
+    app.state.parse_slots = anyio.CapacityLimiter(settings.parse_processes)
     for module in (page, search_router, documents, reports, ingest, jobs):
         app.include_router(module.router)
     app.state.mcp = create_mcp(app.state)  # the same tools for AI assistants, at /mcp

@@ -69,6 +69,12 @@ async def in_search_slot(request: Request, function, *args):
     return await in_slot(request.app.state.search_slots, function, *args)
 
 
+async def in_parse_slot(request: Request, function, *args):
+    """Read an uploaded file (a child process does the work; the thread only waits) in one of the
+    ``parse_processes`` slots: the rest wait on the event loop, holding no thread of the shared pool."""
+    return await anyio.to_thread.run_sync(function, *args, limiter=request.app.state.parse_slots)
+
+
 async def in_write_slot(request: Request, function, *args):
     """Run a small write; writes take turns so they never crowd out searches."""
     return await in_slot(request.app.state.write_slots, function, *args)

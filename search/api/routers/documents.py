@@ -6,23 +6,24 @@ A document id may contain ``/`` and end in anything (``sub/span``): the document
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from search.api.deps import (BackendDep, IngesterDep, JobsDep, SettingsDep, WriteAccess, accepted, in_write_slot,
-                             ingest_root)
+from search.api.deps import (BackendDep, IngesterDep, JobsDep, SettingsDep, WriteAccess, accepted, in_parse_slot,
+                             in_write_slot, ingest_root)
 from search.api.errors import first_problem
 from search.api.schemas import MAX_OFFSET, DocumentIn, check_doc_id
 from search.backends.base import Backend
 from search.output.citations import public_source
 from search.ingest.pipeline import Ingester
-from search.loading import SUPPORTED_SUFFIXES, DocumentError, LoadedFile, LoadLimits, make_document, read_bytes
+from search.loading import SUPPORTED_SUFFIXES, DocumentError, LoadedFile, LoadLimits, make_document
+from search.loading.isolated import read_isolated
 from search.types import Document
 
 router = APIRouter(tags=["documents"])
@@ -165,6 +166,7 @@ async def _uploaded(request: Request, settings) -> LoadedFile:
     data = await upload.read()
     given_id, title = form.get("id"), form.get("title")
     doc_id = document_id(given_id if isinstance(given_id, str) else Path(name).stem, data)
-    limits = LoadLimits.from_settings(settings)
-    return await run_in_threadpool(read_bytes, data, name if suffix else name + ".txt", doc_id,
-                                   title=title if isinstance(title, str) else None, source=name, limits=limits)
+    read = functools.partial(read_isolated, data, name if suffix else name + ".txt", doc_id,
+                             title=title if isinstance(title, str) else None, source=name,
+                             limits=LoadLimits.from_settings(settings))
+    return await in_parse_slot(request, read)
