@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     job_threshold_chars: int = Field(
         20_000, ge=1, description="JSON documents longer than this many characters (and `/ingest` file sets of "
                                   "more bytes, or any folder) run as background jobs (202)")
+    max_queued_jobs: int = Field(8, ge=1, le=1000, description="background jobs queued or running at once; beyond "
+                                                                "them a write that would be a job is 429 with "
+                                                                "`Retry-After`")
 
     def with_overrides(self, **values: object) -> "Settings":
         """A copy with the given (non-None) values, e.g. CLI flags over the environment."""

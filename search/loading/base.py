@@ -73,7 +73,7 @@ DEFAULT_LIMITS = LoadLimits()
 class LoadedFile:
     """A read document plus the original bytes when the file itself is worth keeping and serving.
 
-    ``original`` is set for PDF and DOCX (the service stores it for ``GET /documents/{id}/file``
+    ``original`` is set for PDF and DOCX (the service stores it for ``GET /files/{id}``
     and page links), None for text formats, whose document text is the content.
     """
 

@@ -1,7 +1,8 @@
 """Documents: add (JSON or upload; long ones as a job), list, read, cited spans, delete.
 
-A document id may contain ``/`` and end in anything (``sub/span``): the document is
-``/documents/{id}`` and a span of it ``/spans/{id}?start=&end=``, so no id shadows a route.
+A document id may contain ``/`` and end in anything (``sub/span``, ``x/file``): the document
+is ``/documents/{id}``, a span of it ``/spans/{id}?start=&end=`` and its original file
+``/files/{id}``, so no id shadows a route.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def documents_listing(backend: Backend, limit: int, offset: int, root: Path | No
              responses={202: {"description": "a long document, indexed as a background job"}})
 async def add_document(request: Request, ingester: IngesterDep, jobs: JobsDep, settings: SettingsDep):
     """Add or replace a document from JSON ``{id?, title?, source?, text}`` or a file upload
-    (.txt .md .html .pdf .docx; PDF and DOCX files are kept and served at ``/documents/{id}/file``)."""
+    (.txt .md .html .pdf .docx; PDF and DOCX files are kept and served at ``/files/{id}``)."""
     loaded = await loaded_from_request(request, settings)
     if len(loaded.document.text) > settings.job_threshold_chars:
         return accepted(jobs.submit("document", lambda job: write_outcome(ingester, loaded)))
@@ -68,7 +69,12 @@ def write_outcome(ingester: Ingester, loaded: LoadedFile) -> dict[str, object]:
             "title": document.title, "chars": len(document.text), "pages": len(document.pages) or None}
 
 
-@router.get("/documents/{doc_id:path}/file")
+#: A kept file is someone's upload served from the API's own origin: no content sniffing (a PDF with an
+#: HTML prologue stays a PDF) and a sandbox (no script of the file runs with the origin's rights).
+FILE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
+
+
+@router.get("/files/{doc_id:path}")
 def get_file(doc_id: str, backend: BackendDep) -> Response:
     """The original file (PDF, DOCX) a document was read from; ``#page=N`` opens a PDF at a page."""
     document = stored_document(backend, doc_id)
@@ -77,7 +83,7 @@ def get_file(doc_id: str, backend: BackendDep) -> Response:
         raise HTTPException(404, f"document {doc_id!r} has no original file (it was read from text)")
     name = Path(document.source).name or "document"
     return Response(data, media_type=document.media_type,
-                    headers={"Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}"})
+                    headers={"Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}", **FILE_HEADERS})
 
 
 @router.get("/documents/{doc_id:path}")
