@@ -92,8 +92,26 @@ def inline_patterns() -> list[str]:
     return places
 
 
+#: Patterns built at run time from escaped literals (file: the function that builds one and a sample's
+#: arguments): the sweep times the sample.
+BUILT_AT_RUN_TIME = {
+    "search/text/language.py": ("search.text.language", "_term_pattern", ["gold"]),
+    "search/backends/codec.py": ("search.backends.codec", "_side_by_side", [["software", "package"]]),
+}
+
+
+def run_time_patterns() -> list[tuple[str, str]]:
+    """``(module, "function:arguments as JSON")`` of a sample of each pattern built at run time."""
+    return [(module, f"{function}:{json.dumps(arguments)}") for module, function, arguments in BUILT_AT_RUN_TIME.values()]
+
+
 def load(module: str, name: str) -> re.Pattern:
-    return getattr(importlib.import_module(module), name)
+    """A module-level pattern ``NAME``, or the one ``function:[arguments]`` builds (lists passed as tuples)."""
+    function, _, arguments = name.partition(":")
+    value = getattr(importlib.import_module(module), function)
+    if not arguments:
+        return value
+    return value(*(tuple(argument) if isinstance(argument, list) else argument for argument in json.loads(arguments)))
 
 
 # -- what a pattern mentions -----------------------------------------------------------------------
