@@ -28,6 +28,9 @@ IMAGE_TYPES = {".png": ("png", "image/png"), ".jpg": ("jpeg", "image/jpeg"), ".j
 IMAGE_SUFFIXES = tuple(IMAGE_TYPES)
 
 
+#: The pixel count in Pillow's DecompressionBombError message.
+DECLARED_PIXELS_RE = re.compile(r"\((\d+) pixels\)")
+
 def read_image_file(data: bytes, name: str, doc_id: str, suffix: str, title: str | None = None,
                     source: str | None = None, limits: LoadLimits = DEFAULT_LIMITS,
                     progress: Progress | None = None) -> LoadedFile:
@@ -66,7 +69,7 @@ def _open(data: bytes, name: str, limits: LoadLimits):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
             image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as error:  # Pillow's own guard, above twice its MAX_IMAGE_PIXELS
-        declared = re.search(r"\((\d+) pixels\)", str(error))
+        declared = DECLARED_PIXELS_RE.search(str(error))
         limit = min(limits.max_image_pixels, 2 * (Image.MAX_IMAGE_PIXELS or limits.max_image_pixels))
         size = f"{int(declared.group(1)):,} pixels" if declared else "more pixels than that"
         raise DocumentError(f"{name}: the image is {size}, over the limit of {limit:,} pixels "

@@ -64,8 +64,9 @@ def test_a_filters_ids_are_read_once_per_generation_and_writes_are_seen(tmp_path
     a write of this process or of another moves the generation, and the next query sees it."""
     backend, other = open_local(tmp_path), open_local(tmp_path)
     backend.write([prepared("en", ["Gold prices rose."]), prepared("zh", ["黄金价格上涨。"])])
-    reads: list[str] = []
-    backend.store.db.set_trace_callback(lambda sql: reads.append(sql) if sql.startswith("SELECT c.id FROM chunks") else None)
+    reads: list[Filter] = []
+    read_ids = backend.store.passage_ids  # the one read of a filter's ids (on a pooled reader connection)
+    backend.store.passage_ids = lambda where: reads.append(where) or read_ids(where)
     english, chinese = Filter(lang=Lang.EN), Filter(lang=Lang.ZH)
     for _ in range(3):
         assert top_doc(backend, "黄金价格上涨。", english) == "en"
