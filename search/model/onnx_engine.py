@@ -128,9 +128,11 @@ def ensure_export(model_dir: Path) -> tuple[Path, ExportCheck]:
             (staging / EXPORT_FILE).write_text(json.dumps(exported), encoding="utf-8")  # what the engine loads
             candidate = OnnxEngine(replace(reference.spec, runtime="onnx"), staging, tokenizer=reference.tokenizer)
             check = check_export(candidate, reference)
-            del candidate  # its session holds the files open
+            del candidate, reference  # free both models before the caller loads its own
         (staging / EXPORT_FILE).write_text(json.dumps({**exported, "check": asdict(check)}, ensure_ascii=False,
                                                       indent=2) + "\n", encoding="utf-8")
+        if target.exists() and read_check(target) is None:  # left by an older version (optimum's export)
+            shutil.rmtree(target)
         try:
             os.replace(staging, target)
         except OSError:  # another process finished first: use its export

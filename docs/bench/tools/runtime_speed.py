@@ -27,8 +27,8 @@ from search.chunking import Chunker
 from search.model.embedder import Embedder
 
 BENCH = Path(__file__).resolve().parents[3].parent / "shared" / "bench" / "maintguide"
-QUERY_BATCHES = ((1, 16), (8, 48), (32, 96))  # (batch, queries per round)
-PASSAGES_PER_ROUND = 48
+QUERY_BATCHES = ((1, 8), (8, 32), (32, 64))  # (batch, queries per round)
+PASSAGES_PER_ROUND = 24
 
 
 def simd_flags() -> list[str]:
@@ -84,7 +84,8 @@ def main(argv: list[str]) -> dict[str, object]:
     measured: dict[str, list[dict[str, float]]] = {variant: [] for variant in variants}
     for number in range(rounds):
         for variant, embedder in embedders.items():
-            measured[variant].append(one_round(embedder, queries, passages, offset=number * 160))
+            measured[variant].append(one_round(embedder, queries, passages, offset=number * 104))
+            print(json.dumps({"round": number, "variant": variant, **measured[variant][-1]}), file=sys.stderr, flush=True)
     probe = queries[:32]
     reference = first.run(lambda: first.engine.encode_queries(probe))
     results = {}
