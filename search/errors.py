@@ -29,6 +29,11 @@ class Conflict(BisearchError):
     """The request clashes with what is stored (an index built with another model, a changed quote)."""
 
 
+class Busy(BisearchError):
+    """The server is at a limit it keeps so that everyone is served (its job queue is full): retry
+    after a while (an error of this kind may say how long in ``retry_after`` seconds)."""
+
+
 class Unavailable(BisearchError, RuntimeError):
     """Something the request needs cannot be used now (storage, the model or its process, a cluster):
     the message says what to repair or restart."""
@@ -48,9 +53,10 @@ ANSWERS: dict[type[BisearchError], Answer] = {
     NotFound: Answer(404, 3),
     Conflict: Answer(409, 4),
     Unavailable: Answer(503, 5),
+    Busy: Answer(429, 6),
     BisearchError: Answer(500, 1),
 }
-KINDS: tuple[type[BisearchError], ...] = (InvalidInput, NotFound, Conflict, Unavailable)
+KINDS: tuple[type[BisearchError], ...] = (InvalidInput, NotFound, Conflict, Unavailable, Busy)
 
 
 def kind_of(error: type[BaseException] | BaseException) -> type[BisearchError] | None:

@@ -38,9 +38,9 @@ class Settings(BaseSettings):
                                               "(`--dim`; unset: the model's; an existing index keeps its own)")
     int8: bool = Field(False, description="dynamic int8 Linear layers on CPU (`--int8`)")
     device: str | None = Field(None, description="torch device (unset: `cuda` when present, else `cpu`)")
-    runtime: Literal["torch", "onnx", "openvino"] = Field(
-        "torch", description="model runtime; `onnx` and `openvino` are exported once beside the model "
-                             "(the `onnx` extra)")
+    runtime: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="model runtime (`--runtime`): `auto` (ONNX Runtime on a CPU, torch on a GPU), `torch`, "
+                            "or `onnx` (exported once beside the model by `bisearch model` and checked against torch)")
     precision: Literal["fp32", "bf16", "int8"] = Field(
         "fp32", description="`bf16`: torch on a GPU; `int8`: torch dynamic or ONNX quantised "
                             "(fp16 is refused: it gives wrong EmbeddingGemma vectors)")
@@ -84,6 +84,16 @@ class Settings(BaseSettings):
     ocr_engine: Literal["auto", "tesseract", "rapidocr"] = Field(
         "auto", description="OCR engine: tesseract (Debian's tesseract-ocr + tesseract-ocr-chi-sim), rapidocr "
                             "(PP-OCRv4 inside its wheel), auto: tesseract where installed, else rapidocr (docs/ocr.md)")
+    max_text_chars: int = Field(20_000_000, ge=1, description="most characters of text one file may yield (more: "
+                                                              "the file fails alone, 422 for an upload)")
+    max_page_chars: int = Field(200_000, ge=1, description="most characters of text one PDF page may yield (a PDF "
+                                                            "whose pages share one huge stream is a text bomb)")
+    # each file is read in a child process under these limits (search/loading/isolated.py, docs/security.md)
+    parse_seconds: float = Field(30.0, gt=0, le=3600, description="longest time one file may take to read, wall "
+                                                                 "clock and CPU (more: the file fails alone)")
+    parse_memory_mb: int = Field(2048, ge=64, description="most memory in MiB the reader of one file may add")
+    parse_processes: int = Field(2, ge=1, le=64, description="uploads the server reads at once, each in a child "
+                                                             "process; the rest wait")
     search_threads: int = Field(64, ge=1, le=256,
                                 description="searches (and report questions) running at once; at least "
                                             "`BISEARCH_QUERY_BATCH`, or batches stay small; the rest queue")
@@ -95,6 +105,9 @@ class Settings(BaseSettings):
     job_threshold_chars: int = Field(
         20_000, ge=1, description="JSON documents longer than this many characters (and `/ingest` file sets of "
                                   "more bytes, or any folder) run as background jobs (202)")
+    max_queued_jobs: int = Field(8, ge=1, le=1000, description="background jobs queued or running at once; beyond "
+                                                                "them a write that would be a job is 429 with "
+                                                                "`Retry-After`")
 
     def with_overrides(self, **values: object) -> "Settings":
         """A copy with the given (non-None) values, e.g. CLI flags over the environment."""

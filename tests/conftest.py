@@ -37,6 +37,12 @@ def tokenizer():
 
 
 @pytest.fixture(scope="session")
+def torch_embedder():
+    """The same model on torch (the default runs ONNX Runtime on a CPU): the reference of the runtime tests."""
+    return load_embedder(Settings(runtime="torch"))
+
+
+@pytest.fixture(scope="session")
 def seed_index_dir(tmp_path_factory, embedder) -> Path:
     """A real index of seeds/, built once (tests copy it before writing)."""
     folder = tmp_path_factory.mktemp("seed-index")

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any, AsyncIterator, Literal, Protocol
 from urllib.parse import quote
 
-import anyio
 from mcp.server.mcpserver import Context, MCPServer, ResourceSecurity
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.transport_security import TransportSecuritySettings
@@ -29,7 +28,8 @@ from search.api.errors import USER_ERRORS, user_message
 from search.api.routers.documents import (documents_listing, loaded_from_json, span_of, stored_document,
                                           write_outcome)
 from search.api.routers.reports import build_report
-from search.api.routers.search import cited_search
+from search.api.routers.search import cited_search, search_weight
+from search.api.slots import Slots
 from search.api.schemas import DocumentIn, PassageIn, Query, ReportIn, SearchIn
 from search.ingest.pipeline import Ingester
 from search.loading import DocumentError
@@ -56,8 +56,8 @@ class ServiceState(Protocol):
     settings: Settings
     retriever: Retriever
     ingester: Ingester
-    search_slots: anyio.CapacityLimiter
-    write_slots: anyio.CapacityLimiter
+    search_slots: Slots
+    write_slots: Slots
 
 
 @dataclass
@@ -67,13 +67,12 @@ class Service:
     settings: Settings
     retriever: Retriever
     ingester: Ingester
-    search_slots: anyio.CapacityLimiter
-    write_slots: anyio.CapacityLimiter
+    search_slots: Slots
+    write_slots: Slots
 
     @classmethod
     def over(cls, retriever: Retriever, ingester: Ingester, settings: Settings) -> "Service":
-        return cls(settings, retriever, ingester, anyio.CapacityLimiter(settings.search_threads),
-                   anyio.CapacityLimiter(1))
+        return cls(settings, retriever, ingester, Slots(settings.search_threads), Slots(1))
 
 
 class FoundPassage(BaseModel):
@@ -156,7 +155,8 @@ def create_mcp(state: ServiceState, part_chars: int = RESOURCE_PART_CHARS) -> Bi
         offset: Annotated[int, SEARCH_FIELDS["offset"], Field(description="skip this many (the next page)")] = 0,
     ) -> Found:
         body = SearchIn(q=query, k=k, lang=lang, mode=mode, collapse=collapse, doc=doc, offset=offset)
-        out = await in_slot(state.search_slots, cited_search, state.retriever, body, state.settings)
+        out = await in_slot(state.search_slots, cited_search, state.retriever, body, state.settings,
+                            weight=search_weight(body))
         return Found(query=out.query, query_lang=out.query_lang, took_ms=out.took_ms, notices=out.notices,
                      results=[FoundPassage.of(hit) for hit in out.results])
 

@@ -19,7 +19,8 @@ from search.chunking import Chunker
 from search.chunking.locate import locate
 from search.model.embedder import Embedder
 from search.text.language import keyword_tokens
-from search.loading import DocumentError, LoadedFile, LoadLimits, discover_files, load_file
+from search.loading import DocumentError, LoadedFile, LoadLimits, discover_files
+from search.loading.isolated import load_isolated
 from search.types import Document, Passage
 
 INGEST_BATCH_FILES = 32
@@ -79,7 +80,8 @@ class Ingester:
                 progress: bool = False) -> list[PreparedDocument]:
         """Chunk, embed and tokenise documents (one encode call for all their passages, which also
         gives each passage's sentence vectors for evidence spans)."""
-        chunked = [chunk_document(self.chunker, document, (files or {}).get(document.id)) for document in documents]
+        chunked = [chunk_document(self.chunker, document, (files or {}).get(document.id), self.should_stop)
+                   for document in documents]
         return embed_chunked(self.embedder, chunked, self.should_stop, progress)
 
     def add(self, documents: Sequence[Document], files: dict[str, bytes] | None = None,
@@ -105,6 +107,9 @@ class Ingester:
                      limits: LoadLimits | None = None) -> IngestSummary:
         """Ingest files and folders; unreadable files are reported and skipped, never half-ingested.
 
+        Each file is read in a child process under ``limits`` (:mod:`search.loading.isolated`): a file
+        that breaks a limit, or a reader, fails alone with one reason; ``should_stop`` cancels a read.
+
         With ``root`` (server-side ingest), files reached through symlinks that point outside it
         are ignored, and files are named (sources, messages) by their path inside the root.
         ``on_file(done, total)`` follows the progress; ``limits`` overrides the ingester's own.
@@ -121,7 +126,7 @@ class Ingester:
         for position, (path, doc_id) in enumerate(files, start=1):
             name = _name(path, root)
             refused = file_refusal(self.backend, path, doc_id, root, first_file)
-            loaded = refused or load_one(path, doc_id, name, limits or self.limits, pages)
+            loaded = refused or load_one(path, doc_id, name, limits or self.limits, pages, self.should_stop)
             if isinstance(loaded, str):
                 summary.failed.append(loaded)
             else:
@@ -182,9 +187,12 @@ class ChunkedDocument:
     original: bytes | None = None
 
 
-def chunk_document(chunker: Chunker, document: Document, original: bytes | None = None) -> ChunkedDocument:
-    """The document's passages (pages and sections located) and their keyword tokens."""
-    passages = tuple(locate(passage, document) for passage in chunker.chunk(document.text, document.id))
+def chunk_document(chunker: Chunker, document: Document, original: bytes | None = None,
+                   should_stop: Callable[[], None] = lambda: None) -> ChunkedDocument:
+    """The document's passages (pages and sections located) and their keyword tokens; ``should_stop``
+    is called every few sentences (it raises to cancel)."""
+    passages = tuple(locate(passage, document)
+                     for passage in chunker.chunk(document.text, document.id, should_stop=should_stop))
     return ChunkedDocument(document, passages, tuple(tuple(keyword_tokens(p.text)) for p in passages), original)
 
 
@@ -209,10 +217,12 @@ def embed_chunked(embedder: Embedder, chunked: Sequence[ChunkedDocument], should
     return prepared
 
 
-def load_one(path: Path, doc_id: str, name: str, limits: LoadLimits, pages=None) -> LoadedFile | str:
-    """One file read into a document, or the one-line reason it was not."""
+def load_one(path: Path, doc_id: str, name: str, limits: LoadLimits, pages=None,
+             should_stop: Callable[[], None] | None = None) -> LoadedFile | str:
+    """One file read into a document (in a child process, under ``limits``), or the one-line reason it
+    was not."""
     try:
-        return load_file(path, doc_id, name=name, limits=limits, progress=pages)
+        return load_isolated(path, doc_id, name=name, limits=limits, progress=pages, should_stop=should_stop)
     except FileNotFoundError:
         return f"{name}: deleted during the ingest"
     except DocumentError as error:

@@ -31,14 +31,17 @@ class DocumentError(InvalidInput):
 
 @dataclass(frozen=True)
 class LoadLimits:
-    """Bounds on what a reader accepts, and whether it may OCR (Settings: ``max_file_bytes``, ``max_pages``,
-    ``max_unzipped_bytes``, ``max_zip_entries``, ``max_image_pixels``, ``ocr``, ``ocr_engine``).
+    """Bounds on what a reader accepts, and whether it may OCR (the Settings fields of the same names).
 
     ``max_pages`` bounds a PDF's pages: pages are read one at a time, so memory grows
     with the extracted text, never with the file's page objects. ``max_unzipped_bytes``
     bounds the sum of a DOCX's declared member sizes, checked in the zip directory before
     anything is decompressed (Python's zipfile never inflates a member past its declared
-    size, so the check holds against lying directories too). ``max_image_pixels`` bounds an
+    size, so the check holds against lying directories too). ``max_text_chars`` and
+    ``max_page_chars`` bound the text a file and a PDF page yield (a PDF whose pages share
+    one huge compressed stream is a text bomb). ``parse_seconds`` and ``parse_memory_mb``
+    bound the child process that reads a file (:mod:`search.loading.isolated`); a file read by
+    OCR gets ``parse_seconds`` per page it reads. ``max_image_pixels`` bounds an
     image (each frame of a TIFF, each image inside a PDF page read by OCR, and the page bitmap
     rendered for it), checked on the declared size before anything is decoded. ``ocr``: ``auto``
     reads by OCR the PDF pages without usable text and every image, ``always`` every page,
@@ -52,14 +55,23 @@ class LoadLimits:
     max_image_pixels: int = 100_000_000
     ocr: str = "auto"
     ocr_engine: str = "auto"
+    max_text_chars: int = 20_000_000
+    max_page_chars: int = 200_000
+    parse_seconds: float = 30.0
+    parse_memory_mb: int = 2048
 
     @classmethod
     def from_settings(cls, settings: object) -> "LoadLimits":
         """Limits from a :class:`search.settings.Settings` (fields missing there keep the defaults)."""
         defaults = cls()
-        return cls(**{name: getattr(settings, name, getattr(defaults, name))
-                      for name in ("max_file_bytes", "max_pages", "max_unzipped_bytes", "max_zip_entries",
-                                   "max_image_pixels", "ocr", "ocr_engine")})
+        return cls(**{name: getattr(settings, name, getattr(defaults, name)) for name in cls.__dataclass_fields__})
+
+
+def text_over_limit(name: str, chars: int, limits: LoadLimits) -> DocumentError | None:
+    """The error for a file whose text has grown past ``max_text_chars``, or None."""
+    if chars <= limits.max_text_chars:
+        return None
+    return DocumentError(f"{name}: over {limits.max_text_chars:,} characters of text (setting max_text_chars)")
 
 
 DEFAULT_LIMITS = LoadLimits()
@@ -69,7 +81,7 @@ DEFAULT_LIMITS = LoadLimits()
 class LoadedFile:
     """A read document plus the original bytes when the file itself is worth keeping and serving.
 
-    ``original`` is set for PDF, DOCX and images (the service stores it for ``GET /documents/{id}/file``
+    ``original`` is set for PDF, DOCX and images (the service stores it for ``GET /files/{id}``
     and page links), None for text formats, whose document text is the content. ``ocr_seconds``:
     the time OCR took on each page it read.
     """

@@ -1,8 +1,10 @@
 """PDF: text per page by pypdfium2 (pdfminer.six for pages pdfium garbles), cleaned, with a page map.
 
 Reading: pages are opened, read and closed one at a time (memory grows with the text,
-not with the page objects); a page whose text shows ``(cid:NNN)`` or U+FFFD is read
-again by pdfminer.six and the better of the two kept.
+not with the page objects), each page's text and the file's total capped (``max_page_chars``,
+``max_text_chars``: pages sharing one huge compressed stream are a text bomb); the pages whose
+text shows ``(cid:NNN)`` or U+FFFD are read again by pdfminer.six, in one pass, and the better
+of the two kept.
 
 Cleaning, measured on the Debian New Maintainers' Guide (EN and zh-CN):
 
@@ -37,7 +39,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from search.loading.base import (DEFAULT_LIMITS, PDF_MEDIA_TYPE, DocumentError, LoadedFile, LoadLimits, Progress,
-                                 lang_of, short_title)
+                                 lang_of, short_title, text_over_limit)
 from search.loading.ocr import ENGINE_MAX_SIDE, Box, ReadPage, check_pixels, locate_lines, read_image
 from search.types import Document, OcrLine
 
@@ -46,22 +48,27 @@ _PDFIUM_LOCK = threading.Lock()
 
 CJK = r"\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
 CJK_CHAR_RE = re.compile(f"[{CJK}]")
-#: Spaces between two CJK characters or CJK punctuation marks (pdfium's guesses from glyph gaps).
-CJK_SPACE_RE = re.compile(f"(?<=[{CJK}])[ \u00a0\u3000]+(?=[{CJK}])")
+#: Spaces between two CJK characters or CJK punctuation marks (pdfium's guesses from glyph gaps); a run
+#: is entered only at its start and taken whole (U+3000 is both a space and CJK), so matching is linear.
+CJK_SPACE_RE = re.compile(f"(?<=[{CJK}])(?<![ \u00a0\u3000])[ \u00a0\u3000]++(?=[{CJK}])")
 LIGATURE_RE = re.compile("[\ufb00-\ufb06]")
 BAD_TEXT_RE = re.compile(r"\(cid:\d+\)|\ufffd")
+CID_RE = re.compile(r"\(cid:\d++\)")
 CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufeff]")
 DIGITS_RE = re.compile(r"\d+")
 PAGE_OF_RE = re.compile(r"#\s*(/|of)\s*#")
 #: pdfium marks a hyphen it saw at a line end (a word broken across lines) with U+FFFE.
 PDFIUM_LINE_HYPHEN = "\ufffe"
+#: The mark inside a line, where pdfium joined the word itself.
+JOINED_HYPHEN_RE = re.compile(f"{PDFIUM_LINE_HYPHEN}(?=\\w)")
 ROMAN_TOKEN_RE = re.compile(r"(?<![^\W\d_])[ivxlcdm]+(?![^\W\d_])", re.IGNORECASE)
 #: Characters that end a sentence (or introduce a block) at a line end: no join after them.
 LINE_END_STOPS = frozenset(".!?:;。！？：；…")
-#: Line starts that open a new block: bullets, shell prompts, comments.
-BLOCK_START_RE = re.compile(r"[•◦▪‣●○■□\-–—*$#>]|(\d+|[A-Z])(\.\d+)*[.)]?\s|(Chapter|Appendix|第)\s*\w+")
-#: A table-of-contents line: dot leaders and a page number.
-TOC_LINE_RE = re.compile(r"(\.\s*){3,}\S*\d+$")
+#: Line starts that open a new block: bullets, shell prompts, comments, numbered headings. Runs are
+#: taken whole and entered only at their start, so matching is linear wherever it starts.
+BLOCK_START_RE = re.compile(r"[•◦▪‣●○■□\-–—*$#>]|(?<![\d.])(?:\d++|[A-Z])(?:\.\d++)*+[.)]?\s|(?:Chapter|Appendix|第)\s*+\w")
+#: Dot leaders of a table-of-contents line (see :func:`is_toc_line`).
+TOC_LEADER = "..."
 #: Share of the full line width from which a line is taken as wrapped.
 WRAPPED_SHARE = 0.8
 #: Share of pages a header/footer shape must appear on to be dropped (at least 3 pages).
@@ -107,7 +114,7 @@ def page_lines(raw: str) -> list[str]:
     raw = expand_ligatures(raw.replace("\r\n", "\n").replace("\r", "\n"))
     raw = CONTROL_RE.sub("", raw)
     # pdfium joins some hyphenated words itself, leaving its hyphen mark inside the line: drop it
-    raw = re.sub(f"{PDFIUM_LINE_HYPHEN}(?=\\w)", "", raw)
+    raw = JOINED_HYPHEN_RE.sub("", raw)
     lines = (CJK_SPACE_RE.sub("", line).strip() for line in raw.split("\n"))
     return [" ".join(line.split(" ")) for line in lines if line]
 
@@ -147,6 +154,35 @@ def is_cjk(char: str) -> bool:
     return bool(CJK_CHAR_RE.match(char))
 
 
+def _ends_with_dots(text: str, count: int) -> bool:
+    """True when ``text`` ends with ``count`` dots, spaces allowed between and after them."""
+    for _ in range(count):
+        text = text.rstrip()
+        if not text.endswith("."):
+            return False
+        text = text[:-1]
+    return True
+
+
+def is_toc_line(line: str) -> bool:
+    """A table-of-contents line: dot leaders (three dots or more, spaces allowed between them), then
+    a page number, optionally glued to a word (``Intro ..... 12``, ``. . . . 7``, ``....A-3``).
+
+    The lines the regex ``(\\.\\s*){3,}\\S*\\d+$`` finds, in linear time: that regex retried every
+    split of a run of dots (cubic: a line of 3,000 dots took 77 s).
+    """
+    if not line[-1:].isdecimal():
+        return False
+    word_start = len(line)
+    while word_start and not line[word_start - 1].isspace():
+        word_start -= 1
+    word = line[word_start:]  # the page number and what is glued to it
+    if TOC_LEADER in word[:-1]:
+        return True
+    dots = len(word) - len(word.lstrip("."))  # leaders that reach the word, continued before it
+    return _ends_with_dots(line[:word_start], len(TOC_LEADER) - dots)
+
+
 def joiner(previous: str, following: str, full_width: float) -> str | None:
     """How to join a line to the next when the first wraps inside a sentence, or None to keep the break.
 
@@ -155,7 +191,7 @@ def joiner(previous: str, following: str, full_width: float) -> str | None:
     """
     if not previous or not following or previous[-1] in LINE_END_STOPS:
         return None
-    if TOC_LINE_RE.search(previous):
+    if is_toc_line(previous):
         return None
     if previous[-1] == PDFIUM_LINE_HYPHEN:
         return "-" if following[0].isalpha() else None
@@ -230,13 +266,30 @@ def scanned_lines(page: ReadPage) -> list[tuple[str, Box]]:
     return [(cleaned, line.box) for line in page.lines for cleaned in page_lines(line.text)]
 
 
-def _pdfminer_page(data: bytes, index: int) -> str:
+def pdfminer_pages(data: bytes, indices: set[int], max_chars: int) -> dict[int, str]:
+    """pdfminer.six's text of the pages at ``indices`` (0-based), in one pass over the file (a pass per
+    page re-read every page before it: quadratic). Best effort: a page it fails on, or whose text is
+    over ``max_chars``, is left out (with the pages after a failure)."""
+    texts: dict[int, str] = {}
     try:
-        from pdfminer.high_level import extract_text
+        from pdfminer.converter import TextConverter
+        from pdfminer.layout import LAParams
+        from pdfminer.pdfinterp import PDFPageInterpreter, PDFResourceManager
+        from pdfminer.pdfpage import PDFPage
 
-        return extract_text(io.BytesIO(data), page_numbers=[index])
+        resources = PDFResourceManager(caching=True)
+        for index, page in zip(sorted(indices), PDFPage.get_pages(io.BytesIO(data), pagenos=indices)):
+            output = io.StringIO()
+            device = TextConverter(resources, output, laparams=LAParams())
+            try:
+                PDFPageInterpreter(resources, device).process_page(page)
+            finally:
+                device.close()
+            if len(output.getvalue()) <= max_chars:
+                texts[index] = output.getvalue()
     except Exception:  # noqa: BLE001 - the fallback is best effort
-        return ""
+        pass
+    return texts
 
 
 def _open(data: bytes, name: str):
@@ -298,26 +351,23 @@ class _PageRead:
     """One page as read: its text layer (or the better extractor's), or the image to OCR instead."""
 
     raw: str
-    fallback: bool
     image: object | None  # a PIL image, rendered when the page is read by OCR
 
 
-def _read_page(pdf, data: bytes, index: int, name: str, limits: LoadLimits) -> _PageRead:
-    """A page's text layer and, when OCR should read it instead, its rendered image (hold the pdfium lock)."""
+def _read_page(pdf, index: int, name: str, limits: LoadLimits) -> _PageRead:
+    """A page's text layer (refused past ``max_page_chars``) and, when OCR should read it instead, its
+    rendered image (hold the pdfium lock)."""
     try:
         page = pdf[index]
         try:
             textpage = page.get_textpage()
             try:
+                if textpage.count_chars() > limits.max_page_chars:
+                    raise DocumentError(f"{name}: page {index + 1} holds over {limits.max_page_chars:,} characters "
+                                        f"of text (setting max_page_chars)")
                 raw = textpage.get_text_range()
             finally:
                 textpage.close()
-            fallback = False
-            bad = len(BAD_TEXT_RE.findall(raw))
-            if bad:
-                other = _pdfminer_page(data, index)
-                if other.strip() and len(BAD_TEXT_RE.findall(other)) < bad:
-                    raw, fallback = other, True
             image = _render_for_ocr(page, index, name, limits) if _wants_ocr(limits.ocr, raw, page) else None
         finally:
             page.close()
@@ -325,7 +375,7 @@ def _read_page(pdf, data: bytes, index: int, name: str, limits: LoadLimits) -> _
         raise
     except Exception as error:  # noqa: BLE001 - pdfium raises several types
         raise DocumentError(f"{name}: page {index + 1} cannot be read ({error})") from error
-    return _PageRead(raw, fallback, image)
+    return _PageRead(raw, image)
 
 
 def _wants_ocr(mode: str, raw: str, page) -> bool:
@@ -389,22 +439,26 @@ def extract_pdf(data: bytes, name: str, limits: LoadLimits = DEFAULT_LIMITS,
         if count > limits.max_pages:
             raise DocumentError(f"{name}: {count:,} pages, over the page limit of {limits.max_pages:,} "
                                 f"(setting max_pages)")
-        pages: list[list[str]] = []
-        fallback: list[int] = []
-        scanned: dict[int, list[tuple[str, Box]]] = {}
+        raws: dict[int, str] = {}  # page index -> text layer (pages read from their text)
+        garbled: dict[int, int] = {}  # page index -> marks of text pdfium could not decode
+        scanned: dict[int, list[tuple[str, Box]]] = {}  # 1-based page -> lines read by OCR
         seconds: list[float] = []
+        chars = 0
         for index in range(count):
             with _PDFIUM_LOCK:
-                read = _read_page(pdf, data, index, name, limits)
-            if read.fallback:
-                fallback.append(index + 1)
+                read = _read_page(pdf, index, name, limits)
             if read.image is None:
-                pages.append(page_lines(re.sub(r"\(cid:\d+\)", "", read.raw)))
+                raws[index] = read.raw
+                chars += len(read.raw)
+                if bad := len(BAD_TEXT_RE.findall(read.raw)):
+                    garbled[index] = bad
             else:
                 page = read_image(read.image, f"{name}: page {index + 1}", limits.ocr_engine)
                 seconds.append(page.seconds)
                 scanned[index + 1] = scanned_lines(page)
-                pages.append([line for line, _ in scanned[index + 1]])
+                chars += sum(len(line) for line, _ in scanned[index + 1])
+            if problem := text_over_limit(name, chars, limits):
+                raise problem
             if progress is not None:
                 progress(index + 1, count)
         with _PDFIUM_LOCK:
@@ -415,6 +469,9 @@ def extract_pdf(data: bytes, name: str, limits: LoadLimits = DEFAULT_LIMITS,
     finally:
         with _PDFIUM_LOCK:
             pdf.close()
+    fallback = _read_garbled_again(data, raws, garbled, limits)
+    pages = [page_lines(raws[index]) if index in raws else [line for line, _ in scanned[index + 1]]
+             for index in range(count)]
     text, starts = assemble(pages)
     if not text.strip():
         raise DocumentError(f"{name}: {_why_empty(limits.ocr, bool(scanned))}")
@@ -429,6 +486,22 @@ def _why_empty(mode: str, scanned: bool) -> str:
     if mode == "never":
         return "no text layer, and OCR is off (setting ocr=never)"
     return "no text layer, and no page image to read by OCR"
+
+
+def _read_garbled_again(data: bytes, raws: dict[int, str], garbled: dict[int, int],
+                         limits: LoadLimits) -> list[int]:
+    """Pages pdfium garbled (``(cid:N)``, U+FFFD) read by pdfminer.six in one pass, the better text kept
+    (in place in ``raws``, the ``(cid:N)`` marks dropped); returns the 1-based pages whose pdfminer
+    text was kept."""
+    kept = []
+    others = pdfminer_pages(data, set(garbled), limits.max_page_chars) if garbled else {}
+    for index, bad in garbled.items():
+        other = others.get(index, "")
+        if other.strip() and len(BAD_TEXT_RE.findall(other)) < bad:
+            raws[index] = other
+            kept.append(index + 1)
+        raws[index] = CID_RE.sub("", raws[index])
+    return kept
 
 
 def read_pdf(data: bytes, name: str, doc_id: str, title: str | None = None, source: str | None = None,

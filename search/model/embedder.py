@@ -1,4 +1,5 @@
-"""Sentence-transformers embeddings with the model's own query/document prompts."""
+"""The model's embeddings (queries, passages, sentence vectors) with its own query/document prompts,
+on the runtime chosen for it (search/model/runtime.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from tqdm import tqdm
 from search.model.batching import DEFAULT_CACHE_SIZE, DEFAULT_GATHER_MS, DEFAULT_MAX_BATCH, QueryBatcher
 from search.model.download import default_model_dir, ensure_model
 from search.model.engine import ModelEngine, ModelSpec
+from search.model.runtime import open_engine
 from search.settings import DEFAULT_MODEL_NAME
 from search.types import ModelInfo, SentenceVectors
 
@@ -43,12 +45,13 @@ class Embedder:
 
     def __init__(self, model: str = DEFAULT_MODEL_NAME, device: str | None = None, max_tokens: int = 256,
                  dimension: int | None = None, quantize: bool = False, *, model_dir: Path | None = None,
-                 runtime: str = "torch", precision: str = "fp32", query_batch: int = DEFAULT_MAX_BATCH,
+                 runtime: str = "auto", precision: str = "fp32", query_batch: int = DEFAULT_MAX_BATCH,
                  query_gather_ms: float = DEFAULT_GATHER_MS, query_cache: int = DEFAULT_CACHE_SIZE,
                  model_process: bool = False):
         """``dimension`` truncates Matryoshka vectors (e.g. 256 of 768); ``quantize`` uses int8 Linear layers
-        (the same as ``precision="int8"``). ``runtime`` is torch, onnx or openvino (see search/model/runtime.py);
-        ``precision`` fp32, bf16 (torch, for a GPU) or int8; fp16 is refused.
+        (the same as ``precision="int8"``). ``runtime`` is auto (ONNX Runtime on a CPU, torch on a GPU), torch
+        or onnx (see search/model/runtime.py); ``precision`` fp32, bf16 (torch, for a GPU) or int8; fp16 is
+        refused. ``runtime`` and ``runtime_reason`` then say which runtime runs and why.
 
         Queries go through one :class:`QueryBatcher` thread: concurrent queries share one
         model call (at most ``query_batch`` of them), a lone query is encoded at once.
@@ -61,19 +64,21 @@ class Embedder:
         check_choice(runtime, precision)
         name, location = resolve_model(model, model_dir)
         spec = ModelSpec(name, location, runtime, precision, device, dimension, max_tokens)
-        self.runtime, self.precision = runtime, precision
+        self.precision = precision
         # One thread owns the model: it loads it, encodes every query batch and every document
         # batch (see search/model/batching.py for why a second torch thread costs ~20%).
         self.batcher = QueryBatcher(self._encode_query_batch, max_batch=query_batch, gather_ms=query_gather_ms,
                                     cache_size=query_cache, max_tokens=query_batch * 64,
                                     count_tokens=self._query_tokens)
-        self.engine: ModelEngine | None = None
+        self.engine: ModelEngine | None = None  # in a model process: an EngineProcess with the same calls
         try:
             self.engine = self._start_engine(spec, model_process)
             # The model's own tokenizer is used where the model is only: it keeps padding state that a
             # call from another thread (token counts, the chunker) would flip mid-batch. Other threads
             # share a copy that is never asked to pad or truncate, so its state never changes.
-            self.info, self.max_seq_length, self.tokenizer = self.run(self.engine.describe)
+            described = self.run(self.engine.describe)
+            self.info, self.max_seq_length, self.tokenizer = described.info, described.max_seq_length, described.tokenizer
+            self.runtime, self.runtime_reason = described.runtime, described.reason
         except BaseException:
             self.close()
             raise
@@ -84,14 +89,7 @@ class Embedder:
             from search.model.process import EngineProcess
 
             return EngineProcess(spec)
-        return self.batcher.run(lambda: ModelEngine(spec))
-
-    @property
-    def model(self):
-        """The loaded SentenceTransformer (in-process only; call it through :meth:`run`)."""
-        if not isinstance(self.engine, ModelEngine):
-            raise RuntimeError("the model runs in its own process: use the Embedder's methods")
-        return self.engine.model
+        return self.batcher.run(lambda: open_engine(spec))
 
     def run(self, task: Callable[[], T]) -> T:
         """Run ``task`` (anything that calls the model) on the model's own thread."""

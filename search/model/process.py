@@ -21,7 +21,8 @@ import threading
 from typing import Any
 
 from search.errors import Unavailable
-from search.model.engine import ModelEngine, ModelSpec
+from search.model.engine import ModelSpec
+from search.model.runtime import open_engine
 
 #: What the parent may call (ModelEngine methods).
 CALLS = frozenset({"describe", "encode_queries", "encode_documents", "encode_with_sentences"})
@@ -96,7 +97,7 @@ def serve(connection, spec: ModelSpec) -> None:
     """The child: load the model, then answer calls until the pipe closes or says stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        engine, failure = ModelEngine(spec), None
+        engine, failure = open_engine(spec), None
     except Exception as error:  # reported to every call, so the parent raises it where it waits
         engine, failure = None, (f"loading the model failed: {type(error).__name__}: {_one_line(error)}; "
                                  f"check --model / BISEARCH_MODEL and {RESTART}")

@@ -28,7 +28,7 @@ string, a word or number at a phrase's edge must sit on a word boundary.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 from search.errors import InvalidInput
@@ -45,6 +45,7 @@ class ParsedQuery:
     text: str                   # what ranks: the question without its marks and exclusions
     phrases: tuple[str, ...]    # folded; each must occur in a passage of its own script
     excluded: tuple[str, ...]   # folded; none may occur in a passage of its own script
+    written_terms: int = field(default=0, compare=False)  # phrases and exclusions as written, repeats counted
 
     @property
     def constrained(self) -> bool:
@@ -103,7 +104,8 @@ def parse_query(query: str) -> ParsedQuery:
     text = " ".join(ranking.translate(_DELETED_MARKS).split())
     if not text:
         raise QuerySyntaxError("a query needs at least one word or phrase to search for, not only exclusions")
-    return ParsedQuery(text, tuple(dict.fromkeys(phrases)), tuple(dict.fromkeys(excluded)))
+    return ParsedQuery(text, tuple(dict.fromkeys(phrases)), tuple(dict.fromkeys(excluded)),
+                       len(phrases) + len(excluded))
 
 
 def without_marks(query: str) -> str:

@@ -22,16 +22,17 @@ ABBREVIATIONS = frozenset(
 _TERMINAL_RE = re.compile(
     rf"([{CJK_TERMINALS}]++[{CLOSERS}]*+)|((?<![.!?])[.!?]++[{CLOSERS}]*+(?=\s|$))|(\n[ \t]*+\n\s*+)|(\n)"
 )
-_WORD_BEFORE_RE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
+#: The run of letters and periods at the end of a text (entered only at its start: linear).
+_WORD_BEFORE_RE = re.compile(r"(?<![A-Za-z.])[A-Za-z.]++$")
 ABBREVIATION_WINDOW = 32  # characters before a period searched for the word it ends (keeps splitting linear)
 
 
 def _is_abbreviation(text: str, dot: int) -> bool:
     """True when the period at ``dot`` ends an abbreviation such as "Dr." or "U.S."."""
-    match = _WORD_BEFORE_RE.search(text, max(0, dot - ABBREVIATION_WINDOW), dot)
-    if not match:
+    match = _WORD_BEFORE_RE.search(text[max(0, dot - ABBREVIATION_WINDOW):dot])
+    word = match.group().lstrip(".") if match else ""
+    if not word:
         return False
-    word = match.group(1)
     if "." in word:  # initialisms: U.S., e.g., i.e.
         return True
     return word.lower() in ABBREVIATIONS or (len(word) == 1 and word.isupper())
@@ -56,7 +57,7 @@ def _is_boundary(text: str, match: re.Match[str]) -> bool:
 
 
 #: A line that starts a list item: bullets, "1." / "1)" / "(1)" / "一、" numbering.
-_LIST_ITEM_RE = re.compile(r"[ \t]*+(?:(?:[-*•·+▪◦]|\d{1,3}[.)]|\(\d{1,3}\))(?:[ \t]|$)"
+_LIST_ITEM_RE = re.compile(r"(?<![ \t])[ \t]*+(?:(?:[-*•·+▪◦]|\d{1,3}[.)]|\(\d{1,3}\))(?:[ \t]|$)"
                            r"|\d{1,3}、|[（(]?[一二三四五六七八九十]{1,3}[、)）])")
 #: A command or code line: a shell prompt, or indented by a tab or four spaces.
 _CODE_LINE_RE = re.compile(r"(?:[$%#>] |\t| {4})")

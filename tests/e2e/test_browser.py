@@ -267,7 +267,7 @@ def test_highlights_stay_on_their_words_after_rare_characters(page: Page, writab
 
 
 def test_pdf_hits_link_to_their_page_in_the_original(page: Page, writable_server) -> None:
-    from test_loading import make_pdf
+    from pdfs import make_pdf
 
     pdf = make_pdf(["Tourmaline is mined in Minas Gerais.", "Paraiba tourmaline glows neon blue under light."])
     added = httpx.post(writable_server.url + "/documents", data={"id": "tourmaline"},
@@ -278,7 +278,7 @@ def test_pdf_hits_link_to_their_page_in_the_original(page: Page, writable_server
     link = page.locator('.result[data-doc-id="tourmaline"] a.page-link').first
     expect(link).to_have_text(re.compile(r"^pp?\. [12]"))
     href = link.get_attribute("href")
-    assert re.search(r"documents/tourmaline/file#page=[12]$", href), href
+    assert re.search(r"files/tourmaline#page=[12]$", href), href
     assert httpx.get(writable_server.url + "/" + href.split("#")[0]).content == pdf
 
 

@@ -131,7 +131,7 @@ def test_ingest_endpoint_stays_inside_its_root(client, tmp_path, writable_server
 
 
 def test_pdf_upload_gives_page_citations_and_serves_the_original(client):
-    from test_loading import make_pdf
+    from pdfs import make_pdf
 
     pages = ["Opal mining in Coober Pedy began in 1915.",
              "The town's underground homes keep a steady temperature of 23 degrees.",
@@ -143,12 +143,14 @@ def test_pdf_upload_gives_page_citations_and_serves_the_original(client):
     best = hits[0]
     assert best["page"] <= 2 <= best["page_end"] and "temperature" in best["quote"]
     assert (f"p. {best['page']}" if best["page"] == best["page_end"] else f"pp. {best['page']}–") in best["citation"]
-    original = client.get("/documents/opal/file")
+    original = client.get("/files/opal")
     assert original.status_code == 200 and original.content == data
     assert original.headers["content-type"] == "application/pdf"
+    assert original.headers["x-content-type-options"] == "nosniff"  # 27.17: no sniffing, no script of the file
+    assert original.headers["content-security-policy"] == "sandbox"
     report = client.post("/report", json={"passages": [{"doc_id": "opal", "start": best["start"], "end": best["end"]}]})
     assert "p. " in report.text or "pp. " in report.text
-    assert client.get(f"/documents/{SEED_EN}/file").status_code == 404  # a text document keeps no file
+    assert client.get(f"/files/{SEED_EN}").status_code == 404  # a text document keeps no file
 
 
 def test_phrases_exclusions_and_collapse_over_http(client):

@@ -362,3 +362,99 @@ def test_health_reads_the_backend_off_the_event_loop_and_outside_search_slots(tm
             finally:
                 release.set()
             assert health.result().status_code == 200
+
+
+# -- issue 27: cost ceilings over HTTP, weighted slots --------------------------------------------------
+def test_costly_searches_are_422_naming_the_limit_before_any_work(client):
+    """27.6 and 27.7: 330 phrases, 660 exclusions with k=100&offset=1000, collapse=doc with k=100&offset=1000."""
+    for params, limit in (({"q": " ".join(['"软件包"'] * 330)}, "MAX_TERMS"),
+                          ({"q": "package " + " ".join(["-z"] * 660), "k": 100, "offset": 1000}, "MAX_TERMS"),
+                          ({"q": "package -z", "k": 100, "offset": 1000}, "MAX_NARROWED_WINDOW"),
+                          ({"q": "gold", "k": 100, "offset": 1000, "collapse": "doc"}, "MAX_NARROWED_WINDOW")):
+        for reply in (client.get("/search", params=params), client.post("/search", json=params)):
+            assert reply.status_code == 422 and limit in reply.json()["detail"], reply.text
+    report = client.post("/report", json={"questions": ["gold", " ".join(['"软件包"'] * 30)]})
+    assert report.status_code == 422 and "MAX_TERMS" in report.json()["detail"]
+    assert client.get("/search", params={"q": "gold", "k": 100, "offset": 1000}).status_code == 200
+
+
+def test_expensive_searches_hold_slots_in_proportion_to_their_cost(seed_retriever):
+    held: list[int] = []
+
+    class Spy:
+        def __init__(self, inner):
+            self.inner, self.backend, self.embedder = inner, inner.backend, inner.embedder
+
+        def search(self, *args, **kwargs):
+            held.append(app.state.search_slots.borrowed_tokens)
+            return self.inner.search(*args, **kwargs)
+
+    app = create_app(Spy(seed_retriever), Settings())
+    with LiveServer(app) as server:
+        assert httpx.get(f"{server.url}/search", params={"q": "gold"}, timeout=60).status_code == 200
+        assert httpx.get(f"{server.url}/search", params={"q": "gold", "k": 100, "offset": 1000}, timeout=60).status_code == 200
+        assert httpx.get(f"{server.url}/search", params={"q": "gold", "evidence": 2}, timeout=120).status_code == 200
+    assert held == [1, 11, 7], held
+
+
+# -- 27.13: deeply nested JSON ---------------------------------------------------------------------------
+@pytest.mark.parametrize("content_type", ["application/json", None, "application/merge-patch+json"])
+@pytest.mark.parametrize("path", ["/search", "/documents", "/report", "/ingest"])
+def test_deeply_nested_json_is_422_not_500(client, path, content_type):
+    """27.13: ``[`` x 1000 + ``]`` x 1000 on any POST raised RecursionError in RequestGuard (500)."""
+    headers = {"content-type": content_type} if content_type else {}
+    reply = client.post(path, content=b"[" * 1000 + b"]" * 1000, headers=headers)
+    assert reply.status_code in (415, 422) and "detail" in reply.json(), reply.text  # 415: /documents wants a type
+    if content_type or path != "/documents":
+        assert reply.status_code == 422 and "nested too deeply" in reply.json()["detail"], reply.text
+
+
+# -- 27.12: a bounded job queue; finished jobs let go of the text ------------------------------------------
+def test_the_job_queue_is_bounded_and_finished_jobs_keep_no_text(tmp_path, tokenizer):
+    retriever = slow_retriever(tmp_path / "index", SlowEmbedder(tokenizer, delay=0.05))
+    app = create_app(retriever, Settings(job_threshold_chars=5000, max_queued_jobs=2))
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        urls = [client.post("/documents", json={"id": f"jade{n}", "text": LONG_TEXT}).json()["url"] for n in range(2)]
+        refused = client.post("/documents", json={"id": "jade2", "text": LONG_TEXT})
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "10", refused.text
+        assert "max_queued_jobs" in refused.json()["detail"]
+        queued = client.delete(urls[1]).json()
+        assert queued["status"] == "cancelled", queued  # a queued job is cancelled at once
+        client.delete(urls[0])
+        assert wait_for_job(client, urls[0])["status"] == "cancelled"
+        assert client.post("/documents", json={"id": "jade3", "text": LONG_TEXT}).status_code == 202
+        for job_id in (url.rsplit("/", 1)[1] for url in urls):
+            assert app.state.jobs.get(job_id).run is None  # the closure holding the text is let go
+
+
+# -- 27.15 to 27.17: ids ending in /file, server paths, headers of kept files -----------------------------
+def test_ids_ending_in_file_are_fetchable(client):
+    """27.15: ``GET /documents/x/file`` was the original file of ``x``, never the document ``x/file``."""
+    assert client.post("/documents", json={"id": "x/file", "text": "Malachite from Congo."}).status_code == 201
+    reply = client.get("/documents/x/file")
+    assert reply.status_code == 200 and reply.json()["id"] == "x/file", reply.text
+    assert client.get("/files/x/file").status_code == 404  # a text document keeps no file
+    assert client.delete("/documents/x/file").status_code == 204
+
+
+def test_backend_errors_name_the_index_without_its_server_path(tmp_path):
+    from search.api.app import without_server_paths
+    from search.backends.local.store import damaged
+
+    backend = LocalBackend(tmp_path / "secret" / "idx")
+    try:
+        message = without_server_paths(str(damaged(backend.store.path, ValueError("file is not a database"))), backend)
+    finally:
+        backend.close()
+    assert str(tmp_path) not in message and message.startswith("idx/index.sqlite is not a readable index database")
+
+
+def test_milvus_health_shows_no_server_path(tmp_path, tokenizer):
+    """27.16: /health returned the Milvus Lite file's absolute path as ``uri``."""
+    app = milvus_app(tmp_path / "milvus.db", tokenizer)
+    try:
+        with LiveServer(app) as server:
+            health = httpx.get(f"{server.url}/health", timeout=30).json()
+        assert health["uri"] == "milvus.db" and str(tmp_path) not in str(health), health
+    finally:
+        app.state.retriever.backend.close()

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from pdfs import text_bomb_pdf
 from search.cli import main
 from search.errors import ANSWERS, Conflict, InvalidInput, NotFound
 from search.service import _cached_embedder
@@ -25,6 +26,23 @@ def test_ingest_reports_summary_and_skips_bad_files(tmp_path, capsys):
     assert "bad.txt" in captured.err
     main(["stats", "--index", str(tmp_path / "idx")])
     assert json.loads(capsys.readouterr().out)["documents"] == 1
+
+
+def test_one_bad_file_costs_only_itself(tmp_path, capsys):
+    """27.10: HTML that broke the reader (AssertionError, ValueError) aborted the whole folder with a
+    traceback and nothing ingested."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a-good.md").write_text("# Opal\n\nOpal from Coober Pedy is graded by play of colour.", encoding="utf-8")
+    (docs / "b-marked.html").write_bytes(b"<p>hi</p><![<![")
+    (docs / "c-digits.html").write_bytes(b"<p>&#" + b"1" * 4400 + b";</p>")
+    (docs / "d-bomb.pdf").write_bytes(text_bomb_pdf(20, 300_000))
+    (docs / "e-good.txt").write_text("Tanzanite is mined only near Mount Kilimanjaro.", encoding="utf-8")
+    status = main(["ingest", str(docs), "--index", str(tmp_path / "idx"), "-q"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "added: 4" in captured.out and "failed: 1" in captured.out, captured.out
+    assert "d-bomb.pdf: page 1 holds over 200,000 characters" in captured.err and "Traceback" not in captured.err
 
 
 def test_query_json_and_text(seed_index_dir, embedder, capsys):

@@ -48,7 +48,7 @@ def test_sentence_tokens_are_aligned_to_the_text_after_the_prompt(embedder):
     a word into it), never the prompt's or special tokens, no token twice; sentences past the
     truncated tokens are left out, and a tokenisation that does not match the model's gives none."""
     text = "Shuibei is a district. Its lead times are 30% faster.  深圳的黄金价格上涨。"
-    prompt, tokenizer = embedder.info.document_prompt, embedder.model.tokenizer  # the model thread's own
+    prompt, tokenizer = embedder.info.document_prompt, embedder.engine.tokenizer  # the model thread's own
 
     def tokens(max_length: int = 512):
         encoded = tokenizer(prompt + text, return_offsets_mapping=True, truncation=True, max_length=max_length)

@@ -17,7 +17,7 @@ REAL_QUERIES = ["A.1. 共享库", "How much faster are Shuibei lead times?", "�
 
 def test_real_model_batched_vectors_equal_one_by_one(embedder):
     """Queries encoded together (one padded call) equal the same queries encoded alone."""
-    alone = np.stack([embedder.model.encode_query([text], normalize_embeddings=True)[0] for text in REAL_QUERIES])
+    alone = np.stack([embedder.run(lambda: embedder.engine.encode_queries([text]))[0] for text in REAL_QUERIES])
     started, release = threading.Event(), threading.Event()
 
     def gated(texts: list[str]) -> np.ndarray:
@@ -67,10 +67,10 @@ def test_real_model_under_concurrent_queries_and_chunking(embedder):
         vectors = np.stack(list(pool.map(embedder.encode_query, texts)))
         stop.set()
         assert chunking.result(timeout=120) >= 1
-    expected = embedder.run(lambda: embedder.model.encode_query(texts, normalize_embeddings=True))
+    expected = embedder.run(lambda: embedder.engine.encode_queries(texts))
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
     # The race is rare at the default switch interval, so the design is checked as well: other
     # threads' tokenizer is a separate object, and the model's padding never reaches it.
-    assert embedder.tokenizer is not embedder.model.tokenizer
-    assert embedder.model.tokenizer.backend_tokenizer.padding is not None  # set by the batched calls above
+    assert embedder.tokenizer is not embedder.engine.tokenizer
+    assert embedder.engine.tokenizer.backend_tokenizer.padding is not None  # set by the batched calls above
     assert embedder.tokenizer.backend_tokenizer.padding is None

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from search.backends.local import LocalBackend
-from search.backends.local.vectors import (IndexSettings, SnapshotInfo, VectorIndex, VectorIndexError, ivf_lists,
+from search.backends.local.vectors import (AllowedIds, IndexSettings, SnapshotInfo, VectorIndex, VectorIndexError, ivf_lists,
                                      pq_subquantizers)
 from search.chunking import Chunker
 from search.ingest.pipeline import Ingester
@@ -94,7 +94,7 @@ def test_small_filter_is_exact_on_approximate_kinds(corpus):
     allowed = ids[::997]
     exact = exact_lookup(corpus)
     for kind in ("hnsw", "ivfpq"):
-        hits = build(corpus, kind=kind).search(vectors[0], 5, allowed=allowed, exact=exact)
+        hits = build(corpus, kind=kind).search(vectors[0], 5, allowed=AllowedIds(allowed), exact=exact)
         expected = sorted(allowed, key=lambda i: -float(exact([int(i)])[int(i)] @ vectors[0]))[:5]
         assert [i for i, _ in hits] == [int(i) for i in expected]
 

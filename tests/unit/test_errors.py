@@ -21,7 +21,7 @@ from search.backends import BackendError, DocumentRefused, ModelMismatchError
 from search.backends.local import DB_NAME, LocalBackend
 from search.backends.local.vectors import VectorIndexError
 from search.cli import build_parser, main
-from search.errors import ANSWERS, KINDS, BisearchError, Conflict, InvalidInput, NotFound, Unavailable, kind_of
+from search.errors import ANSWERS, KINDS, BisearchError, Busy, Conflict, InvalidInput, NotFound, Unavailable, kind_of
 from search.loading import SUPPORTED_SUFFIXES
 from search.model.engine import ModelSpec
 from search.model.process import EngineProcess, ModelProcessError
@@ -51,7 +51,8 @@ def test_every_error_class_of_the_package_is_of_one_kind():
 
 def test_the_table_gives_each_kind_its_own_status_and_exit_code():
     assert {kind: (answer.status, answer.exit_code) for kind, answer in ANSWERS.items()} == {
-        InvalidInput: (422, 2), NotFound: (404, 3), Conflict: (409, 4), Unavailable: (503, 5), BisearchError: (500, 1)}
+        InvalidInput: (422, 2), NotFound: (404, 3), Conflict: (409, 4), Unavailable: (503, 5), Busy: (429, 6),
+        BisearchError: (500, 1)}
     assert set(ANSWERS) == {*KINDS, BisearchError}
 
 

@@ -51,36 +51,13 @@ from pathlib import Path
 from search.loading import LoadLimits, decode_text, load_file, page_of, read_bytes, sniff
 from search.loading.pdf import furniture, join_wrapped, page_lines
 from search.types import Lang
+from pdfs import make_pdf
 
 EN_PDF = Path("/usr/share/doc/maint-guide/maint-guide.en.pdf")
 ZH_PDF = Path("/usr/share/doc/maint-guide-zh-cn/maint-guide.zh-cn.pdf")
 needs_debian_pdfs = pytest.mark.skipif(
     not (EN_PDF.is_file() and ZH_PDF.is_file()),
     reason="Debian's maint-guide PDFs are absent: `apt-get install maint-guide maint-guide-zh-cn` (.ci/run does)")
-
-
-def make_pdf(pages: list[str]) -> bytes:
-    """A small valid PDF, one line of Helvetica text per page (empty string: a page with no text)."""
-    objects = ["<< /Type /Catalog /Pages 2 0 R >>", None, "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    kids = []
-    for text in pages:
-        escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-        stream = f"BT /F1 12 Tf 72 720 Td ({escaped}) Tj ET" if text else ""
-        objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream")
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-                       f"/Resources << /Font << /F1 3 0 R >> >> /Contents {len(objects)} 0 R >>")
-        kids.append(f"{len(objects)} 0 R")
-    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(pages)} >>"
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n{body}\nendobj\n".encode("latin-1")
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += "".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode()
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)
 
 
 def rewrite_pdf(data: bytes, *, labels: bool = False, password: str | None = None) -> bytes:

@@ -59,6 +59,27 @@ def test_replace_and_filters(tmp_path):
     assert backend.dense_search(fake_vector("x"), 10, Filter(lang=Lang.ZH)) == []
 
 
+def test_a_filters_ids_are_read_once_per_generation_and_writes_are_seen(tmp_path):
+    """A filtered query reads the filter's ids from SQLite once, not on every query (O(corpus));
+    a write of this process or of another moves the generation, and the next query sees it."""
+    backend, other = open_local(tmp_path), open_local(tmp_path)
+    backend.write([prepared("en", ["Gold prices rose."]), prepared("zh", ["黄金价格上涨。"])])
+    reads: list[str] = []
+    backend.store.db.set_trace_callback(lambda sql: reads.append(sql) if sql.startswith("SELECT c.id FROM chunks") else None)
+    english, chinese = Filter(lang=Lang.EN), Filter(lang=Lang.ZH)
+    for _ in range(3):
+        assert top_doc(backend, "黄金价格上涨。", english) == "en"
+        assert top_doc(backend, "Gold prices rose.", chinese) == "zh"
+    assert len(reads) == 2  # once per filter
+    other.write([prepared("en2", ["Silver prices fell."])])
+    assert top_doc(backend, "Silver prices fell.", english) == "en2"
+    assert top_doc(backend, "Silver prices fell.", Filter(doc_ids=("en2",))) == "en2"
+    backend.delete("en2")
+    assert top_doc(backend, "Silver prices fell.", english) == "en"
+    assert top_doc(backend, "Silver prices fell.", Filter(doc_ids=("en2",))) is None
+    other.close()
+
+
 def test_two_writers_on_one_folder_never_lose_each_others_vectors(tmp_path):
     server, cli = open_local(tmp_path), open_local(tmp_path)
     server.write([prepared("s0", ["Server document zero."])])

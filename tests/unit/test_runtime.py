@@ -1,4 +1,4 @@
-"""Runtime/precision choices and the bench JSON shape (no model)."""
+"""Runtime/precision choices, torch's core slices and the bench JSON shape (no model)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 
 from benchmark import RATIOS, with_ratios
 from loadtest import distinct_queries
-from search.model.runtime import check_choice, export_dir, int8_file
+from search.model.onnx_engine import export_dir
+from search.model.runtime import check_choice, choose_runtime
 from search.settings import Settings
 
 
@@ -20,24 +21,35 @@ def test_fp16_is_refused(precision):
 
 def test_choices():
     for runtime, precision in [("torch", "fp32"), ("torch", "bf16"), ("torch", "int8"), ("onnx", "fp32"),
-                               ("onnx", "int8"), ("openvino", "fp32")]:
+                               ("onnx", "int8"), ("auto", "fp32"), ("auto", "bf16")]:
         check_choice(runtime, precision)
     with pytest.raises(ValueError, match="bf16"):
         check_choice("onnx", "bf16")
     with pytest.raises(ValueError, match="runtime"):
-        check_choice("tensorrt", "fp32")
+        check_choice("openvino", "fp32")
+
+
+def test_auto_is_onnx_on_a_cpu_and_torch_on_a_gpu():
+    assert choose_runtime("auto", "fp32", "cpu")[0] == "onnx"
+    assert choose_runtime("auto", "int8", "cpu")[0] == "onnx"
+    runtime, reason = choose_runtime("auto", "fp32", "cuda")
+    assert runtime == "torch" and "GPU" in reason
+    assert choose_runtime("auto", "bf16", "cpu")[0] == "torch"  # bf16 is torch's
+    assert choose_runtime("torch", "fp32", "cpu") == ("torch", "runtime torch asked for")
+    with pytest.raises(ValueError, match="CPU"):
+        choose_runtime("onnx", "fp32", "cuda")
 
 
 def test_export_lives_beside_the_model(tmp_path):
-    assert export_dir(tmp_path / "embeddinggemma-300m", "onnx") == tmp_path / "embeddinggemma-300m.onnx"
-    assert int8_file("onnx").startswith("onnx/model_qint8_")
+    assert export_dir(tmp_path / "embeddinggemma-300m") == tmp_path / "embeddinggemma-300m.onnx"
 
 
 def test_settings_from_environment(monkeypatch):
-    monkeypatch.setenv("BISEARCH_RUNTIME", "onnx")
+    assert (Settings().runtime, Settings().precision) == ("auto", "fp32")
+    monkeypatch.setenv("BISEARCH_RUNTIME", "torch")
     monkeypatch.setenv("BISEARCH_PRECISION", "int8")
     settings = Settings()
-    assert (settings.runtime, settings.precision) == ("onnx", "int8")
+    assert (settings.runtime, settings.precision) == ("torch", "int8")
     assert settings.search_threads >= settings.query_batch  # or batches could never fill
 
 
@@ -61,7 +73,7 @@ def test_core_slices_split_big_batches_across_threads_and_keep_order(cores):
     import numpy as np
     import torch
 
-    from search.model.runtime import MIN_SLICED_BATCH, CoreSlices
+    from search.model.torch_engine import MIN_SLICED_BATCH, CoreSlices
 
     class Model:
         def preprocess(self, texts):

@@ -24,16 +24,17 @@ from search.types import Document, Lang, ModelInfo, Passage
 PASSAGES_PER_BULK_DOCUMENT = 1000
 
 
-def synthetic_document(doc_id: str, passages: int, dimension: int, rng: np.random.Generator) -> PreparedDocument:
-    """A document of ``passages`` short passages with random unit vectors and tokens."""
+def synthetic_document(doc_id: str, passages: int, dimension: int, rng: np.random.Generator,
+                       lang: Lang = Lang.EN) -> PreparedDocument:
+    """A document of ``passages`` short passages in ``lang`` with random unit vectors and tokens."""
     words = [f"w{n}" for n in rng.integers(0, 50_000, size=passages * 4)]
     texts = [" ".join(words[i * 4:i * 4 + 4]) for i in range(passages)]
     text = "\n".join(texts)
     starts = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])
-    items = tuple(Passage(doc_id, n, int(s), int(s) + len(t), t, Lang.EN) for n, (s, t) in enumerate(zip(starts, texts)))
+    items = tuple(Passage(doc_id, n, int(s), int(s) + len(t), t, lang) for n, (s, t) in enumerate(zip(starts, texts)))
     vectors = rng.standard_normal((passages, dimension)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return PreparedDocument(Document(doc_id, doc_id, "bench", text), items,
+    return PreparedDocument(Document(doc_id, doc_id, "bench", text, lang), items,
                             tuple(tuple(t.split()) for t in texts), vectors)
 
 

@@ -1,13 +1,13 @@
 """``make bench``: speed as ratios against the bare model and FAISS in the same run, and index scale.
 
-* ingest: passages/s of the product's ingest ÷ passages/s of bare ``model.encode_document``
-  on the same chunk texts, measured in alternating rounds so machine noise hits both
+* ingest: passages/s of the product's ingest ÷ passages/s of the bare model (the engine's
+  ``encode_documents``, on the runtime the product runs) on the same chunk texts, measured in alternating rounds so machine noise hits both
   → ``ingest_ratio``.
 * query: p50/p99 of ``GET /search`` over HTTP on 127.0.0.1 (a ``bisearch serve`` process),
-  one request at a time, ÷ bare ``model.encode_query`` + FAISS exact search, query by
+  one request at a time, ÷ the bare model's ``encode_queries`` + FAISS exact search, query by
   query, alternating → ``query_p50_ratio``.
 * throughput: requests/s of 50 clients × 30 s against a ``bisearch serve`` process ÷ bare
-  ``model.encode_query`` queries/s in batches of 32, on the same distinct queries (never
+  ``encode_queries`` queries/s in batches of 32, on the same distinct queries (never
   repeated, so the server's query cache cannot flatter it) → ``throughput_ratio``; also
   p50/p99 under that load and bare queries/s at batch 1, 8 and 32.
 * write: add / delete one 3-passage document at growing corpus sizes (``bench_writes``) →
@@ -104,14 +104,14 @@ def rounds_of(documents: list[Document], size: int) -> list[list[Document]]:
 
 def measure_ingest(embedder: Embedder, documents: list[Document], index_dir: Path,
                    round_documents: int = 16) -> dict[str, object]:
-    """Product ingest vs bare ``encode_document`` on the same chunks, in alternating rounds."""
+    """Product ingest vs the bare model's ``encode_documents`` on the same chunks, in alternating rounds."""
     ingester = Ingester(LocalBackend(index_dir), embedder, Chunker(embedder.tokenizer, Settings().chunk_tokens))
     bare_s = product_s = 0.0
     passages = 0
     for batch in tqdm(rounds_of(documents, round_documents), desc="ingest rounds", unit="round"):
         texts = [chunk.text for document in batch for chunk in ingester.chunker.chunk(document.text)]
         passages += len(texts)
-        bare_s += timed(lambda: embedder.run(lambda: embedder.model.encode_document(texts)))
+        bare_s += timed(lambda: embedder.run(lambda: embedder.engine.encode_documents(texts, 16)))
         product_s += timed(lambda: ingester.add(batch))
     ingester.backend.close()
     bare_rate, product_rate = passages / bare_s, passages / product_s
@@ -186,7 +186,7 @@ def measure_query(embedder: Embedder, index_dir: Path, queries: list[str], k: in
     bare_ms, http_ms = [], []
 
     def bare(text: str) -> None:
-        flat.search(embedder.run(lambda: embedder.model.encode_query([text])).astype(np.float32), k)
+        flat.search(embedder.run(lambda: embedder.engine.encode_queries([text])).astype(np.float32), k)
 
     with ServerProcess(index_dir, search_threads) as server, httpx.Client(base_url=server.url, timeout=120) as http:
         def over_http(text: str) -> None:
@@ -205,11 +205,11 @@ def measure_query(embedder: Embedder, index_dir: Path, queries: list[str], k: in
 
 # -- throughput -----------------------------------------------------------------------------
 def bare_queries_per_s(embedder: Embedder, queries: list[str], batch: int, count: int) -> float:
-    """Queries/s of bare ``model.encode_query`` in batches of ``batch`` over ``count`` distinct queries."""
+    """Queries/s of the bare model's ``encode_queries`` in batches of ``batch`` over ``count`` distinct queries."""
     texts = queries[:count]
     started = time.perf_counter()
     for start in range(0, len(texts), batch):
-        embedder.run(lambda: embedder.model.encode_query(texts[start:start + batch], batch_size=batch))
+        embedder.run(lambda: embedder.engine.encode_queries(texts[start:start + batch]))
     return len(texts) / (time.perf_counter() - started)
 
 
@@ -220,7 +220,7 @@ def measure_throughput(embedder: Embedder, index_dir: Path, queries: list[str], 
     Bare figures come first (warm model, server not started yet); the load test then sends
     the same distinct queries, each at most once (see ``loadtest.distinct_queries``).
     """
-    embedder.run(lambda: embedder.model.encode_query(queries[-8:]))  # warm-up on texts the timed runs reach last, if ever
+    embedder.run(lambda: embedder.engine.encode_queries(queries[-8:]))  # warm-up on texts the timed runs reach last, if ever
     bare = {f"batch_{batch}_queries_per_s": round(bare_queries_per_s(embedder, queries, batch, count), 2)
             for batch, count in ((1, 32), (8, 64), (32, 256))}
     with ServerProcess(index_dir, search_threads) as server:

@@ -27,7 +27,8 @@ from search.ranking import evidence
 from search.ranking.evidence import stored_evidence
 from search.chunking import Chunker
 from search.model.embedder import Embedder
-from search.model.engine import _projection_after_pooling, sentence_token_masks
+from search.model.engine import sentence_token_masks
+from search.model.torch_engine import _projection_after_pooling
 from search.service import load_embedder
 from search.settings import Settings
 from search.text.language import keyword_tokens, normalize
@@ -38,7 +39,7 @@ ROOTS = {"seeds": REPO, "maintguide": REPO.parent / "shared" / "bench"}
 
 def forward(embedder: Embedder, text: str, prompt: str) -> dict:
     """The model's outputs for one text (token embeddings, attention mask, sentence embedding)."""
-    return embedder.run(lambda: embedder.model.encode([text], prompt=prompt, output_value=None,
+    return embedder.run(lambda: embedder.engine.model.encode([text], prompt=prompt, output_value=None,
                                                       convert_to_numpy=False, show_progress_bar=False))[0]
 
 
@@ -48,7 +49,7 @@ def project(embedder: Embedder, vectors):
 
     features = {"sentence_embedding": vectors}
     with torch.inference_mode():
-        for module in _projection_after_pooling(embedder.model):
+        for module in _projection_after_pooling(embedder.engine.model):
             features = module(features)
     return features["sentence_embedding"].float().cpu().numpy()
 
@@ -60,8 +61,8 @@ def pooled_methods(embedder: Embedder, text: str, start: int, question: str,
 
     passage = forward(embedder, text, embedder.info.document_prompt)
     tokens = passage["token_embeddings"][passage["attention_mask"].bool()]
-    found = sentence_token_masks(embedder.model.tokenizer, embedder.info.document_prompt, text,
-                                 embedder.model.max_seq_length, len(tokens))
+    found = sentence_token_masks(embedder.engine.tokenizer, embedder.info.document_prompt, text,
+                                 embedder.max_seq_length, len(tokens))
     spans = [(start + a, start + b) for (a, b), _ in found]
     hidden = torch.stack([tokens[torch.from_numpy(mask)].mean(dim=0) for _, mask in found])
     pooled = project(embedder, hidden)
@@ -85,7 +86,7 @@ def pooled_methods(embedder: Embedder, text: str, start: int, question: str,
 
 def main() -> None:
     rows = [json.loads(line) for line in (REPO / "tests" / "data" / "evidence.jsonl").read_text().splitlines() if line.strip()]
-    embedder = load_embedder(Settings())
+    embedder = load_embedder(Settings(runtime="torch"))  # the study reads torch's forward outputs
     chunker = Chunker(embedder.tokenizer)
     results: dict[str, dict[str, list[bool]]] = {}
     by_group: dict[str, list[int]] = {"same": [], "cross": []}
@@ -157,7 +158,7 @@ def main() -> None:
         sentences = [text[s:e] for c in chunks for s, e in evidence.sentence_spans(c.text, c.start)]
         started = time.perf_counter()
         question = normalize(row["question"])  # the bare model call: the query cache already holds it
-        embedder.run(lambda: embedder.model.encode_query([question]))
+        embedder.run(lambda: embedder.engine.encode_queries([question]))
         q_timings.append(time.perf_counter() - started)
         started = time.perf_counter()
         embedder.encode_documents(sentences)

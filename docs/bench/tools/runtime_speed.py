@@ -1,33 +1,104 @@
-"""Bare speed of runtimes: passages/s (batch 16) and queries/s (batch 1 / 8 / 32)."""
-import os, sys, time, json, glob
-os.environ["HF_HUB_OFFLINE"] = "1"
-import numpy as np
+"""Bare speed of the model runtimes in one run: passages/s and queries/s at batch 1 / 8 / 32.
+
+    python docs/bench/tools/runtime_speed.py [ROUNDS] [RUNTIME:PRECISION ...]
+    (default: 3 rounds of torch:fp32 onnx:fp32 onnx:int8)
+
+Every runtime is loaded once (the product's Embedder, each on its own model thread), then the
+rounds alternate between them, so a busy moment of a shared machine hits all of them; the
+figures are medians over the rounds, and ``ratio_vs_first`` divides each by the first runtime's.
+Passages: maintguide passages as ingest chunks them (256 tokens), through ``encode_passages``
+(vectors and sentence vectors, what ingest calls) in batches of 16. Queries: distinct maintguide
+questions through the engine's ``encode_queries`` on the model thread, in batches of 1, 8 and 32.
+It also reports how far each runtime's vectors are from the first's, and the CPU's SIMD flags.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+import time
 from pathlib import Path
-from sentence_transformers import SentenceTransformer
-M = Path.home() / ".cache/bisearch/models"
-B = Path(__file__).resolve().parents[3].parent / "shared" / "bench" / "maintguide"  # beside the repo
-queries = [json.loads(l)["text"] for l in open(B / "queries.jsonl", encoding="utf-8")]
-docs = sorted(glob.glob(str(B / "docs/en/*.txt")))[:16] + sorted(glob.glob(str(B / "docs/zh/*.txt")))[:16]
-passages = [open(d, encoding="utf-8").read()[:1200] for d in docs]
-variant = sys.argv[1]
-if variant == "torch":
-    m = SentenceTransformer(str(M / "embeddinggemma-300m"), device="cpu")
-elif variant == "onnx":
-    m = SentenceTransformer(str(M / sys.argv[2]), backend="onnx", device="cpu", model_kwargs={"file_name": sys.argv[3]} if len(sys.argv) > 3 else {})
-elif variant == "openvino":
-    m = SentenceTransformer(str(M / sys.argv[2]), backend="openvino", device="cpu", model_kwargs={"file_name": sys.argv[3]} if len(sys.argv) > 3 else {})
-m.max_seq_length = 288
-m.encode_query(queries[:8]); m.encode_document(passages[:4])
-out = {"variant": " ".join(sys.argv[1:])}
-t = time.perf_counter(); m.encode_document(passages, batch_size=16); out["passages_per_s"] = round(len(passages) / (time.perf_counter() - t), 2)
-for bs, n in ((1, 24), (8, 64), (32, 128)):
-    qs = queries[:n]
-    t = time.perf_counter()
-    for s in range(0, n, bs):
-        m.encode_query(qs[s:s + bs], batch_size=bs)
-    out[f"queries_per_s_b{bs}"] = round(n / (time.perf_counter() - t), 2)
-ref = np.load("/tmp/rt/ref.npy") if os.path.exists("/tmp/rt/ref.npy") else None
-v = m.encode_query(queries[:32])
-if variant == "torch": np.save("/tmp/rt/ref.npy", v)
-elif ref is not None: out["max_abs_diff_vs_torch"] = float(np.abs(v - ref).max()); out["min_cos_vs_torch"] = float((v * ref).sum(1).min())
-print(json.dumps(out), flush=True)
+
+import numpy as np
+
+from search.chunking import Chunker
+from search.model.embedder import Embedder
+
+BENCH = Path(__file__).resolve().parents[3].parent / "shared" / "bench" / "maintguide"
+QUERY_BATCHES = ((1, 16), (8, 48), (32, 96))  # (batch, queries per round)
+PASSAGES_PER_ROUND = 48
+
+
+def simd_flags() -> list[str]:
+    """The vector instruction sets this CPU reports (what the kernels could use)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return [platform.machine()]
+    return sorted(flag for flag in flags if flag.startswith(("avx", "amx", "fma", "sse4")))
+
+
+def workload(tokenizer) -> tuple[list[str], list[str]]:
+    """Distinct questions (EN and ZH) and ingest-sized passages of the maintguide documents."""
+    queries = list(dict.fromkeys(json.loads(line)["text"] for line in
+                                 (BENCH / "queries.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()))
+    chunker = Chunker(tokenizer, 256)
+    passages: list[str] = []
+    for lang in ("en", "zh"):
+        for path in sorted((BENCH / "docs" / lang).glob("*.txt"))[:6]:
+            passages += [chunk.text for chunk in chunker.chunk(path.read_text(encoding="utf-8"))][:PASSAGES_PER_ROUND // 12]
+    return queries, passages
+
+
+def timed_rate(count: int, call) -> float:
+    started = time.perf_counter()
+    call()
+    return count / (time.perf_counter() - started)
+
+
+def one_round(embedder: Embedder, queries: list[str], passages: list[str], offset: int) -> dict[str, float]:
+    """Passages/s and queries/s at each batch size; ``offset`` keeps every round's queries new."""
+    rates = {"passages_per_s": timed_rate(len(passages), lambda: embedder.encode_passages(passages, batch_size=16))}
+    for batch, count in QUERY_BATCHES:
+        texts = [queries[(offset + n) % len(queries)] for n in range(count)]
+
+        def encode_all() -> None:
+            for start in range(0, count, batch):
+                embedder.run(lambda: embedder.engine.encode_queries(texts[start:start + batch]))
+
+        rates[f"queries_per_s_b{batch}"] = timed_rate(count, encode_all)
+    return rates
+
+
+def main(argv: list[str]) -> dict[str, object]:
+    rounds = int(argv[0]) if argv and argv[0].isdigit() else 3
+    variants = [arg for arg in argv if ":" in arg] or ["torch:fp32", "onnx:fp32", "onnx:int8"]
+    embedders = {variant: Embedder(runtime=variant.split(":")[0], precision=variant.split(":")[1], query_cache=0)
+                 for variant in variants}
+    first = embedders[variants[0]]
+    queries, passages = workload(first.tokenizer)
+    for embedder in embedders.values():  # warm-up: first calls allocate
+        embedder.encode_passages(passages[:4]), embedder.run(lambda: embedder.engine.encode_queries(queries[:8]))
+    measured: dict[str, list[dict[str, float]]] = {variant: [] for variant in variants}
+    for number in range(rounds):
+        for variant, embedder in embedders.items():
+            measured[variant].append(one_round(embedder, queries, passages, offset=number * 160))
+    probe = queries[:32]
+    reference = first.run(lambda: first.engine.encode_queries(probe))
+    results = {}
+    for variant, embedder in embedders.items():
+        medians = {name: round(statistics.median(r[name] for r in measured[variant]), 2) for name in measured[variant][0]}
+        vectors = embedder.run(lambda: embedder.engine.encode_queries(probe))
+        results[variant] = {"runtime": embedder.runtime, **medians,
+                            "max_abs_diff_vs_first": float(np.abs(vectors - reference).max()),
+                            "min_cosine_vs_first": float(np.einsum("ij,ij->i", vectors, reference).min())}
+    for variant in variants:
+        results[variant]["ratio_vs_first"] = {name: round(results[variant][name] / results[variants[0]][name], 2)
+                                              for name in measured[variant][0]}
+    return {"rounds": rounds, "passages": len(passages), "simd": simd_flags(), "results": results}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1:]), indent=1))

@@ -1,11 +1,13 @@
 """Documents: add (JSON or upload; long ones as a job), list, read, cited spans, delete.
 
-A document id may contain ``/`` and end in anything (``sub/span``): the document is
-``/documents/{id}`` and a span of it ``/spans/{id}?start=&end=``, so no id shadows a route.
+A document id may contain ``/`` and end in anything (``sub/span``, ``x/file``): the document
+is ``/documents/{id}``, a span of it ``/spans/{id}?start=&end=`` and its original file
+``/files/{id}``, so no id shadows a route.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -15,14 +17,15 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from search.api.deps import (BackendDep, IngesterDep, JobsDep, SettingsDep, WriteAccess, accepted, in_write_slot,
-                             ingest_root)
+from search.api.deps import (BackendDep, IngesterDep, JobsDep, SettingsDep, WriteAccess, accepted, in_parse_slot,
+                             in_write_slot, ingest_root)
 from search.api.errors import first_problem
 from search.api.schemas import MAX_OFFSET, DocumentIn, check_doc_id
 from search.backends.base import Backend
 from search.output.citations import public_source
 from search.ingest.pipeline import Ingester
-from search.loading import SUPPORTED_SUFFIXES, DocumentError, LoadedFile, LoadLimits, make_document, read_bytes
+from search.loading import SUPPORTED_SUFFIXES, DocumentError, LoadedFile, LoadLimits, make_document
+from search.loading.isolated import read_isolated
 from search.types import Document
 
 router = APIRouter(tags=["documents"])
@@ -53,7 +56,7 @@ def documents_listing(backend: Backend, limit: int, offset: int, root: Path | No
 async def add_document(request: Request, ingester: IngesterDep, jobs: JobsDep, settings: SettingsDep):
     """Add or replace a document from JSON ``{id?, title?, source?, text}`` or a file upload
     (.txt .md .html .pdf .docx, or an image read by OCR: .png .jpg .jpeg .tif .tiff .webp; PDF, DOCX and
-    image files are kept and served at ``/documents/{id}/file``)."""
+    image files are kept and served at ``/files/{id}``)."""
     loaded = await loaded_from_request(request, settings)
     if len(loaded.document.text) > settings.job_threshold_chars:
         return accepted(jobs.submit("document", lambda job: write_outcome(ingester, loaded)))
@@ -68,7 +71,12 @@ def write_outcome(ingester: Ingester, loaded: LoadedFile) -> dict[str, object]:
             "title": document.title, "chars": len(document.text), "pages": len(document.pages) or None}
 
 
-@router.get("/documents/{doc_id:path}/file")
+#: A kept file is someone's upload served from the API's own origin: no content sniffing (a PDF with an
+#: HTML prologue stays a PDF) and a sandbox (no script of the file runs with the origin's rights).
+FILE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
+
+
+@router.get("/files/{doc_id:path}")
 def get_file(doc_id: str, backend: BackendDep) -> Response:
     """The original file (PDF, DOCX, image) a document was read from; ``#page=N`` opens a PDF at a page."""
     document = stored_document(backend, doc_id)
@@ -77,7 +85,7 @@ def get_file(doc_id: str, backend: BackendDep) -> Response:
         raise HTTPException(404, f"document {doc_id!r} has no original file (it was read from text)")
     name = Path(document.source).name or "document"
     return Response(data, media_type=document.media_type,
-                    headers={"Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}"})
+                    headers={"Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}", **FILE_HEADERS})
 
 
 @router.get("/documents/{doc_id:path}")
@@ -145,8 +153,13 @@ async def loaded_from_request(request: Request, settings) -> LoadedFile:
         return await _uploaded(request, settings)
     if not content_type.startswith("application/json"):
         raise HTTPException(415, "send application/json or multipart/form-data")
+    return await run_in_threadpool(json_document, await request.body())  # megabytes: never on the event loop
+
+
+def json_document(raw: bytes) -> LoadedFile:
+    """A document from a JSON body ``{id?, title?, source?, text}``."""
     try:
-        body = DocumentIn.model_validate_json(await request.body())
+        body = DocumentIn.model_validate_json(raw)
     except ValidationError as problem:
         raise HTTPException(422, first_problem(problem)) from None
     return loaded_from_json(body)
@@ -170,6 +183,7 @@ async def _uploaded(request: Request, settings) -> LoadedFile:
     data = await upload.read()
     given_id, title = form.get("id"), form.get("title")
     doc_id = document_id(given_id if isinstance(given_id, str) else Path(name).stem, data)
-    limits = LoadLimits.from_settings(settings)
-    return await run_in_threadpool(read_bytes, data, name if suffix else name + ".txt", doc_id,
-                                   title=title if isinstance(title, str) else None, source=name, limits=limits)
+    read = functools.partial(read_isolated, data, name if suffix else name + ".txt", doc_id,
+                             title=title if isinstance(title, str) else None, source=name,
+                             limits=LoadLimits.from_settings(settings))
+    return await in_parse_slot(request, read)

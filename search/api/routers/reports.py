@@ -17,6 +17,8 @@ from search.output.citations import public_report, quoted_chars
 from search.output.report import (Report, ReportError, render_markdown, report_for_passages, report_for_questions,
                                   verify_quotes)
 from search.output.report_docx import DOCX_MEDIA_TYPE, render_docx
+from search.api.slots import Slots
+from search.ranking.budget import plan_search
 from search.ranking.retriever import Retriever
 from search.settings import Settings
 
@@ -39,11 +41,12 @@ async def make_report(body: ReportIn, request: Request, retriever: RetrieverDep,
     return PlainTextResponse(render_markdown(report), media_type="text/markdown; charset=utf-8")
 
 
-async def build_report(body: ReportIn, retriever: Retriever, settings: Settings,
-                       search_slots: anyio.CapacityLimiter) -> Report:
+async def build_report(body: ReportIn, retriever: Retriever, settings: Settings, search_slots: Slots) -> Report:
     """The report ``body`` asks for, every quote re-read from its document (HTTP and MCP).
 
-    Each question's search and the quote check wait for one of ``search_slots``.
+    Every question is checked against the search limits first (a 422 naming the limit before any
+    search runs); each question's search then holds the search slots its cost weighs, and the quote
+    check one.
     """
     if not body.questions and not body.passages:
         raise ReportError("give `questions` or `passages`")
@@ -52,8 +55,9 @@ async def build_report(body: ReportIn, retriever: Retriever, settings: Settings,
         report = await in_slot(search_slots, report_for_passages, retriever.backend,
                                [p.model_dump() for p in body.passages], body.title, body.quote)
     else:
-        answers = _Answered({question: await in_slot(search_slots, retriever.search, question, body.k)
-                             for question in dict.fromkeys(body.questions or [])})
+        plans = {question: plan_search(question, body.k) for question in dict.fromkeys(body.questions or [])}
+        answers = _Answered({question: await in_slot(search_slots, retriever.search, question, body.k,
+                                                     weight=plan.slots) for question, plan in plans.items()})
         report = report_for_questions(answers, body.questions or [], body.k, body.title, body.quote)
     check_quote_budget(quoted_chars(report), settings.max_report_chars)
     report = await in_slot(search_slots, verify_quotes, report, retriever.backend)

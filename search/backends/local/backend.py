@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +26,15 @@ import numpy as np
 from search.backends.base import BackendError, Fields, PreparedDocument, Row
 from search.backends.codec import check_model, check_write
 from search.backends.local.store import Store, damaged
-from search.backends.local.vectors import (IndexSettings, SnapshotInfo, VectorIndex, VectorIndexError, latest_snapshot,
-                                           new_faiss_index)
+from search.backends.local.vectors import (AllowedIds, IndexSettings, SnapshotInfo, VectorIndex, VectorIndexError,
+                                           latest_snapshot, new_faiss_index)
 from search.types import Document, DocumentSummary, Filter, KeywordQuery, ModelInfo, Scored
 
 log = logging.getLogger(__name__)
 DB_NAME = "index.sqlite"
 MERGE_MIN = 2_000  # the delta is merged once it holds this many passages or tombstones ...
 MERGE_SHARE = 0.05  # ... and this share of the base
+ALLOWED_CACHE_SIZE = 64  # filters whose passage ids are kept (per generation; least recently used dropped)
 
 
 @dataclass
@@ -63,6 +65,7 @@ class LocalBackend:
         self._lock = threading.RLock()  # guards the view; held for a catch-up or a pointer swap only
         self._merge_thread: threading.Thread | None = None
         self._stats_cache: tuple[int, dict[str, object]] | None = None
+        self._allowed_cache: OrderedDict[tuple[int, Filter], AllowedIds] = OrderedDict()
 
     @property
     def location(self) -> str:
@@ -195,12 +198,30 @@ class LocalBackend:
     # -- searches ------------------------------------------------------------------
     def dense_search(self, vector: np.ndarray, k: int, where: Filter) -> Scored:
         view = self._current_view()
-        allowed = None if where.is_empty else self.store.passage_ids(where)
+        allowed = None if where.is_empty else self._allowed_ids(where, view.generation)
         fetch = k + len(view.tombstones)
         found = view.base.search(vector, fetch, allowed, exact=self.store.vectors)
         found += view.delta.search(vector, fetch, allowed)
         live = [(passage_id, score) for passage_id, score in found if passage_id not in view.tombstones]
         return sorted(live, key=lambda pair: -pair[1])[:k]
+
+    def _allowed_ids(self, where: Filter, generation: int) -> AllowedIds:
+        """The passage ids ``where`` allows, read from SQLite (and made a FAISS selector) once per
+        generation: they change only with a write, and every write moves the generation, so a
+        filtered query no longer costs O(corpus) before the search. A read racing a newer write
+        may hold ids the view has not caught up with yet; they are simply not found."""
+        key = (generation, where)
+        with self._lock:
+            ids = self._allowed_cache.get(key)
+            if ids is not None:
+                self._allowed_cache.move_to_end(key)
+                return ids
+        ids = AllowedIds(self.store.passage_ids(where))
+        with self._lock:
+            self._allowed_cache[key] = ids
+            while len(self._allowed_cache) > ALLOWED_CACHE_SIZE:
+                self._allowed_cache.popitem(last=False)
+        return ids
 
     def keyword_search(self, query: KeywordQuery, k: int, where: Filter) -> Scored:
         return self.store.keyword_search(query.tokens, k, where, query.phrases)

@@ -1,5 +1,10 @@
 """SQLite storage of the local backend: documents, passages (text, offsets, vectors), FTS5, tombstones.
 
+Writes and bookkeeping use one connection under the store's lock; the reads of a search
+(candidates, passages, vectors, the FTS5 and substring checks of phrases and exclusions) use
+read-only connections of a pool, without the lock: in WAL mode each sees the last committed
+state, and one long read never holds up another search or a write.
+
 SQLite is the source of truth. Every committed write bumps a generation counter; deleted
 passage ids are kept as tombstones with the generation that removed them, and passage ids
 only grow (``meta.next_id``), so a FAISS snapshot plus "rows newer than it" and "tombstones
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import queue
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -159,7 +165,7 @@ class Store:
                 self._index_characters()
         except sqlite3.DatabaseError as error:
             raise damaged(path, error) from error
-        self._readers = threading.local()  # one read-only connection per thread, for generation()
+        self._idle_readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._reader_connections: list[sqlite3.Connection] = []
 
     def _columns(self, table: str) -> set[str]:
@@ -239,6 +245,25 @@ class Store:
             reader.close()
         self.db.close()
 
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection from the pool (made when none is idle), without the store's lock."""
+        try:
+            connection = self._idle_readers.get_nowait()
+        except queue.Empty:
+            connection = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
+            connection.row_factory = sqlite3.Row
+            connection.execute("PRAGMA query_only = ON")
+            self._reader_connections.append(connection)
+        try:
+            yield connection
+        except sqlite3.DatabaseError as error:
+            if type(error) is sqlite3.DatabaseError:  # corrupt or not a database
+                raise damaged(self.path, error) from error
+            raise
+        finally:
+            self._idle_readers.put(connection)
+
     # -- metadata ---------------------------------------------------------
     @_locked
     def get_meta(self, key: str) -> object | None:
@@ -249,18 +274,10 @@ class Store:
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     def generation(self) -> int:
-        """Counter bumped by every committed write, read without the store's lock: each thread reads
-        the committed value on its own connection (WAL), so a long write never delays this check."""
-        reader = getattr(self._readers, "connection", None)
-        if reader is None:
-            reader = self._readers.connection = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-            self._reader_connections.append(reader)
-        try:
+        """Counter bumped by every committed write, read without the store's lock (a reader connection
+        sees the committed value), so a long write never delays this check."""
+        with self._reading() as reader:
             row = reader.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-        except sqlite3.DatabaseError as error:
-            if type(error) is sqlite3.DatabaseError:
-                raise damaged(self.path, error) from error
-            raise
         return int(json.loads(row[0])) if row else 0
 
     # -- writes (inside ``transaction()``) ----------------------------------
@@ -343,23 +360,24 @@ class Store:
         mixed = self.db.execute("SELECT count(*) FROM chunks WHERE mixed").fetchone()[0]
         return stats_counts(self.count(), by_lang, mixed)
 
-    @_locked
     def rows(self, ids: Iterable[int], fields: Fields = Fields.ORIGIN) -> dict[int, Row]:
-        """Passages by id with the ``fields`` asked for (one query; unknown ids left out)."""
+        """Passages by id with the ``fields`` asked for (one query on a pooled read-only connection,
+        without the store's lock; unknown ids left out)."""
         ids = [int(passage_id) for passage_id in ids]
         if not ids:
             return {}
         columns = [*ORIGIN_COLUMNS, *(column for field, names in FIELD_COLUMNS.items() if field in fields
                                       for column in names)]
         joined = " JOIN documents d ON d.id = c.doc_id" if Fields.PASSAGE in fields else ""
-        rows = self.db.execute(f"SELECT {', '.join(columns)} FROM chunks c{joined} "
-                               f"WHERE c.id IN ({','.join('?' * len(ids))})", ids).fetchall()
+        with self._reading() as reader:
+            rows = reader.execute(f"SELECT {', '.join(columns)} FROM chunks c{joined} "
+                                  f"WHERE c.id IN ({','.join('?' * len(ids))})", ids).fetchall()
         return {row["id"]: _row(row, fields) for row in rows}
 
-    @_locked
     def passage_ids(self, where: Filter) -> np.ndarray:
         clauses, params = filter_sql(where)
-        rows = self.db.execute(f"SELECT c.id FROM chunks c WHERE 1=1{clauses}", params).fetchall()
+        with self._reading() as reader:
+            rows = reader.execute(f"SELECT c.id FROM chunks c WHERE 1=1{clauses}", params).fetchall()
         return np.array([row[0] for row in rows], dtype=np.int64)
 
     @_locked
@@ -408,7 +426,6 @@ class Store:
         """Stored vectors by passage id (what re-scores approximate candidates exactly)."""
         return {passage_id: row.vector for passage_id, row in self.rows(ids, Fields.VECTOR).items()}
 
-    @_locked
     def keyword_search(self, tokens: Iterable[str], limit: int, where: Filter,
                        phrases: Sequence[str] = ()) -> list[tuple[int, float]]:
         """BM25 (FTS5) top ``limit`` passage ids, best first; with ``phrases`` (folded), only passages
@@ -419,11 +436,12 @@ class Store:
         clauses, params = filter_sql(where)
         held, held_params = substring_sql(phrases)
         clauses, params = clauses + held, [*params, *held_params]
-        rows = self.db.execute(
-            "SELECT chunks_fts.rowid, -bm25(chunks_fts) AS score FROM chunks_fts "
-            f"JOIN chunks c ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ?{clauses} ORDER BY score DESC LIMIT ?",
-            [fts_query(tokens, phrases), *params, limit],
-        ).fetchall()
+        with self._reading() as reader:  # the phrase checks (FTS5 phrases, LIKE substrings) hold no lock
+            rows = reader.execute(
+                "SELECT chunks_fts.rowid, -bm25(chunks_fts) AS score FROM chunks_fts "
+                f"JOIN chunks c ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ?{clauses} ORDER BY score DESC LIMIT ?",
+                [fts_query(tokens, phrases), *params, limit],
+            ).fetchall()
         return [(int(row[0]), float(row[1])) for row in rows]
 
 

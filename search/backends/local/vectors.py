@@ -40,6 +40,19 @@ class VectorIndexError(BackendError):
     """A FAISS file could not be read, or the index settings are invalid."""
 
 
+class AllowedIds:
+    """The passage ids a filtered search may return, with FAISS's selector over them built once:
+    the local backend keeps one per filter and generation and searches base and delta with it."""
+
+    def __init__(self, ids: np.ndarray):
+        self.ids = np.ascontiguousarray(ids, dtype=np.int64)
+        self.ids.flags.writeable = False
+        self.selector = faiss.IDSelectorBatch(self.ids)  # read-only once built: shared by concurrent searches
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
 def snapshot_path(folder: Path, generation: int) -> Path:
     return folder / f"{SNAPSHOT_PREFIX}{generation}{SNAPSHOT_SUFFIX}"
 
@@ -152,8 +165,8 @@ class VectorIndex:
         if len(ids):
             self.index.add_with_ids(_float32(vectors), np.asarray(ids, dtype=np.int64))
 
-    def _search_parameters(self, allowed: np.ndarray | None) -> faiss.SearchParameters | None:
-        selector = faiss.IDSelectorBatch(allowed.astype(np.int64)) if allowed is not None else None
+    def _search_parameters(self, allowed: AllowedIds | None) -> faiss.SearchParameters | None:
+        selector = allowed.selector if allowed is not None else None
         if self.kind == "ivfpq":
             lists = faiss.extract_index_ivf(self.index).nlist
             return faiss.SearchParametersIVF(sel=selector, nprobe=self.settings.nprobe or max(64, lists // 8))
@@ -161,7 +174,7 @@ class VectorIndex:
             return faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.settings.ef_search, 1))
         return faiss.SearchParameters(sel=selector) if selector is not None else None
 
-    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None,
+    def search(self, query: np.ndarray, k: int, allowed: AllowedIds | None = None,
                exact: ExactVectors | None = None) -> list[tuple[int, float]]:
         """Top ``k`` ``(passage id, cosine)`` pairs, optionally restricted to ``allowed`` ids.
 
@@ -172,7 +185,7 @@ class VectorIndex:
             return []
         query = _float32(query.reshape(1, -1))
         if exact and self.kind != "flat" and allowed is not None and len(allowed) <= EXACT_FILTER_LIMIT:
-            return rescore(query[0], ((int(i), 0.0) for i in allowed), exact)[:k]  # small filter: exact
+            return rescore(query[0], ((int(i), 0.0) for i in allowed.ids), exact)[:k]  # small filter: exact
         fetch = k * self.settings.rerank if self.kind == "ivfpq" and exact else k
         params = self._search_parameters(allowed)  # FAISS keeps a reference to the selector
         scores, ids = self.index.search(query, min(fetch, len(self)), params=params)

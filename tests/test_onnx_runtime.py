@@ -1,0 +1,136 @@
+"""The ONNX runtime, the default on a CPU: its export check against torch, the fall-back to torch,
+vectors interchangeable with torch's (in an index too), and evidence spans pooled from its tokens.
+
+The export is the one ``bisearch model`` made once beside the model (``make install``): no test
+exports again.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SEEDS, index_settings
+from search.cli import main
+from search.model.download import default_model_dir
+from search.model.embedder import Embedder
+from search.model.onnx_engine import (EXPORT_FILE, MAX_ABS_DIFF, MIN_COSINE, PROBE_PASSAGES, ExportCheck,
+                                      check_export, export_dir, read_check)
+from search.model.torch_engine import default_device
+from search.ranking.evidence import stored_evidence
+from search.service import open_ingester, open_retriever
+from search.settings import Settings
+
+#: The default runs ONNX on a CPU only (torch on a GPU): these tests need the ONNX default.
+pytestmark = pytest.mark.skipif(default_device() != "cpu", reason="the default runtime on a GPU is torch")
+
+QUESTIONS = ["How much faster are Shuibei lead times?", "水贝珠宝的生产周期比全球平均快多少？", "gold price",
+             "黄金", "freshwater pearls", "淡水珍珠"]
+
+
+@pytest.fixture(scope="module")
+def failed_check(embedder, torch_embedder) -> ExportCheck:
+    """The real check of an export whose Dense layers were damaged (noise of 1% of their scale)."""
+    damaged = copy.copy(embedder.engine)
+    generator = np.random.default_rng(0)
+    damaged.layers = [(weight + generator.normal(0, 0.01 * weight.std(), weight.shape).astype(np.float32), bias)
+                      for weight, bias in embedder.engine.layers]
+    return torch_embedder.run(lambda: check_export(damaged, torch_embedder.engine))
+
+
+def test_the_default_runs_the_checked_onnx_export(embedder):
+    assert embedder.runtime == "onnx" and "CPU" in embedder.runtime_reason
+    check = read_check(export_dir(default_model_dir(Settings().model_dir)))
+    assert check.passed and check.max_abs_diff <= MAX_ABS_DIFF and check.min_cosine >= MIN_COSINE
+
+
+def test_the_export_check_passes_the_export_and_fails_a_damaged_one(embedder, torch_embedder, failed_check):
+    check = torch_embedder.run(lambda: check_export(embedder.engine, torch_embedder.engine))
+    assert check.passed and check.max_abs_diff <= MAX_ABS_DIFF and check.min_cosine >= MIN_COSINE
+    assert check.vectors > len(PROBE_PASSAGES)
+    assert not failed_check.passed and failed_check.max_abs_diff > MAX_ABS_DIFF
+    assert "probe vectors against torch" in failed_check.summary()
+
+
+def _model_with_failed_export(folder: Path, check: ExportCheck) -> Path:
+    """A copy of the default model (links to its files) whose export failed ``check``."""
+    source = default_model_dir(Settings().model_dir)
+    model_dir = folder / source.name
+    for path in source.rglob("*"):
+        if path.is_file():
+            (model_dir / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+            (model_dir / path.relative_to(source)).symlink_to(path)
+    exported = export_dir(source)
+    target = export_dir(model_dir)
+    target.mkdir()
+    for path in exported.iterdir():
+        if path.name != EXPORT_FILE:
+            (target / path.name).symlink_to(path)
+    record = json.loads((exported / EXPORT_FILE).read_text(encoding="utf-8"))
+    (target / EXPORT_FILE).write_text(json.dumps({**record, "check": asdict(check)}), encoding="utf-8")
+    return model_dir
+
+
+def test_an_export_that_failed_its_check_is_not_used(tmp_path, failed_check, embedder, caplog, capsys):
+    """The model runs on torch, and the commands say so in one line."""
+    model_dir = _model_with_failed_export(tmp_path, failed_check)
+    assert main(["model", "--dir", str(model_dir)]) == 0
+    said = capsys.readouterr().out.splitlines()[-1]
+    assert said.startswith("runtime: torch (the ONNX export at") and "failed its check" in said
+    with caplog.at_level(logging.WARNING, logger="search.model.runtime"):
+        fallback = Embedder(model_dir=model_dir)
+    try:
+        assert fallback.runtime == "torch" and "failed its check" in fallback.runtime_reason
+        warned = [record.getMessage() for record in caplog.records if record.name == "search.model.runtime"]
+        assert len(warned) == 1 and "\n" not in warned[0] and warned[0].endswith("running on torch")
+        np.testing.assert_allclose(fallback.encode_queries(QUESTIONS), embedder.encode_queries(QUESTIONS), atol=1e-5)
+    finally:
+        fallback.close()
+
+
+def test_bisearch_model_says_which_runtime_and_why(capsys):
+    assert main(["model"]) == 0
+    said = capsys.readouterr().out.splitlines()[-1]
+    assert said.startswith("runtime: onnx fp32 (auto on a CPU") and "checked" in said
+    assert main(["model", "--runtime", "torch"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "runtime: torch (runtime torch asked for)"
+
+
+def _top_hits(retriever, question: str) -> list[tuple[str, int]]:
+    return [(hit.passage.doc_id, hit.passage.chunk_no) for hit in retriever.search(question, k=5).hits]
+
+
+def test_an_index_built_by_one_runtime_is_searched_by_the_other(tmp_path, embedder, torch_embedder, seed_index_dir,
+                                                                seed_retriever):
+    """Nothing in an index names the runtime: ONNX's index searched by torch, and torch's by ONNX,
+    give the same top hits as the runtime that built it."""
+    by_torch = open_retriever(index_settings(seed_index_dir), embedder=torch_embedder)
+    for question in QUESTIONS:
+        assert _top_hits(by_torch, question) == _top_hits(seed_retriever, question), question
+    ingester = open_ingester(index_settings(tmp_path / "torch-index"), embedder=torch_embedder)
+    assert ingester.ingest_paths([SEEDS]).count("added") == 2
+    torch_index = ingester.backend
+    onnx_on_torch_index = open_retriever(index_settings(torch_index.folder), embedder=embedder)
+    torch_on_torch_index = open_retriever(index_settings(torch_index.folder), embedder=torch_embedder)
+    for question in QUESTIONS:
+        assert _top_hits(onnx_on_torch_index, question) == _top_hits(torch_on_torch_index, question), question
+
+
+def test_evidence_spans_come_from_the_onnx_token_embeddings(embedder, torch_embedder):
+    passage = ("Shuibei is a jewellery district in Shenzhen. Its production lead times are approximately "
+               "30% faster than the global average. 深圳的黄金价格在2024年上涨。")
+    vectors, sentences = embedder.encode_passages([passage])
+    torch_vectors, torch_sentences = torch_embedder.encode_passages([passage])
+    np.testing.assert_allclose(vectors, torch_vectors, atol=1e-5)
+    found, expected = sentences[0], torch_sentences[0]
+    assert np.array_equal(found.spans, expected.spans) and len(found.spans) == 3
+    np.testing.assert_allclose(found.vectors.astype(np.float32), expected.vectors.astype(np.float32), atol=2e-3)
+    for question in ("How much faster are Shuibei's lead times?", "水贝珠宝的生产周期比全球平均快多少？"):
+        start, end = stored_evidence(found, embedder.encode_query(question), 0)[0]
+        assert "30% faster" in passage[start:end], question
