@@ -40,8 +40,8 @@ class LoadLimits:
     size, so the check holds against lying directories too). ``max_text_chars`` and
     ``max_page_chars`` bound the text a file and a PDF page yield (a PDF whose pages share
     one huge compressed stream is a text bomb). ``parse_seconds`` and ``parse_memory_mb``
-    bound the child process that reads a file (:mod:`search.loading.isolated`); a file read by
-    OCR gets ``parse_seconds`` per page it reads. ``max_image_pixels`` bounds an
+    bound the child process that reads a file (:mod:`search.loading.isolated`), OCR included.
+    ``max_image_pixels`` bounds an
     image (each frame of a TIFF, each image inside a PDF page read by OCR, and the page bitmap
     rendered for it), checked on the declared size before anything is decoded. ``ocr``: ``auto``
     reads by OCR the PDF pages without usable text and every image, ``always`` every page,

@@ -90,8 +90,7 @@ def _forkserver() -> multiprocessing.context.BaseContext:
 def _wait_for(child, receiver, name: str, limits: LoadLimits, progress: Progress | None,
               should_stop: Callable[[], None] | None):
     """The child's ``(document, original kept, OCR seconds per page)``, relaying progress, until the
-    deadline: ``parse_seconds`` from the start, renewed by each page read (a scan read by OCR takes
-    seconds a page; no page may take longer)."""
+    deadline (``parse_seconds``: a long scan read by OCR may need it raised)."""
     deadline = time.monotonic() + limits.parse_seconds
     while True:
         if should_stop is not None:
@@ -108,7 +107,6 @@ def _wait_for(child, receiver, name: str, limits: LoadLimits, progress: Progress
             child.join(1)
             raise DocumentError(f"{name}: {_death(child.exitcode, limits)}") from None
         if kind == "progress":
-            deadline = time.monotonic() + limits.parse_seconds
             if progress is not None:
                 progress(*values)
         elif kind == "error":
@@ -153,10 +151,8 @@ def _read_in_child(connection, data: bytes, name: str, doc_id: str, title: str |
 
 
 def _limit_resources(limits: LoadLimits) -> None:
-    """CPU seconds (SIGXCPU past them: ``parse_seconds``, or that per page when pages may be read by
-    OCR), address space (MemoryError past it) for this child, no core files."""
-    pages = limits.max_pages if limits.ocr != "never" else 1
-    seconds = math.ceil(limits.parse_seconds) * pages + 1
+    """CPU seconds (SIGXCPU past them) and address space (MemoryError past it) for this child, no core files."""
+    seconds = math.ceil(limits.parse_seconds) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     extra = limits.parse_memory_mb * MIB
