@@ -168,14 +168,25 @@ class Store:
         self._idle_readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._reader_connections: list[sqlite3.Connection] = []
 
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One BEGIN IMMEDIATE transaction (migrations: another process may be opening the same index),
+        rolled back on any error."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
     def _columns(self, table: str) -> set[str]:
         return {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
 
     def _migrate_v1(self) -> None:
         """Version 1 kept ``lang`` (en/zh/mixed) and ``script`` (en/zh); now ``lang`` is the dominant
         language and ``mixed`` a flag. Done in place, in one transaction."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._exclusive():
             for column in ("mixed INTEGER NOT NULL DEFAULT 0", "page INTEGER", "page_end INTEGER",
                            "page_label TEXT", "section TEXT"):
                 self.db.execute(f"ALTER TABLE chunks ADD COLUMN {column}")
@@ -190,55 +201,36 @@ class Store:
             next_id = self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM chunks").fetchone()[0]
             self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('next_id', ?)", (json.dumps(next_id),))
             self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema', ?)", (json.dumps(SCHEMA_VERSION),))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
 
     def _migrate_v2(self) -> None:
         """Version 3 stores each passage's sentence vectors; older passages have none (NULL). In one
         transaction, checked again inside it: another process may be opening the same index."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._exclusive():
             if "sentences" not in self._columns("chunks"):
                 self.db.execute("ALTER TABLE chunks ADD COLUMN sentences BLOB")
                 self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema', ?)",
                                 (json.dumps(SCHEMA_VERSION),))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
 
     def _migrate_v3(self) -> None:
         """Version 4 marks passages read by OCR and keeps a document's OCR pages and line boxes; older
         rows were read from text (0, empty). In place, in one transaction, checked again inside it."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._exclusive():
             if "ocr" not in self._columns("chunks"):
                 self.db.execute("ALTER TABLE chunks ADD COLUMN ocr INTEGER NOT NULL DEFAULT 0")
                 for column in ("ocr_pages", "ocr_lines"):
                     self.db.execute(f"ALTER TABLE documents ADD COLUMN {column} TEXT NOT NULL DEFAULT '[]'")
                 self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema', ?)",
                                 (json.dumps(SCHEMA_VERSION),))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
 
     def _index_characters(self) -> None:
         """Fills ``chunks_chars`` for an index made before it existed (once: checked again inside the
         transaction, as another process may be opening the same index)."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._exclusive():
             if not self.get_meta("chars_indexed"):
                 rows = self.db.execute("SELECT id, text FROM chunks").fetchall()
                 self.db.executemany("INSERT INTO chunks_chars(rowid, text) VALUES (?, ?)",
                                     [(row[0], comparable(row[1])) for row in rows if HAN_RE.search(row[1])])
                 self.set_meta("chars_indexed", True)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
 
     def close(self) -> None:
         for reader in self._reader_connections:
