@@ -1,7 +1,7 @@
 """Bare speed of the model runtimes in one run: passages/s and queries/s at batch 1 / 8 / 32.
 
-    python docs/bench/tools/runtime_speed.py [ROUNDS] [RUNTIME:PRECISION ...]
-    (default: 3 rounds of torch:fp32 onnx:fp32 onnx:int8)
+    python docs/bench/tools/runtime_speed.py [ROUNDS] [RUNTIME:PRECISION ...] [threads=N]
+    (default: 3 rounds of torch:fp32 onnx:fp32 onnx:int8, torch's default thread count)
 
 Every runtime is loaded once (the product's Embedder, each on its own model thread), then the
 rounds alternate between them, so a busy moment of a shared machine hits all of them; the
@@ -75,6 +75,11 @@ def one_round(embedder: Embedder, queries: list[str], passages: list[str], offse
 def main(argv: list[str]) -> dict[str, object]:
     rounds = int(argv[0]) if argv and argv[0].isdigit() else 3
     variants = [arg for arg in argv if ":" in arg] or ["torch:fp32", "onnx:fp32", "onnx:int8"]
+    threads = next((int(arg.split("=")[1]) for arg in argv if arg.startswith("threads=")), None)
+    if threads:  # both runtimes follow torch's count (ONNX Runtime reads it when its session starts)
+        import torch
+
+        torch.set_num_threads(threads)
     embedders = {variant: Embedder(runtime=variant.split(":")[0], precision=variant.split(":")[1], query_cache=0)
                  for variant in variants}
     first = embedders[variants[0]]
@@ -98,7 +103,10 @@ def main(argv: list[str]) -> dict[str, object]:
     for variant in variants:
         results[variant]["ratio_vs_first"] = {name: round(results[variant][name] / results[variants[0]][name], 2)
                                               for name in measured[variant][0]}
-    return {"rounds": rounds, "passages": len(passages), "simd": simd_flags(), "results": results}
+    import torch
+
+    return {"rounds": rounds, "threads": torch.get_num_threads(), "passages": len(passages), "simd": simd_flags(),
+            "results": results}
 
 
 if __name__ == "__main__":
