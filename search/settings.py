@@ -89,8 +89,9 @@ class Settings(BaseSettings):
     max_page_chars: int = Field(200_000, ge=1, description="most characters of text one PDF page may yield (a PDF "
                                                             "whose pages share one huge stream is a text bomb)")
     # each file is read in a child process under these limits (search/loading/isolated.py, docs/security.md)
-    parse_seconds: float = Field(30.0, gt=0, le=3600, description="longest time one file may take to read, wall "
-                                                                 "clock and CPU (more: the file fails alone)")
+    parse_seconds: float = Field(120.0, gt=0, le=3600, description="longest time one file may take to read, wall "
+                                                                  "clock and CPU, OCR included (a scan reads at a few "
+                                                                  "seconds a page; more: the file fails alone)")
     parse_memory_mb: int = Field(2048, ge=64, description="most memory in MiB the reader of one file may add")
     parse_processes: int = Field(2, ge=1, le=64, description="uploads the server reads at once, each in a child "
                                                              "process; the rest wait")

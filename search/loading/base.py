@@ -57,7 +57,7 @@ class LoadLimits:
     ocr_engine: str = "auto"
     max_text_chars: int = 20_000_000
     max_page_chars: int = 200_000
-    parse_seconds: float = 30.0
+    parse_seconds: float = 120.0
     parse_memory_mb: int = 2048
 
     @classmethod
