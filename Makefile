@@ -12,7 +12,7 @@ SEEDED := $(INDEX)/.seeded
 # A recipe that fails leaves no half-made target behind (a later `make run` redoes it).
 .DELETE_ON_ERROR:
 
-.PHONY: install model index run test bench clean system-deps
+.PHONY: install model index run test test-unit bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,8 +43,13 @@ run: install index
 system-deps:
 	bash .ci/system-deps
 
+# Every kind: tests/unit (fakes), tests/integration (model, FAISS, SQLite, Milvus, Ray), tests/e2e (HTTP, Chromium).
 test: system-deps install
 	CI=1 $(BIN)/python -m pytest -q
+
+# The unit tests alone (fakes only, no model, no server: under a minute).
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
 
 # Speed as ratios against the bare model and FAISS, plus index scale (tens of minutes on 2 cores).
 bench: install

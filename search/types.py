@@ -42,12 +42,25 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class OcrLine:
+    """A line of text read by OCR: ``text[start:end]`` of its document, on 1-based ``page``, inside
+    ``box`` = ``(x0, y0, x1, y1)`` as fractions of the page's width and height (origin top left)."""
+
+    start: int
+    end: int
+    page: int
+    box: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
 class Document:
     """A document as stored: ``text`` is what every citation's offsets point into.
 
     ``pages`` holds the start offset of each physical page (page 1 first) for paged formats
     (PDF), ``page_labels`` the printed labels when the file defines them, and ``sections``
     the ``(start offset, heading)`` of each heading in order (DOCX, HTML, Markdown).
+    ``ocr_pages`` are the 1-based pages whose text was read by OCR (scans, images), and
+    ``ocr_lines`` where its lines stand on those pages.
     """
 
     id: str
@@ -59,6 +72,8 @@ class Document:
     page_labels: tuple[str, ...] = ()
     sections: tuple[tuple[int, str], ...] = ()
     media_type: str = "text/plain"
+    ocr_pages: tuple[int, ...] = ()
+    ocr_lines: tuple[OcrLine, ...] = ()
 
     @property
     def sha256(self) -> str:
@@ -71,7 +86,7 @@ class Passage:
 
     ``lang`` is the dominant script; ``mixed`` says both scripts carry real weight.
     ``id`` is the storage id a backend assigns; page and section fields are filled for
-    documents that have them.
+    documents that have them; ``ocr`` says its text was read by OCR from a scan (check it there).
     """
 
     doc_id: str
@@ -88,6 +103,7 @@ class Passage:
     page_end: int | None = None
     page_label: str | None = None
     section: str | None = None
+    ocr: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return {**{name: getattr(self, name) for name in PASSAGE_FIELDS}, "lang": self.lang.value}
@@ -112,8 +128,9 @@ class Filter:
 @dataclass(frozen=True)
 class KeywordQuery:
     """A keyword search: jieba tokens (local BM25) and the normalised text (engines with analysers).
-    ``phrases``: the quoted phrases, folded (``search.ranking.query.fold``); a backend may return only
-    passages holding them (the retriever checks every phrase itself)."""
+    ``phrases``: the quoted phrases, folded (:func:`search.text.language.fold`); a backend returns only
+    passages holding them (:func:`search.backends.codec.holds_phrases`; the retriever checks every
+    phrase itself)."""
 
     tokens: tuple[str, ...]
     text: str

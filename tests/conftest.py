@@ -1,4 +1,5 @@
-"""Shared fixtures: one real model per test session, a real index of seeds/."""
+"""Fixtures of the integration and e2e tests: one real model per test session, a real index of
+seeds/, live servers. Unit tests use none of them (their fakes are in fakes.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 import uvicorn
 
 from search.api import create_app, server_config
+from search.model.embedder import load_tokenizer
 from search.service import load_embedder, open_ingester, open_retriever
 from search.ranking.retriever import Retriever
 from search.settings import Settings
@@ -28,14 +30,16 @@ def embedder():
 
 
 @pytest.fixture(scope="session")
-def torch_embedder():
-    """The same model on torch (the default runs ONNX Runtime on a CPU): the reference of the runtime tests."""
-    return load_embedder(Settings(runtime="torch"))
+def tokenizer():
+    """The default model's tokenizer alone, no model loaded (unit tests use ``fakes.FakeTokenizer``)."""
+    settings = Settings()
+    return load_tokenizer(settings.model, settings.model_dir)
 
 
 @pytest.fixture(scope="session")
-def tokenizer(embedder):
-    return embedder.tokenizer
+def torch_embedder():
+    """The same model on torch (the default runs ONNX Runtime on a CPU): the reference of the runtime tests."""
+    return load_embedder(Settings(runtime="torch"))
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +74,24 @@ def index_settings(folder: Path, **values) -> Settings:
 
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "hostile_load: bounded (~20 s) hostile-load test of the live server")
+
+
+#: This file's fixtures that load the model or its tokenizer, build a real index or start a server.
+REAL_FIXTURES = ("embedder", "tokenizer", "seed_index_dir", "seed_retriever", "fresh_index_dir", "live_server",
+                 "writable_server")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item) -> None:
+    """tests/unit is fakes only: a unit test that uses one of :data:`REAL_FIXTURES` fails before
+    any of them is set up."""
+    if ROOT / "tests" / "unit" not in Path(str(item.fspath)).parents:
+        return
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    real = [name for name in REAL_FIXTURES if name in definitions and definitions[name][-1].func.__module__ == __name__]
+    if real:
+        pytest.fail(f"tests/unit uses fakes only, but this test asks for {', '.join(real)}: move it to tests/integration",
+                    pytrace=False)
 
 
 def free_port() -> int:

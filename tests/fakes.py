@@ -1,16 +1,17 @@
-"""Small fakes for storage and ranking tests: prepared documents with deterministic vectors, no model."""
+"""Small fakes for storage, ranking and API tests: prepared documents with deterministic vectors,
+a fake tokenizer and the API over them, no model."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 
 import numpy as np
 
 from search.backends.base import PreparedDocument
-from search.text.sentences import sentence_spans
-from search.types import SentenceVectors
 from search.text.language import detect_language, is_mixed, keyword_tokens
-from search.types import Document, ModelInfo, Passage
+from search.text.sentences import sentence_spans
+from search.types import Document, ModelInfo, Passage, SentenceVectors
 
 DIMENSION = 16
 FAKE_MODEL = ModelInfo("fake/hash-embedder", DIMENSION, "query: ", "passage: ")
@@ -59,3 +60,39 @@ class FakeEmbedder:
 
     def encode_documents(self, texts: list[str]) -> np.ndarray:
         return np.stack([fake_vector(text) for text in texts])
+
+
+
+class FakeTokenizer:
+    """The slice of a fast tokenizer the chunker uses: a run of letters or digits is one token,
+    every other non-space character (a CJK character, a mark) is one token."""
+
+    TOKEN = re.compile(r"[^\W_]+|\S", re.ASCII)
+
+    def __call__(self, text: str, add_special_tokens: bool = True, return_offsets_mapping: bool = False,
+                 verbose: bool = True) -> dict[str, list]:
+        spans = [match.span() for match in self.TOKEN.finditer(text)]
+        encoding: dict[str, list] = {"input_ids": [sum(map(ord, text[a:b])) % 30_000 for a, b in spans]}
+        if return_offsets_mapping:
+            encoding["offset_mapping"] = spans
+        return encoding
+
+
+def fake_api(folder, documents: list[PreparedDocument] = (), **settings):
+    """The real app over a local index in ``folder`` holding ``documents``, on the fake embedder and
+    tokenizer (for validation and error tests: serve it with ``fastapi.testclient.TestClient``)."""
+    from search.api import create_app
+    from search.backends.local import LocalBackend
+    from search.chunking import Chunker
+    from search.ingest.pipeline import Ingester
+    from search.loading import LoadLimits
+    from search.ranking.retriever import Retriever
+    from search.settings import Settings
+
+    config = Settings().with_overrides(index=folder, **settings)
+    backend, embedder = LocalBackend(folder), FakeEmbedder()
+    backend.record_model(FAKE_MODEL)
+    if documents:
+        backend.write(list(documents))
+    ingester = Ingester(backend, embedder, Chunker(FakeTokenizer(), config.chunk_tokens), LoadLimits.from_settings(config))
+    return create_app(Retriever(backend, embedder), config, ingester)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import anyio
@@ -14,15 +16,17 @@ from fastapi.responses import JSONResponse
 
 from search import __version__
 from search.api.jobs import Jobs
+from search.api.slots import Slots
 from search.api.routers import documents, ingest, jobs, page, reports
 from search.api.routers import search as search_router
 from search.api.jobs import check_cancelled
-from search.backends import BackendError, ModelMismatchError
+from search.api.mcp import MCP_PATH, HttpEndpoint, create_mcp, serving_over_http
 from search.chunking import Chunker
+from search.errors import BisearchError, answer_for
 from search.ingest.pipeline import Ingester
-from search.loading import DocumentError, LoadLimits
-from search.output.report import ReportError, StaleQuoteError
-from search.ranking.retriever import QueryError, Retriever
+from search.loading import LoadLimits
+from search.output.citations import public_source
+from search.ranking.retriever import Retriever
 from search.settings import Settings
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -52,7 +56,8 @@ class RequestGuard:
     * A write (not GET/HEAD/OPTIONS) from a browser page of another origin is 403: by
       ``Sec-Fetch-Site`` (cross-site / same-site) or an ``Origin`` whose host differs from ``Host``.
     * A body over ``limit`` bytes is 413 (declared or streamed); a non-numeric ``Content-Length`` 400.
-    * A JSON body with a lone surrogate or a NaN / Infinity / out-of-range number is 422.
+    * A JSON body (as FastAPI reads one: no content type, ``application/json``, ``application/*+json``)
+      nested too deeply, with a lone surrogate or a NaN / Infinity / out-of-range number is 422.
     """
 
     def __init__(self, app, settings: Settings):
@@ -70,7 +75,7 @@ class RequestGuard:
         body = await self._read_body(receive, headers)
         if isinstance(body, JSONResponse):
             return await body(scope, receive, send)
-        if body and headers.get(b"content-type", b"").split(b";")[0].strip() == b"application/json":
+        if body and parsed_as_json(headers.get(b"content-type")):
             problem = json_problem(body)
             if problem:
                 return await error(422, problem)(scope, receive, send)
@@ -108,6 +113,14 @@ class RequestGuard:
         return b"".join(chunks)
 
 
+def parsed_as_json(content_type: bytes | None) -> bool:
+    """True for the bodies FastAPI reads as JSON: no content type, ``application/json`` or ``application/*+json``."""
+    if not content_type:
+        return True
+    kind = content_type.split(b";")[0].strip().lower()
+    return kind == b"application/json" or (kind.startswith(b"application/") and kind.endswith(b"+json"))
+
+
 def _replay(body: bytes, receive):
     sent = False
 
@@ -142,12 +155,14 @@ def _finite(text: str) -> float:
 
 
 def json_problem(body: bytes) -> str | None:
-    """Why a JSON body cannot be accepted (lone surrogate, NaN, Infinity, 1e400), or None.
+    """Why a JSON body cannot be accepted (nested too deeply, lone surrogate, NaN, Infinity, 1e400), or None.
 
     Bodies that are not JSON at all are left to the endpoint's own 422.
     """
     try:
         value = json.loads(body, parse_constant=_reject_constant, parse_float=_finite)
+    except RecursionError:  # ``[`` x 1000: the decoder recurses once per level
+        return "JSON nested too deeply (arrays or objects inside each other about a thousand levels deep)"
     except ValueError as problem:
         if isinstance(problem, json.JSONDecodeError):
             return None
@@ -176,43 +191,67 @@ async def validation_error(request: Request, problem: RequestValidationError) ->
     return SafeJSONResponse(status_code=422, content={"detail": detail})
 
 
-def _status_handler(status: int):
-    async def respond(request: Request, problem: Exception) -> JSONResponse:
-        return error(status, str(problem))
-    return respond
+async def family_error(request: Request, problem: BisearchError) -> JSONResponse:
+    """Every error of the family, answered with its kind's status (:data:`search.errors.ANSWERS`),
+    naming the index by name only (the server's folders stay private, as in ``/health``); a
+    :class:`~search.errors.Busy` one says when to retry."""
+    retry_after = getattr(problem, "retry_after", None)
+    return error(answer_for(problem).status, without_server_paths(str(problem), request.app.state.retriever.backend),
+                 headers={"Retry-After": str(retry_after)} if retry_after is not None else None)
+
+
+def without_server_paths(message: str, backend) -> str:
+    """``message`` with the backend's location (an index folder, a Milvus Lite file) shown by name only."""
+    location = str(getattr(backend, "location", "") or "")
+    for form in {location, str(Path(location).resolve())} if location else ():
+        if os.path.isabs(form):
+            message = message.replace(form, public_source(form) or form)
+    return message
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
-    for kind, status in ((QueryError, 422), (DocumentError, 422), (StaleQuoteError, 409), (ReportError, 422),
-                         (ModelMismatchError, 409),
-                         (BackendError, 503)):
-        app.add_exception_handler(kind, _status_handler(status))
+    app.add_exception_handler(BisearchError, family_error)
 
 
 # -- the app ------------------------------------------------------------------------------
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    yield
+    async with serving_over_http(app.state.mcp, app.state.settings):
+        yield
     await anyio.to_thread.run_sync(app.state.jobs.shutdown)  # running batch rolled back, committed ones kept
 
 
-def create_app(retriever: Retriever, settings: Settings | None = None) -> FastAPI:
-    """The API over an opened retriever (one model and index per process)."""
+def create_app(retriever: Retriever, settings: Settings | None = None, ingester: Ingester | None = None) -> FastAPI:
+    """The API over an opened retriever (one model and index per process).
+
+    Writes go through ``ingester`` (default: one over the retriever's backend and embedder,
+    chunking with the embedder's tokenizer), so the API can run on any embedder, a fake one
+    included; the ingester must write to the retriever's backend. Its ``should_stop`` becomes
+    the job check, so a cancelled job stops between batches.
+    """
     settings = settings or Settings()
+    if ingester is None:
+        ingester = Ingester(retriever.backend, retriever.embedder,
+                            Chunker(retriever.embedder.tokenizer, settings.chunk_tokens),
+                            LoadLimits.from_settings(settings))
+    elif ingester.backend is not retriever.backend:
+        raise ValueError("the ingester must write to the backend the retriever reads")
+    ingester.should_stop = check_cancelled
     app = FastAPI(title="bisearch", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.add_middleware(RequestGuard, settings=settings)
     install_error_handlers(app)
-    app.state.settings, app.state.retriever, app.state.jobs = settings, retriever, Jobs()
-    app.state.ingester = Ingester(retriever.backend, retriever.embedder,
-                                  Chunker(retriever.embedder.tokenizer, settings.chunk_tokens),
-                                  LoadLimits.from_settings(settings), should_stop=check_cancelled)
+    app.state.settings, app.state.retriever, app.state.jobs = settings, retriever, Jobs(settings.max_queued_jobs)
+    app.state.ingester = ingester
     # Searches (and reports) wait for a slot on the event loop, not in the shared thread pool, so a
     # queue of them never starves /health, the page or document requests of threads; writes take turns.
-    app.state.search_slots = anyio.CapacityLimiter(settings.search_threads)
-    app.state.write_slots = anyio.CapacityLimiter(1)
+    app.state.search_slots = Slots(settings.search_threads)
+    app.state.write_slots = Slots(1)
+    app.state.parse_slots = Slots(settings.parse_processes)
     for module in (page, search_router, documents, reports, ingest, jobs):
         app.include_router(module.router)
+    app.state.mcp = create_mcp(app.state)  # the same tools for AI assistants, at /mcp
+    app.add_route(MCP_PATH, HttpEndpoint(app.state.mcp), include_in_schema=False)
     return app
 
 

@@ -6,12 +6,12 @@ import hmac
 from pathlib import Path
 from typing import Annotated
 
-import anyio
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 
 from search.api.jobs import Jobs
+from search.api.slots import Slots
 from search.backends.base import Backend
 from search.ingest.pipeline import Ingester
 from search.ranking.retriever import Retriever
@@ -45,23 +45,41 @@ def get_jobs(request: Request) -> Jobs:
     return request.app.state.jobs
 
 
-def require_api_key(settings: Annotated[Settings, Depends(get_settings)],
-                    key: Annotated[str | None, Security(api_key_header)] = None) -> None:
-    """Write endpoints need ``X-API-Key`` when ``BISEARCH_API_KEY`` is set (constant-time compare)."""
+def check_api_key(settings: Settings, key: str | None) -> None:
+    """Writes need ``X-API-Key`` when ``BISEARCH_API_KEY`` is set (constant-time compare); 401 otherwise."""
     expected = settings.api_key
     if expected and not hmac.compare_digest((key or "").encode("utf-8", "surrogatepass"),
                                             expected.encode("utf-8", "surrogatepass")):
         raise HTTPException(status_code=401, detail=f"missing or wrong {API_KEY_HEADER} header")
 
 
-async def in_search_slot(request: Request, function, *args):
-    """Run a search-like call (search, report) in one of the ``search_threads`` slots."""
-    return await anyio.to_thread.run_sync(function, *args, limiter=request.app.state.search_slots)
+def require_api_key(settings: Annotated[Settings, Depends(get_settings)],
+                    key: Annotated[str | None, Security(api_key_header)] = None) -> None:
+    """Write endpoints need ``X-API-Key`` when ``BISEARCH_API_KEY`` is set."""
+    check_api_key(settings, key)
+
+
+async def in_slot(slots: Slots, function, *args, weight: int = 1):
+    """Run a blocking call in a worker thread once ``weight`` of ``slots`` are free (waiting on the
+    event loop, holding no thread)."""
+    return await slots.run(weight, function, *args)
+
+
+async def in_search_slot(request: Request, function, *args, weight: int = 1):
+    """Run a search-like call (search, report) holding ``weight`` of the ``search_threads`` slots (a
+    search's plan says how many: :attr:`search.ranking.budget.SearchPlan.slots`)."""
+    return await in_slot(request.app.state.search_slots, function, *args, weight=weight)
+
+
+async def in_parse_slot(request: Request, function, *args):
+    """Read an uploaded file (a child process does the work; the thread only waits) in one of the
+    ``parse_processes`` slots: the rest wait on the event loop, holding no thread of the shared pool."""
+    return await in_slot(request.app.state.parse_slots, function, *args)
 
 
 async def in_write_slot(request: Request, function, *args):
     """Run a small write; writes take turns so they never crowd out searches."""
-    return await anyio.to_thread.run_sync(function, *args, limiter=request.app.state.write_slots)
+    return await in_slot(request.app.state.write_slots, function, *args)
 
 
 def accepted(job) -> JSONResponse:

@@ -4,6 +4,11 @@
 A job is cancelled between embedding batches (:func:`check_cancelled`): what an earlier
 batch committed stays, the running batch never reaches its transaction. Shutdown cancels
 every job and waits for the worker.
+
+The queue is bounded: at most ``max_queued_jobs`` jobs queued or running, beyond that
+:class:`JobQueueFull` (429 with ``Retry-After``). A job lets go of its work (the closure that
+holds the document's text) when it finishes or is cancelled: a finished job keeps only its
+result summary or error.
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
+from search.errors import Busy
+
 log = logging.getLogger(__name__)
 KEPT_FINISHED = 200  # finished jobs remembered for polling
+RETRY_AFTER_SECONDS = 10  # what a 429 for a full queue suggests
 FINISHED = ("done", "failed", "cancelled")
 _current = threading.local()
 
@@ -26,11 +34,20 @@ class JobCancelled(Exception):
     """The running job was cancelled (raised at the next cancellation point)."""
 
 
+class JobQueueFull(Busy):
+    """As many jobs are queued or running as the queue holds (the API answers 429 with Retry-After)."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"{limit} background jobs are queued or running, the most the server holds "
+                         f"(setting max_queued_jobs); retry in {RETRY_AFTER_SECONDS} s")
+        self.retry_after = RETRY_AFTER_SECONDS
+
+
 @dataclass
 class Job:
     id: str
     kind: str
-    run: Callable[["Job"], dict]
+    run: Callable[["Job"], dict] | None  # dropped when the job finishes: it holds the document's text
     status: str = "queued"
     progress: dict[str, int] = field(default_factory=dict)
     result: dict | None = None
@@ -53,14 +70,11 @@ def check_cancelled() -> None:
         raise JobCancelled(job.id)
 
 
-def in_job() -> bool:
-    return getattr(_current, "job", None) is not None
-
-
 class Jobs:
-    """A queue of write jobs served by one worker thread (writes never pile up on the model)."""
+    """A bounded queue of write jobs served by one worker thread (writes never pile up on the model)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = 8) -> None:
+        self.limit = limit
         self._jobs: dict[str, Job] = {}
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._lock = threading.Lock()
@@ -72,6 +86,8 @@ class Jobs:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the server is shutting down")
+            if self.full():
+                raise JobQueueFull(self.limit)
             self._jobs[job.id] = job
             self._forget_old()
             if self._worker is None:
@@ -80,13 +96,21 @@ class Jobs:
         self._queue.put(job)
         return job
 
+    def full(self) -> bool:
+        """True when ``limit`` jobs are queued or running."""
+        return sum(job.status not in FINISHED for job in list(self._jobs.values())) >= self.limit
+
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
     def cancel(self, job_id: str) -> Job | None:
-        job = self._jobs.get(job_id)
-        if job is not None and job.status not in FINISHED:
-            job.cancel_event.set()
+        """Cancel a job: a queued one at once (its work let go), a running one at its next cancellation point."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is not None and job.status not in FINISHED:
+                job.cancel_event.set()
+                if job.status == "queued":
+                    job.status, job.finished_at, job.run = "cancelled", time.time(), None
         return job
 
     def shutdown(self, timeout: float = 60.0) -> None:
@@ -110,11 +134,13 @@ class Jobs:
             self._run(job)
 
     def _run(self, job: Job) -> None:
-        job.started_at = time.time()
+        with self._lock:
+            if job.status != "queued":  # cancelled while it waited
+                return
+            job.status, job.started_at = "running", time.time()
         _current.job = job
         try:
             check_cancelled()
-            job.status = "running"
             job.result = job.run(job)
             job.status = "done"
         except JobCancelled:
@@ -124,4 +150,5 @@ class Jobs:
             job.status, job.error = "failed", str(error)[:2000]
         finally:
             _current.job = None
+            job.run = None
             job.finished_at = time.time()

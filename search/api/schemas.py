@@ -11,7 +11,7 @@ from search.output.citations import CitedHit, SearchOut
 from search.ranking.evidence import MAX_SPANS
 from search.output.report import DEFAULT_TITLE, QuoteKind
 from search.text.language import has_visible_text
-from search.ranking.retriever import MAX_QUERY_CHARS
+from search.ranking.budget import MAX_EVIDENCE_HITS, MAX_K, MAX_OFFSET as MAX_SEARCH_OFFSET, MAX_QUERY_CHARS
 from search.types import Lang, Mode
 
 MAX_DOC_ID_CHARS = 200
@@ -47,18 +47,19 @@ DocId = Annotated[str, Field(min_length=1, max_length=MAX_DOC_ID_CHARS), AfterVa
 
 class SearchIn(BaseModel):
     q: Query
-    k: int = Field(10, ge=1, le=100)
+    k: int = Field(10, ge=1, le=MAX_K, description="hits per page; with phrases, exclusions or collapse=doc, "
+                                                  "k + offset <= 200 (MAX_NARROWED_WINDOW)")
     lang: Lang | None = Field(None, description="Only passages in this language")
     doc: list[Annotated[str, Field(min_length=1, max_length=MAX_DOC_ID_CHARS)]] | None = Field(
         None, max_length=100, description="Only passages of these document ids")
     mode: Mode = Mode.HYBRID
-    offset: int = Field(0, ge=0, le=1000)
+    offset: int = Field(0, ge=0, le=MAX_SEARCH_OFFSET)
     collapse: Literal["doc"] | None = Field(None, description="doc: the best passage per document, "
                                                               "near-identical passages of other documents folded")
-    evidence: int = Field(0, ge=0, le=10, description="every hit carries its answering sentences (sentence "
+    evidence: int = Field(0, ge=0, le=MAX_EVIDENCE_HITS, description="every hit carries its answering sentences (sentence "
                                                        "vectors stored at ingest); N embeds the sentences of the "
-                                                       "first N hits now instead: more precise, about 0.5 s per "
-                                                       "hit on CPU")
+                                                       "first N hits now instead (at most 64 sentences in all): "
+                                                       "more precise, about 0.5 s per hit on CPU")
 
 
 class DocumentIn(BaseModel):

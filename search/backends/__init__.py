@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from search.backends.base import Backend, BackendError, ModelMismatchError, PreparedDocument
+from search.backends.base import (Backend, BackendError, DocumentRefused, Fields, ModelMismatchError, PreparedDocument,
+                                  Row)
+from search.errors import InvalidInput
 
 if TYPE_CHECKING:
     from search.settings import Settings
 
-__all__ = ["Backend", "BackendError", "ModelMismatchError", "PreparedDocument", "open_backend", "index_exists"]
+__all__ = ["Backend", "BackendError", "DocumentRefused", "Fields", "ModelMismatchError", "PreparedDocument", "Row",
+           "open_backend", "index_exists"]
 
 
 def open_backend(settings: "Settings") -> Backend:
@@ -18,7 +21,7 @@ def open_backend(settings: "Settings") -> Backend:
         from search.backends.milvus import MilvusBackend
 
         if not settings.milvus_uri:
-            raise BackendError("the milvus backend needs --milvus-uri (or BISEARCH_MILVUS_URI)")
+            raise InvalidInput("the milvus backend needs --milvus-uri (or BISEARCH_MILVUS_URI)")
         return MilvusBackend(settings.milvus_uri)
     from search.backends.local import LocalBackend
     from search.backends.local.vectors import IndexSettings

@@ -7,7 +7,8 @@ Four collections, named ``<prefix>_<name>`` (default prefix ``bisearch``; docume
     one row per passage: ``id`` (INT64, assigned here), ``vector`` (FLOAT_VECTOR, metric IP on
     unit vectors = cosine), ``doc_id``, ``gen``, ``chunk_no``, ``start``, ``end``, ``lang``,
     ``mixed``, ``title``, ``source``, ``text``, ``loc`` (JSON: page, page_end, page_label,
-    section; Milvus Lite has no nullable fields) and ``keyword_text``: the *normalised* passage
+    section, ocr, sentence vectors; Milvus Lite has no nullable fields; keys a row lacks read as
+    absent, so rows written before a key existed need no migration) and ``keyword_text``: the *normalised* passage
     text (NFKC + simplified, :func:`search.text.language.normalize`) analysed by jieba
     (``lowercase`` + ``cnalphanumonly``), fed to a BM25 function whose output is the sparse
     field ``sparse``. Chinese is thus indexed as words, and a query's normalised text
@@ -18,7 +19,7 @@ Four collections, named ``<prefix>_<name>`` (default prefix ``bisearch``; docume
     committed version. Every collection needs a vector field, so the small ones carry a 2-d
     dummy ``_v``.
 ``texts``
-    document texts (kind 0), page/section layout as JSON (kind 1) and the original file as
+    document texts (kind 0), page/section/OCR layout as JSON (kind 1) and the original file as
     base64 (kind 2), split into ordered pieces of at most 16,000 characters (at most 64,000
     UTF-8 bytes, under VARCHAR's 65,535), keyed by ``(gen, slot in the batch, kind, piece)`` and rejoined on read,
     so any document round-trips exactly.
@@ -37,8 +38,8 @@ back (a big batch borrows future milliseconds). Ids are never reused; two writer
 collide by taking the same millisecond *and* the same tag. Generations are ordered in time.
 
 Atomic writes (Milvus has no transactions). A passage is visible only when its ``(doc_id,
-gen)`` matches the committed ``gen`` of its document row; every search, ``passages()`` and
-``vectors()`` checks that against the ``documents`` collection. A write:
+gen)`` matches the committed ``gen`` of its document row; every search and ``rows()`` checks
+that against the ``documents`` collection. A write:
 
 1. journals its doc ids under a new generation ``G`` (``meta`` rows ``pending:G:...``);
 2. inserts the new passages and text pieces with ``gen = G`` (invisible: the document rows
@@ -56,8 +57,11 @@ commit point) and then the passages and texts of that and older generations.
 
 Filters are Milvus boolean expressions over ``lang``, ``doc_id`` and ``key`` with strings escaped
 (:func:`quote`); a doc id holding a line break cannot be written in an expression, so it is
-refused on write. ``consistency_level="Strong"`` makes each write visible to the next query.
-BM25 scores are returned positive, higher better.
+refused on write (:func:`search.backends.codec.check_doc_id`, for both backends).
+``consistency_level="Strong"`` makes each write visible to the next query. BM25 scores are
+returned positive, higher better. A keyword search with quoted phrases keeps only passages that
+hold them (:func:`search.backends.codec.holds_phrases`, the same rule the local backend answers
+from its indexes): it reads the hits' text and fetches more hits until ``k`` are kept.
 """
 
 from __future__ import annotations
@@ -78,9 +82,12 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from search.backends.base import BackendError, ModelMismatchError, PreparedDocument
+from search.backends.base import BackendError, DocumentRefused, Fields, ModelMismatchError, PreparedDocument, Row
+from search.backends.codec import (MAX_ID_CHARS, check_model, check_write, holds_phrases, layout, passage_counts,
+                                   stats_counts, stored_document, stored_passage)
+from search.errors import BisearchError
 from search.text.language import normalize
-from search.types import SentenceVectors, Document, DocumentSummary, Filter, KeywordQuery, Lang, ModelInfo, Origin, Passage, Scored
+from search.types import Document, DocumentSummary, Filter, KeywordQuery, Lang, ModelInfo, Origin, Scored, SentenceVectors
 
 log = logging.getLogger(__name__)
 # pymilvus logs every failed RPC (several lines each) before raising; the adapter raises one clear line instead.
@@ -89,7 +96,6 @@ logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
 ANALYZER = {"tokenizer": "jieba", "filter": ["lowercase", "cnalphanumonly"]}
 PIECE_CHARS = 16_000  # 4 UTF-8 bytes at most per character: 64,000 bytes < 65,535
 MAX_VARCHAR = 65_535
-MAX_ID_CHARS = 4_096
 INSERT_ROWS = 256  # passages per insert call
 INSERT_PIECES = 48  # text pieces per insert call (≤ 3 MB)
 QUERY_BATCH = 1_000  # ids per `in [...]` expression
@@ -102,10 +108,13 @@ TEXT, LAYOUT, FILE = 0, 1, 2
 MAX_SENTENCES_FIELD = 48_000  # base64 characters: well inside a JSON field's 64 KiB
 COLLECTIONS = {"passages": "passages", "documents": "documents_v2", "texts": "texts", "meta": "meta"}
 LEGACY_DOCUMENTS = "documents"  # the first documents collection: the user's id as primary key
-PASSAGE_FIELDS = ["id", "doc_id", "gen", "chunk_no", "start", "end", "lang", "mixed", "title", "source", "text", "loc"]
+#: The passage fields :meth:`MilvusBackend.rows` reads: always the origin, then those of each field asked for.
+ORIGIN_FIELDS = ("id", "lang", "doc_id", "gen")
+ROW_FIELDS = {Fields.PASSAGE: ("chunk_no", "start", "end", "mixed", "title", "source", "text", "loc"),
+              Fields.VECTOR: ("vector",), Fields.SENTENCES: ("loc",)}
 
 T = TypeVar("T")
-Fields = list[tuple[str, Any, dict[str, Any]]]  # (name, DataType, parameters)
+Schema = list[tuple[str, Any, dict[str, Any]]]  # (name, DataType, parameters)
 
 _lite_lock = threading.Lock()
 _lite_users: dict[str, int] = {}  # Milvus Lite file -> open backends in this process
@@ -140,7 +149,7 @@ def _batches(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
     return (items[start:start + size] for start in range(0, len(items), size))
 
 
-def _document_fields() -> Fields:
+def _document_fields() -> Schema:
     """The documents collection's fields besides its primary key ``key``."""
     from pymilvus import DataType
 
@@ -156,7 +165,7 @@ def _document_fields() -> Fields:
     ]
 
 
-def _small_collections() -> dict[str, Fields]:
+def _small_collections() -> dict[str, Schema]:
     """Fields of the collections other than passages; the first one is the primary key."""
     from pymilvus import DataType
 
@@ -216,13 +225,13 @@ def _one_line(error: BaseException) -> str:
 
 
 def _guarded(method: Callable[..., T]) -> Callable[..., T]:
-    """Turns any failure of the Milvus client into one-line :class:`BackendError` naming the URI."""
+    """Turns any failure of the Milvus client into a one-line :class:`BackendError` naming the URI."""
 
     @wraps(method)
     def wrapper(self: "MilvusBackend", *args: Any, **kwargs: Any) -> T:
         try:
             return method(self, *args, **kwargs)
-        except BackendError:
+        except BisearchError:  # already one line, of its kind (a refused write, a mismatch)
             raise
         except Exception as error:  # pymilvus raises MilvusException, grpc errors, ValueError, ...
             raise BackendError(f"Milvus at {self.uri}: {method.__name__} failed: {_one_line(error)}") from error
@@ -232,6 +241,16 @@ def _guarded(method: Callable[..., T]) -> Callable[..., T]:
 
 def _pieces(text: str) -> list[str]:
     return [text[i:i + PIECE_CHARS] for i in range(0, len(text), PIECE_CHARS)] or [""]
+
+
+def _row(row: dict[str, Any], fields: Fields) -> Row:
+    """A passage row as :meth:`MilvusBackend.rows` read it (only the ``fields`` asked for)."""
+    loc = row.get("loc") or {}
+    sentences = loc.get("sentences") if Fields.SENTENCES in fields else None
+    return Row(Origin(Lang(row["lang"]), row["doc_id"]),
+               stored_passage({**row, **loc}) if Fields.PASSAGE in fields else None,
+               np.asarray(row["vector"], dtype=np.float32) if Fields.VECTOR in fields else None,
+               SentenceVectors.from_bytes(base64.b64decode(sentences)) if sentences else None)
 
 
 class MilvusBackend:
@@ -268,6 +287,11 @@ class MilvusBackend:
     def location(self) -> str:
         return self.uri
 
+    @property
+    def _where(self) -> str:
+        """How messages name this index."""
+        return f"Milvus at {self.uri} (collections {self.prefix}_*)"
+
     # -- connection and schema ---------------------------------------------------------
     def _connect(self, target: str, token: str, connect_timeout: float, lite: bool) -> None:
         from pymilvus import MilvusClient  # an optional extra: imported only when this backend is used
@@ -300,7 +324,7 @@ class MilvusBackend:
         if legacy in existing:
             self._migrate(legacy)
 
-    def _create(self, collection: str, fields: Fields) -> None:
+    def _create(self, collection: str, fields: Schema) -> None:
         """Creates a small collection (its first field the primary key, plus the dummy vector ``_v``)."""
         from pymilvus import DataType
 
@@ -334,8 +358,8 @@ class MilvusBackend:
         fields = [name for name, _, _ in _document_fields()]
         doc_ids = sorted({row["doc_id"] for row in self._scan(self.names["texts"], ["doc_id"])})
         copied = 0
-        for chunk in _batches(doc_ids, QUERY_BATCH):
-            rows = self._client.query(legacy, filter=one_of("id", chunk), output_fields=fields, timeout=self.timeout)
+        for part in _batches(doc_ids, QUERY_BATCH):
+            rows = self._client.query(legacy, filter=one_of("id", part), output_fields=fields, timeout=self.timeout)
             for part in _batches(rows, INSERT_PIECES):
                 self._client.upsert(self.names["documents"], [
                     {**{field: row[field] for field in fields}, "key": doc_key(row["id"]), "_v": DUMMY}
@@ -389,11 +413,7 @@ class MilvusBackend:
     @_guarded
     def record_model(self, info: ModelInfo) -> None:
         recorded = self.model()
-        if recorded is not None and (recorded.name, recorded.dimension) != (info.name, info.dimension):
-            raise ModelMismatchError(
-                f"Milvus at {self.uri} (collections {self.prefix}_*) was built with model {recorded.name!r} "
-                f"({recorded.dimension}-d), not {info.name!r} ({info.dimension}-d): query it with that model "
-                f"(--model / BISEARCH_MODEL) or use another URI or collection prefix")
+        check_model(recorded, info, self._where)
         if not self._has_passages():
             self._create_passages(info.dimension)
         else:
@@ -416,11 +436,11 @@ class MilvusBackend:
         batch = list({prepared.document.id: prepared for prepared in documents}.values())  # last one wins
         if not batch:
             return
-        info = self.model()
-        if info is None or not self._has_passages():
-            raise BackendError(f"Milvus at {self.uri}: record the model before writing documents")
+        check_write(batch, self.model(), self._where)
+        if not self._has_passages():
+            raise BackendError(f"{self._where}: the passages collection is missing: record the model again")
         for prepared in batch:
-            self._check(prepared, info.dimension)
+            self._check_lengths(prepared)
         gen = self._ids.take(1)[0]
         journal = self._journal(gen, [prepared.document.id for prepared in batch])
         try:
@@ -436,19 +456,12 @@ class MilvusBackend:
         except Exception as error:
             log.warning("Milvus at %s: written, but old rows not yet removed (%s)", self.uri, _one_line(error))
 
-    def _check(self, prepared: PreparedDocument, dimension: int) -> None:
-        doc_id = prepared.document.id
-        quote(doc_id)  # refuses line breaks
-        if not doc_id or len(doc_id) > MAX_ID_CHARS:
-            raise BackendError(f"Milvus at {self.uri}: document id must have 1 to {MAX_ID_CHARS} characters")
-        vectors = np.asarray(prepared.vectors)
-        if vectors.shape != (len(prepared.passages), dimension):
-            raise BackendError(f"Milvus at {self.uri}: document {doc_id!r} has vectors of shape {vectors.shape}, "
-                               f"expected ({len(prepared.passages)}, {dimension})")
+    def _check_lengths(self, prepared: PreparedDocument) -> None:
+        """Milvus's own limit (the contract's rules are :func:`check_write`'s): VARCHAR fields of 64 KiB."""
         for value in (prepared.document.title, prepared.document.source, *(p.text for p in prepared.passages)):
             if len(value.encode("utf-8")) > MAX_VARCHAR:
-                raise BackendError(f"Milvus at {self.uri}: document {doc_id!r} has a title, source or passage "
-                                   f"longer than Milvus's {MAX_VARCHAR} bytes")
+                raise DocumentRefused(f"{self._where}: document {prepared.document.id!r} has a title, source or "
+                                      f"passage longer than Milvus's {MAX_VARCHAR} bytes")
 
     def _journal(self, gen: int, doc_ids: list[str]) -> list[str]:
         keys = [f"pending:{gen}:{number}" for number in range(len(doc_ids))]
@@ -469,7 +482,8 @@ class MilvusBackend:
                     "lang": Lang(passage.lang).value, "mixed": bool(passage.mixed),
                     "title": prepared.document.title, "source": prepared.document.source, "text": passage.text,
                     "loc": {"page": passage.page, "page_end": passage.page_end, "page_label": passage.page_label,
-                            "section": passage.section,  # sentence vectors: base64 (lite has no nullable fields)
+                            "section": passage.section, "ocr": passage.ocr,
+                            # sentence vectors: base64 (lite has no nullable fields)
                             "sentences": _sentences_field(sentences)},
                     "keyword_text": normalize(passage.text),
                 })
@@ -479,23 +493,19 @@ class MilvusBackend:
     def _insert_texts(self, prepared: PreparedDocument, gen: int, slot: int) -> dict[str, object]:
         """Stores a document's text, layout and file as pieces; returns its (uncommitted) document row."""
         document = prepared.document
-        layout = json.dumps({"pages": list(document.pages), "page_labels": list(document.page_labels),
-                             "sections": [list(section) for section in document.sections]}, ensure_ascii=False)
-        parts = {TEXT: _pieces(document.text), LAYOUT: _pieces(layout)}
+        parts = {TEXT: _pieces(document.text), LAYOUT: _pieces(json.dumps(layout(document), ensure_ascii=False))}
         if prepared.original is not None:
             parts[FILE] = _pieces(base64.b64encode(prepared.original).decode("ascii"))
         rows = [{"key": f"{gen}:{slot}:{kind}:{number}", "doc_id": document.id, "gen": gen, "kind": kind, "piece": number,
                  "data": data, "_v": DUMMY} for kind, pieces in parts.items() for number, data in enumerate(pieces)]
         for part in _batches(rows, INSERT_PIECES):
             self._client.insert(self.names["texts"], part, timeout=self.timeout)
-        langs = [Lang(passage.lang).value for passage in prepared.passages]
         return {
             "key": doc_key(document.id), "id": document.id, "gen": gen, "title": document.title,
             "source": document.source, "lang": Lang(document.lang).value, "sha256": document.sha256,
             "media_type": document.media_type,
             "added_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), "chars": len(document.text),
-            "chunks": len(langs), "chunks_en": langs.count("en"), "chunks_zh": langs.count("zh"),
-            "chunks_mixed": sum(bool(passage.mixed) for passage in prepared.passages),
+            **passage_counts(prepared.passages),
             "pieces": {str(kind): len(pieces) for kind, pieces in parts.items()}, "_v": DUMMY,
         }
 
@@ -512,9 +522,9 @@ class MilvusBackend:
     def _forget_older(self, doc_ids: list[str], gen: int, inclusive: bool) -> None:
         """Deletes passages and text pieces of ``doc_ids`` from generations before ``gen``."""
         op = "<=" if inclusive else "<"
-        for chunk in _batches(doc_ids, QUERY_BATCH):
+        for part in _batches(doc_ids, QUERY_BATCH):
             for name in ("passages", "texts"):
-                self._client.delete(self.names[name], filter=f"{one_of('doc_id', chunk)} and gen {op} {gen}",
+                self._client.delete(self.names[name], filter=f"{one_of('doc_id', part)} and gen {op} {gen}",
                                     timeout=self.timeout)
 
     @_guarded
@@ -556,8 +566,8 @@ class MilvusBackend:
         """The committed generation of each document that exists."""
         keys = sorted({doc_key(doc_id) for doc_id in doc_ids})
         found: dict[str, int] = {}
-        for chunk in _batches(keys, QUERY_BATCH):
-            rows = self._client.query(self.names["documents"], filter=one_of("key", chunk),
+        for part in _batches(keys, QUERY_BATCH):
+            rows = self._client.query(self.names["documents"], filter=one_of("key", part),
                                       output_fields=["id", "gen"], timeout=self.timeout)
             found.update({row["id"]: int(row["gen"]) for row in rows})
         return found
@@ -581,19 +591,23 @@ class MilvusBackend:
             clauses.append(one_of("doc_id", where.doc_ids))
         return " and ".join(clauses)
 
-    def _search(self, data: list, field: str, metric: str, k: int, where: Filter) -> list[tuple[int, float]]:
+    def _search(self, data: list, field: str, metric: str, k: int, where: Filter,
+                phrases: tuple[str, ...] = ()) -> list[tuple[int, float]]:
+        """Top ``k`` visible hits; with ``phrases``, only passages that hold them (their text read and
+        checked by :func:`holds_phrases`). Fetches more hits until ``k`` are kept or none are left."""
         if k <= 0 or not self._has_passages():
             return []
         expression = self._expression(where)
+        output = ["doc_id", "gen", "text"] if phrases else ["doc_id", "gen"]
         limit = min(k + 16, MAX_TOPK)
         while True:
             hits = self._client.search(self.names["passages"], data=data, anns_field=field, limit=limit,
-                                       filter=expression, output_fields=["doc_id", "gen"],
+                                       filter=expression, output_fields=output,
                                        search_params={"metric_type": metric}, timeout=self.timeout)[0]
             rows = [{"id": int(hit["id"]), "score": float(hit["distance"]), **hit["entity"]} for hit in hits]
-            visible = self._visible(rows)
-            if len(visible) >= k or len(rows) < limit or limit == MAX_TOPK:
-                return [(row["id"], row["score"]) for row in visible[:k]]
+            kept = [row for row in self._visible(rows) if not phrases or holds_phrases(row["text"], phrases)]
+            if len(kept) >= k or len(rows) < limit or limit == MAX_TOPK:
+                return [(row["id"], row["score"]) for row in kept[:k]]
             limit = min(limit * 4, MAX_TOPK)
 
     @_guarded
@@ -606,47 +620,24 @@ class MilvusBackend:
         text = query.text.strip() or " ".join(query.tokens)
         if not text:
             return []
-        found = self._search([text], "sparse", "BM25", k, where)
+        found = self._search([text], "sparse", "BM25", k, where, query.phrases)
         if any(score < 0 for _, score in found):  # engines that report BM25 as a distance
             found = [(passage_id, -score) for passage_id, score in found]
         return sorted(found, key=lambda pair: -pair[1])
 
     # -- reads -----------------------------------------------------------------------------
-    def _rows_by_id(self, ids: Iterable[int], fields: list[str]) -> list[dict[str, Any]]:
+    @_guarded
+    def rows(self, ids: Iterable[int], fields: Fields = Fields.ORIGIN) -> dict[int, Row]:
         ids = sorted({int(passage_id) for passage_id in ids})
         if not ids or not self._has_passages():
-            return []
-        rows: list[dict[str, Any]] = []
-        for chunk in _batches(ids, QUERY_BATCH):
-            rows += self._client.query(self.names["passages"], filter=f"id in [{', '.join(map(str, chunk))}]",
-                                       output_fields=sorted({*fields, "doc_id", "gen"}), timeout=self.timeout)
-        return self._visible(rows)
-
-    @_guarded
-    def passages(self, ids: Iterable[int]) -> dict[int, Passage]:
-        found = {}
-        for row in self._rows_by_id(ids, PASSAGE_FIELDS):
-            loc = row["loc"] or {}
-            found[int(row["id"])] = Passage(
-                row["doc_id"], int(row["chunk_no"]), int(row["start"]), int(row["end"]), row["text"],
-                Lang(row["lang"]), bool(row["mixed"]), row["title"], row["source"], int(row["id"]),
-                loc.get("page"), loc.get("page_end"), loc.get("page_label"), loc.get("section"))
-        return found
-
-    @_guarded
-    def sentences(self, ids: Iterable[int]) -> dict[int, SentenceVectors]:
-        return {int(row["id"]): SentenceVectors.from_bytes(base64.b64decode(row["loc"]["sentences"]))
-                for row in self._rows_by_id(ids, ["id", "loc"]) if (row["loc"] or {}).get("sentences")}
-
-    @_guarded
-    def origins(self, ids: Iterable[int]) -> dict[int, Origin]:
-        return {int(row["id"]): Origin(Lang(row["lang"]), row["doc_id"])
-                for row in self._rows_by_id(ids, ["id", "lang", "doc_id"])}
-
-    @_guarded
-    def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
-        return {int(row["id"]): np.asarray(row["vector"], dtype=np.float32)
-                for row in self._rows_by_id(ids, ["id", "vector"])}
+            return {}
+        output = sorted({*ORIGIN_FIELDS, *(name for field, names in ROW_FIELDS.items() if field in fields
+                                           for name in names)})
+        found: list[dict[str, Any]] = []
+        for part in _batches(ids, QUERY_BATCH):
+            found += self._client.query(self.names["passages"], filter=f"id in [{', '.join(map(str, part))}]",
+                                        output_fields=output, timeout=self.timeout)
+        return {int(row["id"]): _row(row, fields) for row in self._visible(found)}
 
     def _document_row(self, doc_id: str, fields: list[str]) -> dict[str, Any] | None:
         rows = self._client.query(self.names["documents"], filter=f"key == {quote(doc_key(doc_id))}",
@@ -673,10 +664,8 @@ class MilvusBackend:
             return None
         gen, counts = int(row["gen"]), row["pieces"]
         text = self._read_pieces(doc_id, gen, TEXT, int(counts[str(TEXT)]))
-        layout = json.loads(self._read_pieces(doc_id, gen, LAYOUT, int(counts[str(LAYOUT)])))
-        return Document(doc_id, row["title"], row["source"], text, Lang(row["lang"]), tuple(layout["pages"]),
-                        tuple(layout["page_labels"]), tuple((int(s), h) for s, h in layout["sections"]),
-                        row["media_type"])
+        layout_values = json.loads(self._read_pieces(doc_id, gen, LAYOUT, int(counts[str(LAYOUT)])))
+        return stored_document({**row, "id": doc_id, "text": text}, layout_values)
 
     @_guarded
     def file(self, doc_id: str) -> bytes | None:
@@ -716,14 +705,17 @@ class MilvusBackend:
                                 rows[doc_id]["added_at"]) for doc_id in ids if doc_id in rows]
 
     @_guarded
+    def count(self) -> int:
+        rows = self._client.query(self.names["documents"], filter="", output_fields=["count(*)"],
+                                  timeout=self.timeout)
+        return int(rows[0]["count(*)"])
+
+    @_guarded
     def stats(self) -> dict[str, object]:
-        rows = self._scan(self.names["documents"], ["chunks", "chunks_en", "chunks_zh", "chunks_mixed"])
-        counts = {"documents": len(rows), "chunks": sum(int(row["chunks"]) for row in rows)}
-        for lang in ("en", "zh"):
-            total = sum(int(row[f"chunks_{lang}"]) for row in rows)
-            if total:
-                counts[f"chunks_{lang}"] = total
-        counts["chunks_mixed"] = sum(int(row["chunks_mixed"]) for row in rows)
+        per_lang = [f"chunks_{lang.value}" for lang in Lang]
+        rows = self._scan(self.names["documents"], [*per_lang, "chunks_mixed"])
+        counts = stats_counts(len(rows), {name.removeprefix("chunks_"): sum(int(row[name]) for row in rows)
+                                          for name in per_lang}, sum(int(row["chunks_mixed"]) for row in rows))
         info = self.model()
         stats: dict[str, object] = {"backend": "milvus", "uri": self.uri, "collections": f"{self.prefix}_*",
                                     **counts, "model": info.as_dict() if info else None}

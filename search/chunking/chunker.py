@@ -6,11 +6,15 @@ Every span is a pair of character offsets into the document text, so
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Protocol
 
 from search.text.language import detect_language, is_mixed
 from search.text.sentences import split_sentences, trimmed
 from search.types import Passage
+
+#: Pieces (sentences) between two calls of a chunking run's ``should_stop``.
+STOP_CHECK_EVERY = 64
+
 
 class Tokenizer(Protocol):
     """The slice of a Hugging Face fast tokenizer the chunker needs."""
@@ -56,10 +60,12 @@ class Chunker:
             first += size
         return spans
 
-    def _pieces(self, text: str) -> list[tuple[int, int]]:
+    def _pieces(self, text: str, should_stop: Callable[[], None]) -> list[tuple[int, int]]:
         """Sentence spans, with sentences over the limit cut into smaller spans."""
         pieces: list[tuple[int, int]] = []
-        for start, end in split_sentences(text):
+        for number, (start, end) in enumerate(split_sentences(text)):
+            if number % STOP_CHECK_EVERY == 0:
+                should_stop()
             if self.count_tokens(text[start:end]) <= self.max_tokens:
                 pieces.append((start, end))
             else:
@@ -69,11 +75,14 @@ class Chunker:
     def _fits(self, text: str, group: list[tuple[int, int]], piece: tuple[int, int]) -> bool:
         return not group or self.count_tokens(text[group[0][0]:piece[1]]) <= self.max_tokens
 
-    def _group(self, text: str, pieces: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+    def _group(self, text: str, pieces: list[tuple[int, int]],
+               should_stop: Callable[[], None]) -> list[list[tuple[int, int]]]:
         """Greedy packing; each new group repeats the last sentences of the previous one."""
         groups: list[list[tuple[int, int]]] = []
         current: list[tuple[int, int]] = []
-        for piece in pieces:
+        for number, piece in enumerate(pieces):
+            if number % STOP_CHECK_EVERY == 0:
+                should_stop()
             if not self._fits(text, current, piece):
                 groups.append(current)
                 keep = current[-self.overlap_sentences:] if self.overlap_sentences and len(current) > 1 else []
@@ -83,10 +92,11 @@ class Chunker:
             groups.append(current)
         return groups
 
-    def chunk(self, text: str, doc_id: str = "") -> list[Passage]:
-        """Passages covering every sentence of ``text``, in order."""
+    def chunk(self, text: str, doc_id: str = "", should_stop: Callable[[], None] = lambda: None) -> list[Passage]:
+        """Passages covering every sentence of ``text``, in order; ``should_stop`` is called every
+        few sentences and may raise to abandon a long text (a cancelled job)."""
         passages = []
-        for number, group in enumerate(self._group(text, self._pieces(text))):
+        for number, group in enumerate(self._group(text, self._pieces(text, should_stop), should_stop)):
             start, end = group[0][0], group[-1][1]
             body = text[start:end]
             passages.append(Passage(doc_id, number, start, end, body, detect_language(body), is_mixed(body)))

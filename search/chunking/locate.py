@@ -9,13 +9,15 @@ from search.types import Document, Passage
 
 
 def locate(passage: Passage, document: Document) -> Passage:
-    """The passage with its page range (paged documents) and nearest heading (sectioned ones)."""
+    """The passage with its page range (paged documents), whether OCR read it (any of its pages) and
+    its nearest heading (sectioned ones)."""
     located = passage
     if document.pages:
         first = bisect_right(document.pages, passage.start)
         last = bisect_right(document.pages, passage.end - 1)
         label = document.page_labels[first - 1] if len(document.page_labels) >= first else None
-        located = replace(located, page=first, page_end=last, page_label=label)
+        ocr = any(first <= page <= last for page in document.ocr_pages)
+        located = replace(located, page=first, page_end=last, page_label=label, ocr=ocr)
     if document.sections:
         starts = [start for start, _ in document.sections]
         index = bisect_right(starts, passage.start) - 1

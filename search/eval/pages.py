@@ -46,6 +46,8 @@ LANGS = ("en", "zh")
 QUERY_NUMBER_RE = re.compile(r"^(?:[A-Z]|\d+)(?:\.\d+)*\.?\s+")
 #: A numbered heading line: ``5.15.3 manpage.xml.ex``, ``A.1 Shared libraries``.
 HEADING_LINE_RE = re.compile(r"^(?:[A-Z]|\d+)(?:\.\d+)+\.?\s+(.+)$")
+#: Spaced dot leaders (`` . . .``): a table-of-contents line, not the heading itself.
+SPACED_LEADERS_RE = re.compile(r"(\s\.){3}")
 
 
 def _key(text: str) -> str:
@@ -65,7 +67,7 @@ def heading_pages(document: Document) -> dict[str, int]:
     for number in range(len(document.pages)):
         for line in document.text[bounds[number]:bounds[number + 1]].split("\n"):
             match = HEADING_LINE_RE.match(line.strip())
-            if match and not re.search(r"(\s\.){3}", line):
+            if match and not SPACED_LEADERS_RE.search(line):
                 found.setdefault(_key(match.group(1)), number + 1)
     return found
 

@@ -13,12 +13,14 @@ from typing import Callable, Literal, Sequence
 
 import numpy as np
 
-from search.backends.base import Backend, PreparedDocument
+from search.backends.base import Backend, DocumentRefused, PreparedDocument
+from search.backends.codec import check_doc_id
 from search.chunking import Chunker
 from search.chunking.locate import locate
 from search.model.embedder import Embedder
 from search.text.language import keyword_tokens
-from search.loading import DocumentError, LoadedFile, LoadLimits, discover_files, load_file
+from search.loading import DocumentError, LoadedFile, LoadLimits, discover_files
+from search.loading.isolated import load_isolated
 from search.types import Document, Passage
 
 INGEST_BATCH_FILES = 32
@@ -39,6 +41,7 @@ class IngestSummary:
 
     outcomes: list[IngestOutcome] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    ocr_seconds: list[float] = field(default_factory=list)  # one entry per page read by OCR
 
     def count(self, status: str) -> int:
         return sum(1 for outcome in self.outcomes if outcome.status == status)
@@ -50,7 +53,13 @@ class IngestSummary:
     def as_dict(self) -> dict[str, object]:
         return {"files": len(self.outcomes) + len(self.failed), "added": self.count("added"),
                 "replaced": self.count("replaced"), "unchanged": self.count("unchanged"),
-                "failed": len(self.failed), "chunks_added": self.chunks_added, "errors": self.failed}
+                "failed": len(self.failed), "chunks_added": self.chunks_added, "errors": self.failed,
+                "ocr_pages": len(self.ocr_seconds), "ocr_seconds_per_page": self.ocr_seconds_per_page}
+
+    @property
+    def ocr_seconds_per_page(self) -> float | None:
+        """Mean OCR time of the pages OCR read (None when it read none)."""
+        return round(sum(self.ocr_seconds) / len(self.ocr_seconds), 2) if self.ocr_seconds else None
 
 
 class Ingester:
@@ -71,7 +80,8 @@ class Ingester:
                 progress: bool = False) -> list[PreparedDocument]:
         """Chunk, embed and tokenise documents (one encode call for all their passages, which also
         gives each passage's sentence vectors for evidence spans)."""
-        chunked = [chunk_document(self.chunker, document, (files or {}).get(document.id)) for document in documents]
+        chunked = [chunk_document(self.chunker, document, (files or {}).get(document.id), self.should_stop)
+                   for document in documents]
         return embed_chunked(self.embedder, chunked, self.should_stop, progress)
 
     def add(self, documents: Sequence[Document], files: dict[str, bytes] | None = None,
@@ -97,6 +107,9 @@ class Ingester:
                      limits: LoadLimits | None = None) -> IngestSummary:
         """Ingest files and folders; unreadable files are reported and skipped, never half-ingested.
 
+        Each file is read in a child process under ``limits`` (:mod:`search.loading.isolated`): a file
+        that breaks a limit, or a reader, fails alone with one reason; ``should_stop`` cancels a read.
+
         With ``root`` (server-side ingest), files reached through symlinks that point outside it
         are ignored, and files are named (sources, messages) by their path inside the root.
         ``on_file(done, total)`` follows the progress; ``limits`` overrides the ingester's own.
@@ -113,11 +126,12 @@ class Ingester:
         for position, (path, doc_id) in enumerate(files, start=1):
             name = _name(path, root)
             refused = file_refusal(self.backend, path, doc_id, root, first_file)
-            loaded = refused or load_one(path, doc_id, name, limits or self.limits, pages)
+            loaded = refused or load_one(path, doc_id, name, limits or self.limits, pages, self.should_stop)
             if isinstance(loaded, str):
                 summary.failed.append(loaded)
             else:
                 batch.append(loaded)
+                summary.ocr_seconds.extend(loaded.ocr_seconds)
             if batch and (len(batch) >= batch_files or position == len(files)):
                 files_kept = {item.document.id: item.original for item in batch if item.original is not None}
                 summary.outcomes.extend(self.add([item.document for item in batch], files_kept))
@@ -132,9 +146,13 @@ class Ingester:
 
 def file_refusal(backend: Backend, path: Path, doc_id: str, root: Path | None,
                  first_file: dict[str, Path]) -> str | None:
-    """Why ``path`` is not ingested as ``doc_id`` (another file of this run or of the index holds the
-    id), or None. ``first_file`` remembers the run's ids (filled here)."""
+    """Why ``path`` is not ingested as ``doc_id`` (an id no backend can store, or one that another
+    file of this run or of the index holds), or None. ``first_file`` remembers the run's ids (filled here)."""
     name = _name(path, root)
+    try:
+        check_doc_id(doc_id)
+    except DocumentRefused as error:
+        return f"{name}: {error}"
     if first_file.setdefault(doc_id, path) != path:
         return f"{name}: same document id {doc_id!r} as {_name(first_file[doc_id], root)}; rename one of them"
     if owner := _other_file_with_id(backend, doc_id, path, root):
@@ -169,9 +187,12 @@ class ChunkedDocument:
     original: bytes | None = None
 
 
-def chunk_document(chunker: Chunker, document: Document, original: bytes | None = None) -> ChunkedDocument:
-    """The document's passages (pages and sections located) and their keyword tokens."""
-    passages = tuple(locate(passage, document) for passage in chunker.chunk(document.text, document.id))
+def chunk_document(chunker: Chunker, document: Document, original: bytes | None = None,
+                   should_stop: Callable[[], None] = lambda: None) -> ChunkedDocument:
+    """The document's passages (pages and sections located) and their keyword tokens; ``should_stop``
+    is called every few sentences (it raises to cancel)."""
+    passages = tuple(locate(passage, document)
+                     for passage in chunker.chunk(document.text, document.id, should_stop=should_stop))
     return ChunkedDocument(document, passages, tuple(tuple(keyword_tokens(p.text)) for p in passages), original)
 
 
@@ -196,10 +217,12 @@ def embed_chunked(embedder: Embedder, chunked: Sequence[ChunkedDocument], should
     return prepared
 
 
-def load_one(path: Path, doc_id: str, name: str, limits: LoadLimits, pages=None) -> LoadedFile | str:
-    """One file read into a document, or the one-line reason it was not."""
+def load_one(path: Path, doc_id: str, name: str, limits: LoadLimits, pages=None,
+             should_stop: Callable[[], None] | None = None) -> LoadedFile | str:
+    """One file read into a document (in a child process, under ``limits``), or the one-line reason it
+    was not."""
     try:
-        return load_file(path, doc_id, name=name, limits=limits, progress=pages)
+        return load_isolated(path, doc_id, name=name, limits=limits, progress=pages, should_stop=should_stop)
     except FileNotFoundError:
         return f"{name}: deleted during the ingest"
     except DocumentError as error:
@@ -223,7 +246,8 @@ def _name(path: Path, root: Path | None) -> str:
 
 
 def _page_bar(progress: bool):
-    """A per-page progress callback for long PDFs (shown from the 20th page on), or None."""
+    """A per-page progress callback for paged files (PDF, TIFF), or None: the bar shows once a file
+    has taken a second (a long PDF, pages read by OCR)."""
     if not progress:
         return None
     from tqdm import tqdm
@@ -231,12 +255,13 @@ def _page_bar(progress: bool):
     bars: dict[str, object] = {}
 
     def update(done: int, total: int) -> None:
-        if total >= 20:
-            bar = bars.get("bar")
-            if bar is None or bar.total != total or done == 1:
-                bar = bars["bar"] = tqdm(total=total, unit="page", leave=False)
-            bar.update(done - bar.n)
-            if done == total:
+        bar = bars.get("bar")
+        if bar is None or bar.total != total or done == 1:
+            if bar is not None:
                 bar.close()
+            bar = bars["bar"] = tqdm(total=total, unit="page", leave=False, delay=1.0)
+        bar.update(done - bar.n)
+        if done == total:
+            bar.close()
 
     return update

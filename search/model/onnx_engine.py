@@ -33,6 +33,7 @@ from typing import Iterator
 
 import numpy as np
 
+from search.errors import Unavailable
 from search.model.engine import ModelEngine, ModelSpec, max_seq_length_for, model_info
 from search.model.torch_engine import TorchEngine
 from search.types import SentenceVectors, truncate
@@ -68,7 +69,7 @@ PROBE_PASSAGES = [
 ]
 
 
-class ExportError(RuntimeError):
+class ExportError(Unavailable):
     """The model cannot be exported (not Transformer → mean Pooling → Dense… → Normalize)."""
 
 

@@ -20,6 +20,7 @@ import signal
 import threading
 from typing import Any
 
+from search.errors import Unavailable
 from search.model.engine import ModelSpec
 from search.model.runtime import open_engine
 
@@ -27,8 +28,11 @@ from search.model.runtime import open_engine
 CALLS = frozenset({"describe", "encode_queries", "encode_documents", "encode_with_sentences"})
 
 
-class ModelProcessError(RuntimeError):
-    """The model process failed to load the model, failed a call, or stopped."""
+class ModelProcessError(Unavailable):
+    """The model process failed to load the model, failed a call, or stopped (the message says what to do)."""
+
+
+RESTART = "restart the server (`bisearch serve`)"
 
 
 class EngineProcess:
@@ -48,7 +52,8 @@ class EngineProcess:
                 self._connection.send((method, args))
                 ok, value = self._connection.recv()
             except (EOFError, OSError) as error:
-                raise ModelProcessError(f"the model process stopped (exit code {self._process.exitcode})") from error
+                self._process.join(timeout=1)  # reaped, so its exit code is known
+                raise ModelProcessError(stopped_message(self._process.exitcode)) from error
         if not ok:
             raise ModelProcessError(value)
         return value
@@ -79,13 +84,23 @@ class EngineProcess:
             self._connection.close()
 
 
+def stopped_message(exitcode: int | None) -> str:
+    """What a call hears once the model process is gone: why, if known, and what to do."""
+    if exitcode is not None and exitcode < 0:
+        how = f"killed by signal {-exitcode}" + (" (often the out-of-memory killer)" if exitcode == -9 else "")
+    else:
+        how = f"exit code {exitcode}"
+    return f"the model process stopped ({how}); searches and writes need it: {RESTART}"
+
+
 def serve(connection, spec: ModelSpec) -> None:
     """The child: load the model, then answer calls until the pipe closes or says stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         engine, failure = open_engine(spec), None
     except Exception as error:  # reported to every call, so the parent raises it where it waits
-        engine, failure = None, f"loading the model failed: {type(error).__name__}: {error}"
+        engine, failure = None, (f"loading the model failed: {type(error).__name__}: {_one_line(error)}; "
+                                 f"check --model / BISEARCH_MODEL and {RESTART}")
     while True:
         try:
             message = connection.recv()
@@ -100,4 +115,8 @@ def serve(connection, spec: ModelSpec) -> None:
         try:
             connection.send((True, getattr(engine, method)(*args)))
         except Exception as error:
-            connection.send((False, f"{type(error).__name__}: {error}"))
+            connection.send((False, f"the model failed: {type(error).__name__}: {_one_line(error)}"))
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())

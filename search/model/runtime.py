@@ -19,6 +19,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+from search.errors import InvalidInput
 from search.model.engine import ModelEngine, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,13 @@ PRECISIONS = ("fp32", "bf16", "int8")
 def check_choice(runtime: str, precision: str) -> None:
     """Refuse combinations that do not exist or give wrong vectors."""
     if precision in ("fp16", "float16", "half"):
-        raise ValueError("fp16 gives wrong EmbeddingGemma vectors; use fp32 or bf16")
+        raise InvalidInput("fp16 gives wrong EmbeddingGemma vectors; use fp32 or bf16")
     if runtime not in RUNTIMES:
-        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}")
+        raise InvalidInput(f"runtime must be one of {', '.join(RUNTIMES)}")
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+        raise InvalidInput(f"precision must be one of {', '.join(PRECISIONS)}")
     if precision == "bf16" and runtime == "onnx":
-        raise ValueError("bf16 is a torch precision (GPU); ONNX runs fp32 or int8")
+        raise InvalidInput("bf16 is a torch precision (GPU); ONNX runs fp32 or int8")
 
 
 def choose_runtime(runtime: str, precision: str, device: str) -> tuple[str, str]:
@@ -44,7 +45,7 @@ def choose_runtime(runtime: str, precision: str, device: str) -> tuple[str, str]
     check_choice(runtime, precision)
     on_gpu = device != "cpu"
     if runtime == "onnx" and on_gpu:
-        raise ValueError(f"the onnx runtime runs on the CPU (onnxruntime's CPU build), not on {device}: "
+        raise InvalidInput(f"the onnx runtime runs on the CPU (onnxruntime's CPU build), not on {device}: "
                          f"use runtime torch or auto there")
     if runtime != "auto":
         return runtime, f"runtime {runtime} asked for"

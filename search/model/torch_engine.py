@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 
+from search.model.download import ModelError
 from search.model.engine import ModelEngine, ModelSpec, max_seq_length_for, model_info
 from search.types import SentenceVectors, truncate
 
@@ -30,7 +31,11 @@ def load_torch_model(location: str, precision: str = "fp32", device: str | None 
         import torch
 
         kwargs["model_kwargs"] = {"torch_dtype": torch.bfloat16}
-    model = SentenceTransformer(location, device=device, local_files_only=Path(location).is_dir(), **kwargs)
+    try:
+        model = SentenceTransformer(location, device=device, local_files_only=Path(location).is_dir(), **kwargs)
+    except (OSError, ValueError) as error:  # a folder or id that holds no loadable model
+        reason = " ".join(f"{type(error).__name__}: {error}".split())[:500]
+        raise ModelError(f"cannot load the model {location!r} (--model / BISEARCH_MODEL): {reason}") from error
     return quantize_int8(model) if precision == "int8" else model
 
 

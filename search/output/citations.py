@@ -37,6 +37,7 @@ class CitedHit(BaseModel):
     page_end: int | None = None
     page_label: str | None = None
     section: str | None = None
+    ocr: bool = False  # the text was read by OCR from a scan: check the quote against the page
     dense_score: float | None = None
     keyword_score: float | None = None
     more_in_doc: int = 0  # collapse=doc: other matching passages of the same document

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
 from search.backends.base import Backend
+from search.errors import Conflict, InvalidInput
 from search.text.language import detect_language
 from search.ranking.retriever import Hit, Retriever
 from search.chunking.locate import locate
@@ -22,11 +23,11 @@ Spans = tuple[tuple[int, int], ...]  # [start, end) document offsets, inside one
 EVIDENCE_GAP = " … "  # between two evidence sentences of one quote
 
 
-class ReportError(ValueError):
+class ReportError(InvalidInput):
     """A report request that cannot be served (unknown document, bad span)."""
 
 
-class StaleQuoteError(ReportError):
+class StaleQuoteError(Conflict, ReportError):
     """A quote no longer matches the stored document (it changed after the search)."""
 
 

@@ -37,27 +37,27 @@ def keyword_bonus(keyword: Scores, scripts: Mapping[int, str], query_lang: str |
         return {}
     low, high = min(keyword.values()), max(keyword.values())
     spread = (high - low) or 1.0
-    return {chunk_id: weight * (bm25 - low) / spread for chunk_id, bm25 in keyword.items()
-            if query_lang is None or scripts.get(chunk_id) == query_lang}
+    return {passage_id: weight * (bm25 - low) / spread for passage_id, bm25 in keyword.items()
+            if query_lang is None or scripts.get(passage_id) == query_lang}
 
 
 def fuse(dense: Scores, keyword: Scores, scripts: Mapping[int, str], query_lang: str | None,
          weight: float = KEYWORD_WEIGHT) -> dict[int, float]:
     """Hybrid score of every dense candidate: cosine + own-script keyword bonus."""
     bonus = keyword_bonus(keyword, scripts, query_lang, weight)
-    return {chunk_id: cosine + bonus.get(chunk_id, 0.0) for chunk_id, cosine in dense.items()}
+    return {passage_id: cosine + bonus.get(passage_id, 0.0) for passage_id, cosine in dense.items()}
 
 
 def rank(scores: Scores) -> list[int]:
     """Ids by score, best first (ties by id, so the order is deterministic)."""
-    return sorted(scores, key=lambda chunk_id: (-scores[chunk_id], chunk_id))
+    return sorted(scores, key=lambda passage_id: (-scores[passage_id], passage_id))
 
 
 def interleave(ranked: Sequence[int], groups: Mapping[int, str], lead: str) -> list[int]:
     """Alternate the best passages of each language, starting with the ``lead`` language."""
     queues: dict[str, list[int]] = {lead: []}
-    for chunk_id in ranked:
-        queues.setdefault(groups[chunk_id], []).append(chunk_id)
+    for passage_id in ranked:
+        queues.setdefault(groups[passage_id], []).append(passage_id)
     merged: list[int] = []
     heads = {script: 0 for script in queues}
     while any(heads[script] < len(queue) for script, queue in queues.items()):
@@ -74,8 +74,22 @@ def documents_first(ranked: Sequence[int], documents: Mapping[int, str]) -> list
     seen: set[str] = set()
     firsts: list[int] = []
     later: list[int] = []
-    for chunk_id in ranked:
-        doc_id = documents[chunk_id]
-        (later if doc_id in seen else firsts).append(chunk_id)
+    for passage_id in ranked:
+        doc_id = documents[passage_id]
+        (later if doc_id in seen else firsts).append(passage_id)
         seen.add(doc_id)
     return firsts + later
+
+
+def holders_first(ranked: Sequence[int], languages: Mapping[int, str], holders: set[int],
+                  constrained: set[str]) -> list[int]:
+    """Within each ``constrained`` language, the passages holding its phrases take that language's
+    first places (in rank order), the others follow; every other language keeps its places exactly."""
+    reordered = list(ranked)
+    for lang in constrained:
+        places = [index for index, passage_id in enumerate(ranked) if languages[passage_id] == lang]
+        ids = [ranked[index] for index in places]
+        ordered = [p for p in ids if p in holders] + [p for p in ids if p not in holders]
+        for index, passage_id in zip(places, ordered):
+            reordered[index] = passage_id
+    return reordered

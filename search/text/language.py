@@ -83,13 +83,20 @@ def keyword_tokens(text: str) -> list[str]:
 #: Words not worth highlighting: jieba's English stop words plus Chinese function words.
 HIGHLIGHT_STOP_WORDS = frozenset(KeywordExtractor.STOP_WORDS) | frozenset(
     "的 了 是 在 和 与 及 或 吗 呢 吧 啊 也 都 就 而 之 其 这 那 有 个 为 于 以 被 把 对 从 到 比 "
+    "什么 怎么 怎样 如何 哪些 哪个 多少 为什么 是否 可以 能否 需要 应该 "
     "how what which who why when does do did".split()
 )
 
 
 def highlight_terms(tokens: Iterable[str]) -> frozenset[str]:
-    """The query's keyword tokens (from :func:`keyword_tokens`) worth highlighting: no stop words."""
-    return frozenset(token for token in tokens if token not in HIGHLIGHT_STOP_WORDS)
+    """The query's keyword tokens (from :func:`keyword_tokens`) worth highlighting: no stop words, and
+    no single Chinese character (jieba's search mode cuts 可, 新… out of longer words: they would
+    speckle a Chinese page) unless the query is that one character. BM25 keeps every token."""
+    tokens = list(tokens)
+    if len(tokens) == 1:
+        return frozenset(tokens)
+    return frozenset(token for token in tokens if token not in HIGHLIGHT_STOP_WORDS
+                     and not (len(token) == 1 and HAN_RE.match(token)))
 
 
 def _folded_with_positions(text: str) -> tuple[str, list[int] | None]:

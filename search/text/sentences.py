@@ -22,16 +22,17 @@ ABBREVIATIONS = frozenset(
 _TERMINAL_RE = re.compile(
     rf"([{CJK_TERMINALS}]++[{CLOSERS}]*+)|((?<![.!?])[.!?]++[{CLOSERS}]*+(?=\s|$))|(\n[ \t]*+\n\s*+)|(\n)"
 )
-_WORD_BEFORE_RE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
+#: The run of letters and periods at the end of a text (entered only at its start: linear).
+_WORD_BEFORE_RE = re.compile(r"(?<![A-Za-z.])[A-Za-z.]++$")
 ABBREVIATION_WINDOW = 32  # characters before a period searched for the word it ends (keeps splitting linear)
 
 
 def _is_abbreviation(text: str, dot: int) -> bool:
     """True when the period at ``dot`` ends an abbreviation such as "Dr." or "U.S."."""
-    match = _WORD_BEFORE_RE.search(text, max(0, dot - ABBREVIATION_WINDOW), dot)
-    if not match:
+    match = _WORD_BEFORE_RE.search(text[max(0, dot - ABBREVIATION_WINDOW):dot])
+    word = match.group().lstrip(".") if match else ""
+    if not word:
         return False
-    word = match.group(1)
     if "." in word:  # initialisms: U.S., e.g., i.e.
         return True
     return word.lower() in ABBREVIATIONS or (len(word) == 1 and word.isupper())
@@ -56,7 +57,7 @@ def _is_boundary(text: str, match: re.Match[str]) -> bool:
 
 
 #: A line that starts a list item: bullets, "1." / "1)" / "(1)" / "一、" numbering.
-_LIST_ITEM_RE = re.compile(r"[ \t]*+(?:(?:[-*•·+▪◦]|\d{1,3}[.)]|\(\d{1,3}\))(?:[ \t]|$)"
+_LIST_ITEM_RE = re.compile(r"(?<![ \t])[ \t]*+(?:(?:[-*•·+▪◦]|\d{1,3}[.)]|\(\d{1,3}\))(?:[ \t]|$)"
                            r"|\d{1,3}、|[（(]?[一二三四五六七八九十]{1,3}[、)）])")
 #: A command or code line: a shell prompt, or indented by a tab or four spaces.
 _CODE_LINE_RE = re.compile(r"(?:[$%#>] |\t| {4})")
@@ -130,6 +131,37 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 
 
 
+#: A sentence ending in a colon introduces what follows: at most this many more spans join it ...
+INTRODUCED_SPANS = 4
+#: ... while the unit stays within this many characters.
+UNIT_MAX_CHARS = 400
+_INTRODUCING_ENDS = (":", "：")
+
+
+def _starts_block_line(text: str, at: int) -> bool:
+    """Whether the span at ``at`` begins a list item or a command/code line."""
+    line_start = text.rfind("\n", 0, at) + 1
+    line = text[line_start:text.find("\n", at) if "\n" in text[at:] else len(text)]
+    return bool(_LIST_ITEM_RE.match(line) or _CODE_LINE_RE.match(line))
+
+
 def sentence_spans(passage: str, start: int = 0) -> list[tuple[int, int]]:
-    """Document offsets of the sentences of a passage that begins at ``start``."""
-    return [(start + a, start + b) for a, b in split_sentences(passage)]
+    """Document offsets of the evidence units of a passage that begins at ``start``: its sentences,
+    except that a sentence ending in ``:`` or ``：`` and the block it introduces (the next sentence,
+    then the list items or command lines after it) are one unit, so evidence quotes the command a
+    line announces, not only the announcement."""
+    spans = split_sentences(passage)
+    units: list[tuple[int, int]] = []
+    index = 0
+    while index < len(spans):
+        first, end = spans[index]
+        index += 1
+        if passage[first:end].endswith(_INTRODUCING_ENDS):
+            taken = 0
+            while (index < len(spans) and taken < INTRODUCED_SPANS and spans[index][1] - first <= UNIT_MAX_CHARS
+                   and (taken == 0 or _starts_block_line(passage, spans[index][0]))):
+                end = spans[index][1]
+                index += 1
+                taken += 1
+        units.append((start + first, start + end))
+    return units

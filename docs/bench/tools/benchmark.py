@@ -59,7 +59,7 @@ from search.settings import Settings
 from search.types import Document
 from loadtest import percentiles, run_load
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository (this file: docs/bench/tools/)
 DEFAULT_BENCH = ROOT.parent / "shared" / "bench" / "maintguide"
 DEFAULT_OUT = ROOT / "docs" / "bench" / "bench.json"
 SCALE_KINDS = ("flat", "hnsw", "ivfpq")
@@ -98,17 +98,6 @@ def bench_corpus(sources: list[Path], chunker: Chunker, passages: int) -> list[D
     return corpus
 
 
-def chunk_texts(embedder: Embedder, documents: list[Document], count: int) -> list[str]:
-    """The first ``count`` chunk texts of ``documents``."""
-    chunker = Chunker(embedder.tokenizer, Settings().chunk_tokens)
-    texts: list[str] = []
-    for document in documents:
-        texts += [chunk.text for chunk in chunker.chunk(document.text)]
-        if len(texts) >= count:
-            break
-    return texts[:count]
-
-
 def rounds_of(documents: list[Document], size: int) -> list[list[Document]]:
     return [documents[start:start + size] for start in range(0, len(documents), size)]
 
@@ -129,15 +118,6 @@ def measure_ingest(embedder: Embedder, documents: list[Document], index_dir: Pat
     return {"passages": passages, "documents": len(documents),
             "bare_passages_per_s": round(bare_rate, 3), "ingest_passages_per_s": round(product_rate, 3),
             "ratio": round(product_rate / bare_rate, 3)}
-
-
-def measure_int8_speedup(embedder: Embedder, texts: list[str]) -> dict[str, object]:
-    """Bare encode speed of the int8-quantised model against the float model on ``texts``."""
-    quantized = Embedder(quantize=True, max_tokens=Settings().chunk_tokens)
-    float_s = timed(lambda: embedder.run(lambda: embedder.engine.encode_documents(texts, 16)))
-    int8_s = timed(lambda: quantized.run(lambda: quantized.engine.encode_documents(texts, 16)))
-    return {"passages": len(texts), "float_passages_per_s": round(len(texts) / float_s, 3),
-            "int8_passages_per_s": round(len(texts) / int8_s, 3), "speedup": round(float_s / int8_s, 3)}
 
 
 # -- query ----------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from search.service import load_embedder
 from search.settings import Settings
 from search.text.language import keyword_tokens, normalize
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]  # the repository (this file: docs/bench/tools/)
 ROOTS = {"seeds": REPO, "maintguide": REPO.parent / "shared" / "bench"}
 
 

@@ -21,10 +21,12 @@ def search_page() -> FileResponse:
 
 @router.get("/health", tags=["service"])
 def health(backend: BackendDep) -> dict[str, object]:
-    """Liveness and index size (the index folder by name only, never its server path). A plain ``def``:
-    the backend is read in a thread of the shared pool, never on the event loop, and without a search
-    slot (searches wait for theirs on the event loop), so it never queues behind searches."""
+    """Liveness and index size (the index folder or Milvus Lite file by name only, never its server
+    path). A plain ``def``: the backend is read in a thread of the shared pool, never on the event
+    loop, and without a search slot (searches wait for theirs on the event loop), so it never queues
+    behind searches."""
     stats = backend.stats()
-    if isinstance(stats.get("index"), str):
-        stats["index"] = public_source(stats["index"]) or stats["index"]
+    for key in ("index", "uri"):  # local folder; Milvus Lite file (a server's http:// address is kept)
+        if isinstance(stats.get(key), str):
+            stats[key] = public_source(stats[key]) or stats[key]
     return {"status": "ok", **stats}

@@ -23,12 +23,12 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from search.backends.base import BackendError, ModelMismatchError, PreparedDocument
+from search.backends.base import BackendError, Fields, PreparedDocument, Row
+from search.backends.codec import check_model, check_write
 from search.backends.local.store import Store, damaged
 from search.backends.local.vectors import (AllowedIds, IndexSettings, SnapshotInfo, VectorIndex, VectorIndexError,
                                            latest_snapshot, new_faiss_index)
-from search.types import (Document, DocumentSummary, Filter, KeywordQuery, ModelInfo, Origin, Passage, Scored,
-                          SentenceVectors)
+from search.types import Document, DocumentSummary, Filter, KeywordQuery, ModelInfo, Scored
 
 log = logging.getLogger(__name__)
 DB_NAME = "index.sqlite"
@@ -78,16 +78,12 @@ class LocalBackend:
 
     def record_model(self, info: ModelInfo) -> None:
         recorded = self.model()
+        check_model(recorded, info, f"index {self.folder}")
         if recorded is None:
             with self.store.transaction():
                 self.store.set_meta("model", info.as_dict())
             with self._lock:
                 self._view = None  # a view opened before the model was known has no dimension
-        elif (recorded.name, recorded.dimension) != (info.name, info.dimension):
-            raise ModelMismatchError(
-                f"index {self.folder} was built with model {recorded.name!r} ({recorded.dimension}-d), "
-                f"not {info.name!r} ({info.dimension}-d): query it with that model "
-                f"(--model / BISEARCH_MODEL) or rebuild the index with `bisearch ingest`")
 
     def _dimension(self) -> int:
         info = self.model()
@@ -96,6 +92,7 @@ class LocalBackend:
     # -- writes ------------------------------------------------------------------
     def write(self, documents: Sequence[PreparedDocument]) -> None:
         """Replace or add documents in one transaction (all or nothing)."""
+        check_write(documents, self.model(), f"index {self.folder}")
         with self._writing():
             with self.store.transaction() as generation:
                 for prepared in documents:
@@ -205,7 +202,7 @@ class LocalBackend:
         fetch = k + len(view.tombstones)
         found = view.base.search(vector, fetch, allowed, exact=self.store.vectors)
         found += view.delta.search(vector, fetch, allowed)
-        live = [(chunk_id, score) for chunk_id, score in found if chunk_id not in view.tombstones]
+        live = [(passage_id, score) for passage_id, score in found if passage_id not in view.tombstones]
         return sorted(live, key=lambda pair: -pair[1])[:k]
 
     def _allowed_ids(self, where: Filter, generation: int) -> AllowedIds:
@@ -230,17 +227,8 @@ class LocalBackend:
         return self.store.keyword_search(query.tokens, k, where, query.phrases)
 
     # -- reads -----------------------------------------------------------------------
-    def passages(self, ids: Iterable[int]) -> dict[int, Passage]:
-        return self.store.passages(ids)
-
-    def origins(self, ids: Iterable[int]) -> dict[int, Origin]:
-        return self.store.origins(ids)
-
-    def sentences(self, ids: Iterable[int]) -> dict[int, SentenceVectors]:
-        return {chunk_id: SentenceVectors.from_bytes(data) for chunk_id, data in self.store.sentences(ids).items()}
-
-    def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
-        return self.store.vectors(ids)
+    def rows(self, ids: Iterable[int], fields: Fields = Fields.ORIGIN) -> dict[int, Row]:
+        return self.store.rows(ids, fields)
 
     def document(self, doc_id: str) -> Document | None:
         return self.store.document(doc_id)
@@ -254,6 +242,9 @@ class LocalBackend:
 
     def documents(self, limit: int = 50, offset: int = 0) -> list[DocumentSummary]:
         return self.store.documents(limit, offset)
+
+    def count(self) -> int:
+        return self.store.count()
 
     def stats(self) -> dict[str, object]:
         """Counts, model and generation; recounted only after a write (``/health`` stays cheap under load)."""

@@ -1,5 +1,10 @@
 """SQLite storage of the local backend: documents, passages (text, offsets, vectors), FTS5, tombstones.
 
+Writes and bookkeeping use one connection under the store's lock; the reads of a search
+(candidates, passages, vectors, the FTS5 and substring checks of phrases and exclusions) use
+read-only connections of a pool, without the lock: in WAL mode each sees the last committed
+state, and one long read never holds up another search or a write.
+
 SQLite is the source of truth. Every committed write bumps a generation counter; deleted
 passage ids are kept as tombstones with the generation that removed them, and passage ids
 only grow (``meta.next_id``), so a FAISS snapshot plus "rows newer than it" and "tombstones
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import queue
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -19,25 +25,28 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from search.backends.base import BackendError, PreparedDocument
-from search.text.language import HAN_RE, detect_language, keyword_tokens
-from search.text.language import comparable
-from search.types import Document, DocumentSummary, Filter, Lang, Origin, Passage
+from search.backends.base import BackendError, Fields, PreparedDocument, Row
+from search.backends.codec import (LAYOUT_FIELDS, is_substring_phrase, layout, phrase_words, stats_counts,
+                                   stored_document, stored_passage)
+from search.text.language import HAN_RE, comparable, detect_language
+from search.types import Document, DocumentSummary, Filter, Lang, Origin, SentenceVectors
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (
     id TEXT PRIMARY KEY, title TEXT NOT NULL, source TEXT NOT NULL, text TEXT NOT NULL,
     sha256 TEXT NOT NULL, lang TEXT NOT NULL, added_at TEXT NOT NULL DEFAULT (datetime('now')),
     media_type TEXT NOT NULL DEFAULT 'text/plain', pages TEXT NOT NULL DEFAULT '[]',
-    page_labels TEXT NOT NULL DEFAULT '[]', sections TEXT NOT NULL DEFAULT '[]'
+    page_labels TEXT NOT NULL DEFAULT '[]', sections TEXT NOT NULL DEFAULT '[]',
+    ocr_pages TEXT NOT NULL DEFAULT '[]', ocr_lines TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
     chunk_no INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
     lang TEXT NOT NULL, mixed INTEGER NOT NULL DEFAULT 0, text TEXT NOT NULL, vector BLOB NOT NULL,
-    page INTEGER, page_end INTEGER, page_label TEXT, section TEXT, sentences BLOB
+    page INTEGER, page_end INTEGER, page_label TEXT, section TEXT, sentences BLOB,
+    ocr INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 CREATE INDEX IF NOT EXISTS chunks_lang ON chunks(lang);
@@ -51,12 +60,19 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_chars USING fts5(text, tokenize = 'trigram', detail = 'none');
 """
-#: ``chunks_chars`` holds the folded text of every passage with Chinese characters: a trigram index
-#: that finds a quoted Chinese phrase of three characters or more as a substring, wherever jieba cut.
-CHARS_MIN_PHRASE = 3
-PASSAGE_COLUMNS = ('c.id, c.doc_id, c.chunk_no, c.start, c."end", c.text, c.lang, c.mixed, d.title, d.source, '
-                   'c.page, c.page_end, c.page_label, c.section')
-DOCUMENT_COLUMNS = "id, title, source, text, lang, pages, page_labels, sections, media_type"
+# ``chunks_chars`` holds the folded text of every passage with Chinese characters: a trigram index
+# that finds a quoted Chinese phrase of three characters or more as a substring, wherever jieba cut
+# (which phrases narrow, and how: search.backends.codec.holds_phrases).
+
+#: The columns :meth:`Store.rows` reads: always the origin, then those of each field asked for.
+ORIGIN_COLUMNS = ("c.id", "c.lang", "c.doc_id")
+FIELD_COLUMNS = {
+    Fields.PASSAGE: ("c.chunk_no", "c.start", 'c."end"', "c.text", "c.mixed", "d.title", "d.source", "c.page",
+                     "c.page_end", "c.page_label", "c.section", "c.ocr"),
+    Fields.VECTOR: ("c.vector",),
+    Fields.SENTENCES: ("c.sentences",),
+}
+DOCUMENT_COLUMNS = "id, title, source, text, lang, pages, page_labels, sections, media_type, ocr_pages, ocr_lines"
 
 
 def _quoted(token: str) -> str:
@@ -68,16 +84,14 @@ def fts_query(tokens: Iterable[str], phrases: Iterable[str] = ()) -> str:
     keyword tokens adjacent and in order). A phrase with Chinese is not required here: a quoted
     string need not fall on jieba's word boundaries (see :func:`substring_sql`)."""
     expression = " OR ".join(_quoted(token) for token in dict.fromkeys(tokens))
-    required = [" + ".join(map(_quoted, words)) for phrase in phrases
-                if phrase.isascii() and (words := keyword_tokens(phrase))]
+    required = [" + ".join(map(_quoted, words)) for phrase in phrases if (words := phrase_words(phrase))]
     return " AND ".join(f"({part})" for part in [*required, expression]) if required else expression
 
 
 def substring_sql(phrases: Iterable[str]) -> tuple[str, list]:
     """`` AND ...`` clauses on ``c`` keeping passages that hold each Chinese phrase of three
     characters or more (trigram index; shorter ones are checked by the retriever only)."""
-    held = [phrase for phrase in phrases if HAN_RE.search(phrase) and len(phrase) >= CHARS_MIN_PHRASE
-            and not set(phrase) & {"%", "_"}]
+    held = [phrase for phrase in phrases if is_substring_phrase(phrase)]
     clause = " AND c.id IN (SELECT rowid FROM chunks_chars WHERE chunks_chars.text LIKE ?)"
     return clause * len(held), [f"%{phrase}%" for phrase in held]
 
@@ -116,16 +130,17 @@ def _locked(method: Callable) -> Callable:
     return wrapper
 
 
-def _passage(row: sqlite3.Row) -> Passage:
-    values = dict(zip(row.keys(), row))
-    return Passage(**{**values, "lang": Lang(values["lang"]), "mixed": bool(values["mixed"])})
+def _row(row: sqlite3.Row, fields: Fields) -> Row:
+    """A passage's row as :meth:`Store.rows` read it (only the ``fields`` asked for)."""
+    return Row(Origin(Lang(row["lang"]), row["doc_id"]),
+               stored_passage(dict(zip(row.keys(), row))) if Fields.PASSAGE in fields else None,
+               np.frombuffer(row["vector"], dtype=np.float32) if Fields.VECTOR in fields else None,
+               SentenceVectors.from_bytes(row["sentences"]) if Fields.SENTENCES in fields and row["sentences"]
+               else None)
 
 
 def _document(row: sqlite3.Row) -> Document:
-    values = dict(zip(row.keys(), row))
-    return Document(**{**values, "lang": Lang(values["lang"]), "pages": tuple(json.loads(values["pages"])),
-                       "page_labels": tuple(json.loads(values["page_labels"])),
-                       "sections": tuple(tuple(section) for section in json.loads(values["sections"]))})
+    return stored_document(row, {name: json.loads(row[name]) for name in LAYOUT_FIELDS})
 
 
 class Store:
@@ -143,12 +158,14 @@ class Store:
                 self._migrate_v1()
             if self._columns("chunks") and "sentences" not in self._columns("chunks"):
                 self._migrate_v2()
+            if self._columns("chunks") and "ocr" not in self._columns("chunks"):
+                self._migrate_v3()
             self.db.executescript(SCHEMA)
             if not self.get_meta("chars_indexed"):
                 self._index_characters()
         except sqlite3.DatabaseError as error:
             raise damaged(path, error) from error
-        self._readers = threading.local()  # one read-only connection per thread, for generation()
+        self._idle_readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._reader_connections: list[sqlite3.Connection] = []
 
     def _columns(self, table: str) -> set[str]:
@@ -192,6 +209,22 @@ class Store:
             self.db.execute("ROLLBACK")
             raise
 
+    def _migrate_v3(self) -> None:
+        """Version 4 marks passages read by OCR and keeps a document's OCR pages and line boxes; older
+        rows were read from text (0, empty). In place, in one transaction, checked again inside it."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if "ocr" not in self._columns("chunks"):
+                self.db.execute("ALTER TABLE chunks ADD COLUMN ocr INTEGER NOT NULL DEFAULT 0")
+                for column in ("ocr_pages", "ocr_lines"):
+                    self.db.execute(f"ALTER TABLE documents ADD COLUMN {column} TEXT NOT NULL DEFAULT '[]'")
+                self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema', ?)",
+                                (json.dumps(SCHEMA_VERSION),))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
     def _index_characters(self) -> None:
         """Fills ``chunks_chars`` for an index made before it existed (once: checked again inside the
         transaction, as another process may be opening the same index)."""
@@ -212,6 +245,25 @@ class Store:
             reader.close()
         self.db.close()
 
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection from the pool (made when none is idle), without the store's lock."""
+        try:
+            connection = self._idle_readers.get_nowait()
+        except queue.Empty:
+            connection = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
+            connection.row_factory = sqlite3.Row
+            connection.execute("PRAGMA query_only = ON")
+            self._reader_connections.append(connection)
+        try:
+            yield connection
+        except sqlite3.DatabaseError as error:
+            if type(error) is sqlite3.DatabaseError:  # corrupt or not a database
+                raise damaged(self.path, error) from error
+            raise
+        finally:
+            self._idle_readers.put(connection)
+
     # -- metadata ---------------------------------------------------------
     @_locked
     def get_meta(self, key: str) -> object | None:
@@ -222,18 +274,10 @@ class Store:
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     def generation(self) -> int:
-        """Counter bumped by every committed write, read without the store's lock: each thread reads
-        the committed value on its own connection (WAL), so a long write never delays this check."""
-        reader = getattr(self._readers, "connection", None)
-        if reader is None:
-            reader = self._readers.connection = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-            self._reader_connections.append(reader)
-        try:
+        """Counter bumped by every committed write, read without the store's lock (a reader connection
+        sees the committed value), so a long write never delays this check."""
+        with self._reading() as reader:
             row = reader.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-        except sqlite3.DatabaseError as error:
-            if type(error) is sqlite3.DatabaseError:
-                raise damaged(self.path, error) from error
-            raise
         return int(json.loads(row[0])) if row else 0
 
     # -- writes (inside ``transaction()``) ----------------------------------
@@ -255,11 +299,10 @@ class Store:
         """Insert a document, its original file and its passages; return the new passage ids."""
         document = prepared.document
         self.db.execute(
-            "INSERT INTO documents(id, title, source, text, sha256, lang, media_type, pages, page_labels, sections) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO documents(id, title, source, text, sha256, lang, media_type, pages, page_labels, sections, "
+            "ocr_pages, ocr_lines) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (document.id, document.title, document.source, document.text, document.sha256, document.lang.value,
-             document.media_type, json.dumps(list(document.pages)), json.dumps(list(document.page_labels)),
-             json.dumps([list(section) for section in document.sections], ensure_ascii=False)),
+             document.media_type, *(json.dumps(values, ensure_ascii=False) for values in layout(document).values())),
         )
         if prepared.original is not None:
             self.db.execute("INSERT INTO files(doc_id, data) VALUES (?, ?)", (document.id, prepared.original))
@@ -267,16 +310,16 @@ class Store:
         ids = list(range(first, first + len(prepared.passages)))
         self.db.executemany(
             'INSERT INTO chunks(id, doc_id, chunk_no, start, "end", lang, mixed, text, vector, page, page_end, '
-            'page_label, section, sentences) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-            [(chunk_id, document.id, p.chunk_no, p.start, p.end, p.lang.value, int(p.mixed), p.text,
+            'page_label, section, sentences, ocr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+            [(passage_id, document.id, p.chunk_no, p.start, p.end, p.lang.value, int(p.mixed), p.text,
               np.asarray(vector, dtype=np.float32).tobytes(), p.page, p.page_end, p.page_label, p.section,
-              sentences.to_bytes() if (sentences := prepared.sentences_of(row)) is not None else None)
-             for row, (chunk_id, p, vector) in enumerate(zip(ids, prepared.passages, prepared.vectors))],
+              sentences.to_bytes() if (sentences := prepared.sentences_of(row)) is not None else None, int(p.ocr))
+             for row, (passage_id, p, vector) in enumerate(zip(ids, prepared.passages, prepared.vectors))],
         )
         self.db.executemany("INSERT INTO chunks_fts(rowid, tokens) VALUES (?, ?)",
-                            [(chunk_id, " ".join(tokens)) for chunk_id, tokens in zip(ids, prepared.tokens)])
+                            [(passage_id, " ".join(tokens)) for passage_id, tokens in zip(ids, prepared.tokens)])
         self.db.executemany("INSERT INTO chunks_chars(rowid, text) VALUES (?, ?)",
-                            [(chunk_id, comparable(p.text)) for chunk_id, p in zip(ids, prepared.passages)
+                            [(passage_id, comparable(p.text)) for passage_id, p in zip(ids, prepared.passages)
                              if HAN_RE.search(p.text)])
         self.set_meta("next_id", first + len(ids))
         return ids
@@ -307,32 +350,34 @@ class Store:
         return [DocumentSummary(**{**dict(zip(row.keys(), row)), "lang": Lang(row["lang"])}) for row in rows]
 
     @_locked
-    def chunk_count(self) -> int:
-        return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    def count(self) -> int:
+        """How many documents are stored."""
+        return self.db.execute("SELECT count(*) FROM documents").fetchone()[0]
 
     @_locked
     def counts(self) -> dict[str, int]:
-        documents = self.db.execute("SELECT count(*) FROM documents").fetchone()[0]
         by_lang = dict(self.db.execute("SELECT lang, count(*) FROM chunks GROUP BY lang").fetchall())
         mixed = self.db.execute("SELECT count(*) FROM chunks WHERE mixed").fetchone()[0]
-        return {"documents": documents, "chunks": sum(by_lang.values()),
-                **{f"chunks_{lang}": n for lang, n in sorted(by_lang.items())}, "chunks_mixed": mixed}
+        return stats_counts(self.count(), by_lang, mixed)
 
-    @_locked
-    def passages(self, ids: Iterable[int]) -> dict[int, Passage]:
-        ids = [int(chunk_id) for chunk_id in ids]
+    def rows(self, ids: Iterable[int], fields: Fields = Fields.ORIGIN) -> dict[int, Row]:
+        """Passages by id with the ``fields`` asked for (one query on a pooled read-only connection,
+        without the store's lock; unknown ids left out)."""
+        ids = [int(passage_id) for passage_id in ids]
         if not ids:
             return {}
-        rows = self.db.execute(
-            f"SELECT {PASSAGE_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.doc_id "
-            f"WHERE c.id IN ({','.join('?' * len(ids))})", ids,
-        ).fetchall()
-        return {row["id"]: _passage(row) for row in rows}
+        columns = [*ORIGIN_COLUMNS, *(column for field, names in FIELD_COLUMNS.items() if field in fields
+                                      for column in names)]
+        joined = " JOIN documents d ON d.id = c.doc_id" if Fields.PASSAGE in fields else ""
+        with self._reading() as reader:
+            rows = reader.execute(f"SELECT {', '.join(columns)} FROM chunks c{joined} "
+                                  f"WHERE c.id IN ({','.join('?' * len(ids))})", ids).fetchall()
+        return {row["id"]: _row(row, fields) for row in rows}
 
-    @_locked
     def passage_ids(self, where: Filter) -> np.ndarray:
         clauses, params = filter_sql(where)
-        rows = self.db.execute(f"SELECT c.id FROM chunks c WHERE 1=1{clauses}", params).fetchall()
+        with self._reading() as reader:
+            rows = reader.execute(f"SELECT c.id FROM chunks c WHERE 1=1{clauses}", params).fetchall()
         return np.array([row[0] for row in rows], dtype=np.int64)
 
     @_locked
@@ -377,35 +422,10 @@ class Store:
         rows = self.db.execute("SELECT vector FROM chunks ORDER BY random() LIMIT ?", (count,)).fetchall()
         return np.stack([np.frombuffer(row[0], dtype=np.float32) for row in rows])
 
-    @_locked
-    def sentences(self, ids: Iterable[int]) -> dict[int, bytes]:
-        ids = [int(chunk_id) for chunk_id in ids]
-        if not ids:
-            return {}
-        rows = self.db.execute(f"SELECT id, sentences FROM chunks WHERE sentences IS NOT NULL "
-                               f"AND id IN ({','.join('?' * len(ids))})", ids).fetchall()
-        return {row[0]: row[1] for row in rows}
-
-    @_locked
-    def origins(self, ids: Iterable[int]) -> dict[int, Origin]:
-        ids = [int(chunk_id) for chunk_id in ids]
-        if not ids:
-            return {}
-        rows = self.db.execute(f"SELECT id, lang, doc_id FROM chunks WHERE id IN ({','.join('?' * len(ids))})",
-                               ids).fetchall()
-        return {row[0]: Origin(Lang(row[1]), row[2]) for row in rows}
-
-    @_locked
     def vectors(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
-        ids = [int(chunk_id) for chunk_id in ids]
-        if not ids:
-            return {}
-        rows = self.db.execute(
-            f"SELECT id, vector FROM chunks WHERE id IN ({','.join('?' * len(ids))})", ids
-        ).fetchall()
-        return {row[0]: np.frombuffer(row[1], dtype=np.float32) for row in rows}
+        """Stored vectors by passage id (what re-scores approximate candidates exactly)."""
+        return {passage_id: row.vector for passage_id, row in self.rows(ids, Fields.VECTOR).items()}
 
-    @_locked
     def keyword_search(self, tokens: Iterable[str], limit: int, where: Filter,
                        phrases: Sequence[str] = ()) -> list[tuple[int, float]]:
         """BM25 (FTS5) top ``limit`` passage ids, best first; with ``phrases`` (folded), only passages
@@ -416,11 +436,12 @@ class Store:
         clauses, params = filter_sql(where)
         held, held_params = substring_sql(phrases)
         clauses, params = clauses + held, [*params, *held_params]
-        rows = self.db.execute(
-            "SELECT chunks_fts.rowid, -bm25(chunks_fts) AS score FROM chunks_fts "
-            f"JOIN chunks c ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ?{clauses} ORDER BY score DESC LIMIT ?",
-            [fts_query(tokens, phrases), *params, limit],
-        ).fetchall()
+        with self._reading() as reader:  # the phrase checks (FTS5 phrases, LIKE substrings) hold no lock
+            rows = reader.execute(
+                "SELECT chunks_fts.rowid, -bm25(chunks_fts) AS score FROM chunks_fts "
+                f"JOIN chunks c ON c.id = chunks_fts.rowid WHERE chunks_fts MATCH ?{clauses} ORDER BY score DESC LIMIT ?",
+                [fts_query(tokens, phrases), *params, limit],
+            ).fetchall()
         return [(int(row[0]), float(row[1])) for row in rows]
 
 

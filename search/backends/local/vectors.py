@@ -1,4 +1,4 @@
-"""FAISS vector index keyed by int64 chunk ids, chosen by size, saved atomically per generation.
+"""FAISS vector index keyed by int64 passage ids, chosen by size, saved atomically per generation.
 
 Below ``exact_limit`` vectors the index is exact (flat inner product on normalised
 vectors = cosine). Above it, ``auto`` switches to IVF-PQ: a few dozen bytes per vector in
@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 import faiss
 import numpy as np
 
+from search.backends.base import BackendError
+
 if TYPE_CHECKING:
     from search.settings import Settings
 
@@ -34,7 +36,7 @@ EXACT_FILTER_LIMIT = 10_000  # approximate kinds score a filter of at most this 
 ExactVectors = Callable[[list[int]], dict[int, np.ndarray]]
 
 
-class VectorIndexError(RuntimeError):
+class VectorIndexError(BackendError):
     """A FAISS file could not be read, or the index settings are invalid."""
 
 
@@ -133,7 +135,7 @@ def _float32(vectors: np.ndarray) -> np.ndarray:
 
 
 class VectorIndex:
-    """Inner-product (cosine) search over normalised vectors, keyed by chunk id."""
+    """Inner-product (cosine) search over normalised vectors, keyed by passage id."""
 
     def __init__(self, dimension: int, index: faiss.Index | None = None,
                  settings: IndexSettings | None = None):
@@ -174,7 +176,7 @@ class VectorIndex:
 
     def search(self, query: np.ndarray, k: int, allowed: AllowedIds | None = None,
                exact: ExactVectors | None = None) -> list[tuple[int, float]]:
-        """Top ``k`` ``(chunk id, cosine)`` pairs, optionally restricted to ``allowed`` ids.
+        """Top ``k`` ``(passage id, cosine)`` pairs, optionally restricted to ``allowed`` ids.
 
         For IVF-PQ, ``exact`` (ids -> float vectors) re-scores ``k · rerank`` candidates so
         the scores returned are true cosines; without it the scores are PQ estimates.
@@ -254,7 +256,7 @@ def write_atomically(target: Path, parts: list) -> None:
 
 def rescore(query: np.ndarray, candidates: Iterable[tuple[int, float]], exact: ExactVectors) -> list[tuple[int, float]]:
     """Candidates re-scored by exact cosine with their float vectors, best first."""
-    ids = [chunk_id for chunk_id, _ in candidates]
+    ids = [passage_id for passage_id, _ in candidates]
     stored = exact(ids)
-    scored = [(chunk_id, float(np.dot(stored[chunk_id], query))) for chunk_id in ids if chunk_id in stored]
+    scored = [(passage_id, float(np.dot(stored[passage_id], query))) for passage_id in ids if passage_id in stored]
     return sorted(scored, key=lambda pair: -pair[1])

@@ -1,0 +1,287 @@
+"""OCR: the printed text of a page image, line by line in reading order, with each line's box.
+
+Two engines, both offline (setting ``ocr_engine``; docs/ocr.md has their measurements):
+
+* ``tesseract``: Debian's ``tesseract-ocr`` 5 with ``chi_sim`` and ``eng`` (``.ci/system-deps``),
+  run as a command on each page with both languages; its lines come from its TSV output.
+  On the scanned maint-guide pages it made fewer errors in both languages and used less CPU.
+* ``rapidocr``: RapidOCR (``rapidocr-onnxruntime``, Apache-2.0), the PP-OCRv4 Chinese/English
+  detection and recognition models inside its wheel, run by onnxruntime; a Python dependency,
+  so it is there wherever the project is installed, root or not. Loaded once per process.
+* ``auto`` (default): Tesseract where it is installed with both languages, else RapidOCR.
+
+Nothing is downloaded at run time. Pages are read one at a time (one lock per process).
+
+Reading order. The engine finds text boxes (a visual line, or a piece of one when words stand
+far apart). Boxes are deskewed by their median angle, then ordered by a recursive XY-cut:
+a block is split in two at its widest vertical gutter (each side holding a few boxes), else at
+its widest horizontal gap taller than a line, and the leaves are read top to bottom, boxes on
+one visual line left to right. Lines are then cleaned and joined by the same rules as a
+PDF's text layer (``search.loading.pdf``): no spaces between Chinese characters, wrapped
+lines joined, hyphenation rejoined.
+
+Low-confidence text is kept: only a line scored under 0.5 (RapidOCR's own floor; for Tesseract
+the mean confidence of its words) is dropped, what the engine cannot read at all. Passages read
+by OCR say so (``Passage.ocr``).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from statistics import median
+from typing import Sequence
+
+import numpy as np
+
+from search.loading.base import DocumentError
+from search.types import OcrLine
+
+#: Box of a line as fractions of the page image: ``(x0, y0, x1, y1)``, origin top left.
+Box = tuple[float, float, float, float]
+#: How a user sets OCR (``--ocr``, ``BISEARCH_OCR``): only pages without usable text, every page, or none.
+OCR_MODES = ("auto", "always", "never")
+#: A line scored under this is dropped (RapidOCR's own floor; Tesseract lines by their words' mean confidence).
+MIN_LINE_SCORE = 0.5
+#: Tesseract (ocr_engine=tesseract) reads every page with both languages, each page within this time.
+TESSERACT_LANGUAGES = "chi_sim+eng"
+TESSERACT_TIMEOUT_S = 600
+#: The engine reads images of at most this many pixels a side (RapidOCR's max_side_len).
+ENGINE_MAX_SIDE = 2000
+#: A column gutter is at least this many line heights wide; each column holds at least this many boxes.
+COLUMN_GAP_LINES = 1.2
+COLUMN_MIN_BOXES = 3
+#: A block is cut into row bands at gaps at least this many line heights tall.
+ROW_GAP_LINES = 0.9
+#: Two boxes are on one visual line when their heights overlap by at least this share.
+SAME_LINE_OVERLAP = 0.5
+
+_engine = None
+_engine_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ReadLine:
+    """A visual line read by OCR: its text and its box on the page (fractions of the image)."""
+
+    text: str
+    box: Box
+
+
+@dataclass(frozen=True)
+class ReadPage:
+    """A page image's lines in reading order and the seconds OCR took."""
+
+    lines: tuple[ReadLine, ...]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A text box: its text, its deskewed bounds (for ordering) and its page box."""
+
+    text: str
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    box: Box
+
+    @property
+    def height(self) -> float:
+        return self.y1 - self.y0
+
+
+def _rapidocr(image) -> list:
+    """RapidOCR's ``[quad, text, score]`` boxes (the engine is loaded once; its models are package files)."""
+    global _engine
+    if _engine is None:
+        try:
+            from rapidocr_onnxruntime import RapidOCR
+        except ImportError as error:
+            raise RuntimeError(f"the OCR engine cannot be loaded ({error}); pip install rapidocr-onnxruntime") from error
+        _engine = RapidOCR(use_cls=False)  # the angle classifier flipped good lines: 3x the errors (docs/ocr.md)
+    found, _ = _engine(np.asarray(image.convert("RGB")))
+    return found or []
+
+
+def _tesseract(image) -> list:
+    """Tesseract's lines (``tesseract stdin stdout -l chi_sim+eng tsv``) as ``[quad, text, score]`` boxes."""
+    buffer = io.BytesIO()
+    image.convert("L").save(buffer, "PNG")
+    try:
+        run = subprocess.run(["tesseract", "stdin", "stdout", "-l", TESSERACT_LANGUAGES, "tsv"], input=buffer.getvalue(),
+                             capture_output=True, timeout=TESSERACT_TIMEOUT_S, check=False)
+    except FileNotFoundError:
+        raise RuntimeError("tesseract is not installed (apt-get install tesseract-ocr tesseract-ocr-chi-sim), "
+                           "or set ocr_engine=rapidocr") from None
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"tesseract took more than {TESSERACT_TIMEOUT_S} s on one page") from None
+    if run.returncode != 0:
+        reason = " ".join(run.stderr.decode("utf-8", "replace").split())[:200]
+        raise RuntimeError(f"tesseract failed ({reason or run.returncode})")
+    lines: dict[tuple[str, str, str], list[list[str]]] = {}
+    for row in run.stdout.decode("utf-8", "replace").splitlines()[1:]:
+        cells = row.split("\t")
+        if len(cells) == 12 and cells[0] == "5" and cells[11].strip():
+            lines.setdefault((cells[2], cells[3], cells[4]), []).append(cells)
+    found = []
+    for words in lines.values():
+        left = min(int(word[6]) for word in words)
+        top = min(int(word[7]) for word in words)
+        right = max(int(word[6]) + int(word[8]) for word in words)
+        bottom = max(int(word[7]) + int(word[9]) for word in words)
+        score = sum(float(word[10]) for word in words) / len(words) / 100
+        if score < MIN_LINE_SCORE:
+            continue  # what the engine cannot read at all (a line cut by the page edge, specks)
+        found.append([[[left, top], [right, top], [right, bottom], [left, bottom]],
+                      " ".join(word[11].strip() for word in words), score])
+    return found
+
+
+#: The OCR engines a user can pick (setting ``ocr_engine``): each gives ``[quad, text, score]`` boxes.
+ENGINES = {"rapidocr": _rapidocr, "tesseract": _tesseract}
+
+
+@functools.lru_cache(maxsize=1)
+def tesseract_installed() -> bool:
+    """Whether the ``tesseract`` command runs here with the languages it needs (``chi_sim``, ``eng``)."""
+    try:
+        listed = subprocess.run(["tesseract", "--list-langs"], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return set(TESSERACT_LANGUAGES.split("+")) <= set(listed.stdout.decode("utf-8", "replace").split())
+
+
+def engine_for(setting: str) -> str:
+    """The engine a setting names; ``auto``: Tesseract where it is installed (the more accurate and faster of
+    the two on scanned pages, docs/ocr.md), else RapidOCR (always installed: a Python dependency)."""
+    if setting != "auto":
+        return setting
+    return "tesseract" if tesseract_installed() else "rapidocr"
+
+
+def read_image(image, name: str, engine: str = "auto") -> ReadPage:
+    """OCR one page image (a PIL image, any mode): its lines in reading order, with their boxes.
+
+    An image larger than the engine reads (ENGINE_MAX_SIDE pixels a side) is shrunk first, in its own
+    mode, so a big scan never becomes a three-channel copy at full size."""
+    if max(image.size) > ENGINE_MAX_SIDE:
+        image = image.copy()
+        image.thumbnail((ENGINE_MAX_SIDE, ENGINE_MAX_SIDE))
+    width, height = image.size
+    with _engine_lock:
+        started = time.perf_counter()
+        try:
+            found = ENGINES[engine_for(engine)](image)
+        except RuntimeError as error:
+            raise DocumentError(f"{name}: {error}") from error
+        seconds = time.perf_counter() - started
+    return ReadPage(tuple(reading_order(found, width, height)), seconds)
+
+
+def reading_order(found: Sequence, width: int, height: int) -> list[ReadLine]:
+    """The engine's ``[quad, text, score]`` boxes as visual lines in reading order."""
+    quads = [(np.asarray(quad, dtype=np.float64).reshape(4, 2), str(text).strip()) for quad, text, *_ in found]
+    quads = [(quad, text) for quad, text in quads if text]
+    if not quads:
+        return []
+    angle = _skew([quad for quad, _ in quads])
+    pieces = [_piece(quad, text, angle, width, height) for quad, text in quads]
+    line_height = median(piece.height for piece in pieces) or 1.0
+    return [line for block in _blocks(pieces, line_height) for line in _lines(block)]
+
+
+def _skew(quads: list[np.ndarray]) -> float:
+    """The median angle (radians) of the long boxes' top edges: the page's tilt."""
+    angles = [math.atan2(quad[1, 1] - quad[0, 1], quad[1, 0] - quad[0, 0]) for quad in quads
+              if np.hypot(*(quad[1] - quad[0])) > 3 * np.hypot(*(quad[3] - quad[0]))]
+    return median(angles) if angles else 0.0
+
+
+def _piece(quad: np.ndarray, text: str, angle: float, width: int, height: int) -> _Piece:
+    cos, sin = math.cos(-angle), math.sin(-angle)
+    xs = quad[:, 0] * cos - quad[:, 1] * sin
+    ys = quad[:, 0] * sin + quad[:, 1] * cos
+    box = (max(0.0, quad[:, 0].min() / width), max(0.0, quad[:, 1].min() / height),
+           min(1.0, quad[:, 0].max() / width), min(1.0, quad[:, 1].max() / height))
+    return _Piece(text, float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()),
+                  tuple(round(float(value), 4) for value in box))
+
+
+def _halves(pieces: list[_Piece], axis: str, min_gap: float) -> list[list[_Piece]]:
+    """Pieces split at their widest gap along ``axis`` (``x``: a gutter, ``y``: a space between rows) when
+    it is at least ``min_gap``; else one group."""
+    low, high = (lambda p: p.x0, lambda p: p.x1) if axis == "x" else (lambda p: p.y0, lambda p: p.y1)
+    ordered = sorted(pieces, key=low)
+    best_gap, best_at, reach = min_gap, None, high(ordered[0])
+    for position, piece in enumerate(ordered[1:], start=1):
+        if low(piece) - reach >= best_gap:
+            best_gap, best_at = low(piece) - reach, position
+        reach = max(reach, high(piece))
+    return [ordered] if best_at is None else [ordered[:best_at], ordered[best_at:]]
+
+
+def _blocks(pieces: list[_Piece], line_height: float) -> list[list[_Piece]]:
+    """Recursive XY-cut: columns left to right (each holding a few boxes), else rows top to bottom at the
+    widest gap taller than a line, down to leaf blocks."""
+    if len(pieces) > 1:
+        columns = _halves(pieces, "x", COLUMN_GAP_LINES * line_height)
+        if len(columns) > 1 and all(len(column) >= COLUMN_MIN_BOXES for column in columns):
+            return [block for column in columns for block in _blocks(column, line_height)]
+        rows = _halves(pieces, "y", ROW_GAP_LINES * line_height)
+        if len(rows) > 1:
+            return [block for row in rows for block in _blocks(row, line_height)]
+    return [pieces]
+
+
+def _lines(block: list[_Piece]) -> list[ReadLine]:
+    """A leaf block's boxes as visual lines: top to bottom, boxes of one line left to right."""
+    lines: list[list[_Piece]] = []
+    for piece in sorted(block, key=lambda p: (p.y0 + p.y1) / 2):
+        if lines:
+            top, bottom = min(p.y0 for p in lines[-1]), max(p.y1 for p in lines[-1])
+            overlap = min(bottom, piece.y1) - max(top, piece.y0)
+            if overlap >= SAME_LINE_OVERLAP * min(piece.height, bottom - top):
+                lines[-1].append(piece)
+                continue
+        lines.append([piece])
+    return [_line(sorted(line, key=lambda p: p.x0)) for line in lines]
+
+
+def _line(pieces: list[_Piece]) -> ReadLine:
+    box = (min(p.box[0] for p in pieces), min(p.box[1] for p in pieces),
+           max(p.box[2] for p in pieces), max(p.box[3] for p in pieces))
+    return ReadLine(" ".join(piece.text for piece in pieces), box)
+
+
+def locate_lines(text: str, starts: Sequence[int], pages: dict[int, list[tuple[str, Box]]]) -> tuple[OcrLine, ...]:
+    """Where each cleaned OCR line stands in the assembled ``text``: ``pages`` maps a 1-based page to
+    its ``(cleaned line, box)`` pairs in order. Lines dropped by the cleaning (running headers) or
+    changed by a join past recognition are left out."""
+    located: list[OcrLine] = []
+    for page, lines in sorted(pages.items()):
+        cursor = starts[page - 1]
+        end = starts[page] if page < len(starts) else len(text)
+        for line, box in lines:
+            at = text.find(line, cursor, end)
+            size = len(line)
+            if at < 0 and line.endswith("-"):
+                at, size = text.find(line[:-1], cursor, end), size - 1
+            if at < 0:
+                continue
+            located.append(OcrLine(at, at + size, page, box))
+            cursor = at + size
+    return tuple(located)
+
+
+def check_pixels(name: str, what: str, width: int, height: int, limit: int) -> None:
+    """Refuse an image (or a page to render) of more than ``limit`` pixels, before it is decoded."""
+    if width * height > limit:
+        raise DocumentError(f"{name}: {what} is {width:,} × {height:,} pixels, over the limit of {limit:,} pixels "
+                            f"(setting max_image_pixels)")

@@ -1,0 +1,105 @@
+"""Runtime/precision choices, torch's core slices and the bench JSON shape (no model)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from benchmark import RATIOS, with_ratios
+from loadtest import distinct_queries
+from search.model.onnx_engine import export_dir
+from search.model.runtime import check_choice, choose_runtime
+from search.settings import Settings
+
+
+@pytest.mark.parametrize("precision", ["fp16", "float16", "half"])
+def test_fp16_is_refused(precision):
+    with pytest.raises(ValueError, match="fp16"):
+        check_choice("torch", precision)
+
+
+def test_choices():
+    for runtime, precision in [("torch", "fp32"), ("torch", "bf16"), ("torch", "int8"), ("onnx", "fp32"),
+                               ("onnx", "int8"), ("auto", "fp32"), ("auto", "bf16")]:
+        check_choice(runtime, precision)
+    with pytest.raises(ValueError, match="bf16"):
+        check_choice("onnx", "bf16")
+    with pytest.raises(ValueError, match="runtime"):
+        check_choice("openvino", "fp32")
+
+
+def test_auto_is_onnx_on_a_cpu_and_torch_on_a_gpu():
+    assert choose_runtime("auto", "fp32", "cpu")[0] == "onnx"
+    assert choose_runtime("auto", "int8", "cpu")[0] == "onnx"
+    runtime, reason = choose_runtime("auto", "fp32", "cuda")
+    assert runtime == "torch" and "GPU" in reason
+    assert choose_runtime("auto", "bf16", "cpu")[0] == "torch"  # bf16 is torch's
+    assert choose_runtime("torch", "fp32", "cpu") == ("torch", "runtime torch asked for")
+    with pytest.raises(ValueError, match="CPU"):
+        choose_runtime("onnx", "fp32", "cuda")
+
+
+def test_export_lives_beside_the_model(tmp_path):
+    assert export_dir(tmp_path / "embeddinggemma-300m") == tmp_path / "embeddinggemma-300m.onnx"
+
+
+def test_settings_from_environment(monkeypatch):
+    assert (Settings().runtime, Settings().precision) == ("auto", "fp32")
+    monkeypatch.setenv("BISEARCH_RUNTIME", "torch")
+    monkeypatch.setenv("BISEARCH_PRECISION", "int8")
+    settings = Settings()
+    assert (settings.runtime, settings.precision) == ("torch", "int8")
+    assert settings.search_threads >= settings.query_batch  # or batches could never fill
+
+
+def test_bench_json_has_every_ratio_null_until_measured():
+    results = with_ratios({"query": {"p50_ratio": 1.1}, "throughput": {"ratio": 0.9}})
+    assert list(results)[:4] == list(RATIOS)
+    assert results["query_p50_ratio"] == 1.1 and results["throughput_ratio"] == 0.9
+    assert results["ingest_ratio"] is None and results["write_ratio"] is None
+
+
+def test_load_test_never_repeats_a_query():
+    sent = list(itertools.islice(distinct_queries(("a", "b")), 7))
+    assert len(set(sent)) == 7 and sent[:2] == ["a", "b"]
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_core_slices_split_big_batches_across_threads_and_keep_order(cores):
+    """The thread count is set here, so every assert runs on any machine (one core included)."""
+    import threading
+
+    import numpy as np
+    import torch
+
+    from search.model.torch_engine import MIN_SLICED_BATCH, CoreSlices
+
+    class Model:
+        def preprocess(self, texts):
+            return texts
+
+    threads_seen: list[str] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        threads_seen.append(threading.current_thread().name)
+        return np.array([[len(text), torch.get_num_threads()] for text in texts], dtype=np.float32)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(cores)
+    try:
+        slices = CoreSlices(Model())
+        small = ["a" * n for n in range(MIN_SLICED_BATCH - 1)]
+        assert slices.encode(encode, small)[:, 1].tolist() == [cores] * len(small)  # a small batch: every core at once
+        big = ["b" * n for n in range(3 * MIN_SLICED_BATCH)]
+        vectors = slices.encode(encode, big)
+        assert vectors[:, 0].tolist() == [len(text) for text in big]  # rows in the callers' order
+        if cores == 1:
+            assert slices.pool is None and vectors[:, 1].tolist() == [1] * len(big)  # one call on the one core
+            assert len(threads_seen) == 2
+        else:
+            assert set(vectors[:, 1].tolist()) == {1}  # each slice single-threaded
+            assert len(threads_seen[1:]) == len(set(threads_seen[1:])) == cores  # one slice per core, each on its own thread
+        assert torch.get_num_threads() == cores  # restored for the next lone query
+    finally:
+        torch.set_num_threads(before)
