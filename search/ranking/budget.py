@@ -3,9 +3,9 @@
 Every search is planned first (:func:`plan_search`): the text is parsed and each limit checked,
 so a request over a limit is refused (:class:`QueryError`: a 422 naming the limit) before it
 reads the index or runs the model. The plan's :attr:`SearchPlan.slots` is what the request
-weighs against the server's ``search_threads``: a deep window, a narrowed search or evidence
-embedded now takes slots in proportion to the work, so a burst of expensive requests cannot
-crowd out the plain ones.
+weighs against the server's ``search_threads``: a deep window, a narrowed search, a long query
+or evidence embedded now takes slots in proportion to the work, so a burst of expensive
+requests cannot crowd out the plain ones.
 
 The limits, and what each bounds (issue 27):
 
@@ -43,6 +43,9 @@ CANDIDATES_PER_SLOT = MIN_CANDIDATES * PRECISION_POOL
 #: Slots per hit whose sentences are embedded now (a hit's sentences cost about as much model time
 #: as a batch of queries).
 SLOTS_PER_EVIDENCE_HIT = 3
+#: Query characters one more slot pays for: the model's time grows with the query's tokens (a
+#: 1,300-character query took six times as long to embed as a short one).
+QUERY_CHARS_PER_SLOT = 250
 
 
 class QueryError(InvalidInput):
@@ -77,8 +80,10 @@ class SearchPlan:
 
     @property
     def slots(self) -> int:
-        """Search slots this search weighs: 1 for a plain first page, more for more work."""
-        return math.ceil(self.pool / CANDIDATES_PER_SLOT) + SLOTS_PER_EVIDENCE_HIT * self.evidence
+        """Search slots this search weighs: 1 for a short question's plain first page, more for more
+        candidates, a longer query and evidence embedded now."""
+        return (math.ceil(self.pool / CANDIDATES_PER_SLOT) + len(self.query) // QUERY_CHARS_PER_SLOT
+                + SLOTS_PER_EVIDENCE_HIT * self.evidence)
 
 
 def parse_enum(kind: type[Enum], value: object, name: str):

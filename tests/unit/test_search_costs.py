@@ -46,6 +46,7 @@ def test_the_plan_weighs_a_search_by_its_work():
     assert plan_search("gold", k=100, offset=1000).slots == 11
     assert plan_search("gold", k=100, offset=100, collapse=True).slots == 8
     assert plan_search("gold", evidence=10).slots == 1 + 10 * budget.SLOTS_PER_EVIDENCE_HIT
+    assert plan_search("软件包 " * 330).slots == 1 + 1319 // budget.QUERY_CHARS_PER_SLOT  # the model's time
 
 
 # -- phrases and exclusions read without the store's lock -----------------------------------------------
