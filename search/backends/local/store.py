@@ -32,6 +32,10 @@ from search.text.language import HAN_RE, comparable, detect_language
 from search.types import Document, DocumentSummary, Filter, Lang, Origin, SentenceVectors
 
 SCHEMA_VERSION = 4
+#: Read-only connections for the reads of searches: this many run at once without the store's lock,
+#: the others wait for one (a long read holds up no write and no other reader, and the Python threads
+#: busy reading stay few).
+READERS = 4
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (
@@ -167,6 +171,9 @@ class Store:
             raise damaged(path, error) from error
         self._idle_readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._reader_connections: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._generation_lock = threading.Lock()
+        self._generation_reader: sqlite3.Connection | None = None
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -239,14 +246,12 @@ class Store:
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
-        """A read-only connection from the pool (made when none is idle), without the store's lock."""
-        try:
-            connection = self._idle_readers.get_nowait()
-        except queue.Empty:
-            connection = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
-            connection.row_factory = sqlite3.Row
-            connection.execute("PRAGMA query_only = ON")
-            self._reader_connections.append(connection)
+        """A read-only connection of the pool, without the store's lock; when all ``READERS`` are busy,
+        the caller waits (without the GIL) for one."""
+        with self._readers_lock:
+            if self._idle_readers.empty() and len(self._reader_connections) < READERS:
+                self._idle_readers.put(self._reader())
+        connection = self._idle_readers.get()
         try:
             yield connection
         except sqlite3.DatabaseError as error:
@@ -255,6 +260,13 @@ class Store:
             raise
         finally:
             self._idle_readers.put(connection)
+
+    def _reader(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA query_only = ON")
+        self._reader_connections.append(connection)
+        return connection
 
     # -- metadata ---------------------------------------------------------
     @_locked
@@ -266,10 +278,17 @@ class Store:
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     def generation(self) -> int:
-        """Counter bumped by every committed write, read without the store's lock (a reader connection
-        sees the committed value), so a long write never delays this check."""
-        with self._reading() as reader:
-            row = reader.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        """Counter bumped by every committed write, read on a connection of its own without the store's
+        lock (it sees the committed value), so neither a long write nor long reads delay this check."""
+        with self._generation_lock:
+            if self._generation_reader is None:
+                self._generation_reader = self._reader()
+            try:
+                row = self._generation_reader.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+            except sqlite3.DatabaseError as error:
+                if type(error) is sqlite3.DatabaseError:
+                    raise damaged(self.path, error) from error
+                raise
         return int(json.loads(row[0])) if row else 0
 
     # -- writes (inside ``transaction()``) ----------------------------------
