@@ -12,6 +12,10 @@
   p50/p99 under that load and bare queries/s at batch 1, 8 and 32.
 * write: add / delete one 3-passage document at growing corpus sizes (``bench_writes``) →
   ``write_ratio`` (largest ÷ smallest corpus).
+* runtimes: torch against ONNX Runtime in one run, alternating (issue 24): bare queries/s at
+  batch 1 / 8 / 32 and passages/s (``runtime_speed.one_round``), the product's ingest passages/s
+  of the bench documents, and served requests/s of ``--clients`` clients with distinct queries
+  against a server on each runtime (``BISEARCH_RUNTIME``) → ``onnx_vs_torch`` ratios.
 * scale: flat, HNSW and IVF-PQ (re-scored) on synthetic clustered unit vectors: build time,
   size, query latency and recall@10 against exact search.
 
@@ -33,6 +37,7 @@ import json
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -124,11 +129,12 @@ def measure_ingest(embedder: Embedder, documents: list[Document], index_dir: Pat
 class ServerProcess:
     """``bisearch serve`` on 127.0.0.1 in its own process, for as long as the block runs."""
 
-    def __init__(self, index_dir: Path, search_threads: int | None = None):
+    def __init__(self, index_dir: Path, search_threads: int | None = None, environment: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = server_command(index_dir, self.port)
-        self.environment = {**os.environ, **({"BISEARCH_SEARCH_THREADS": str(search_threads)} if search_threads else {})}
+        self.environment = {**os.environ, **({"BISEARCH_SEARCH_THREADS": str(search_threads)} if search_threads else {}),
+                            **(environment or {})}
 
     def __enter__(self) -> "ServerProcess":
         self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -233,6 +239,70 @@ def measure_throughput(embedder: Embedder, index_dir: Path, queries: list[str], 
             "ratio": round(ratio, 3)}
 
 
+# -- runtimes ---------------------------------------------------------------------------------
+RUNTIMES = ("torch", "onnx")
+
+
+def timed_ingest(embedder: Embedder, index_dir: Path, sources: list[Path]) -> dict[str, float]:
+    """The product's ingest of ``sources`` into a new index: passages and passages/s."""
+    from search.service import open_ingester
+
+    ingester = open_ingester(Settings().with_overrides(index=index_dir), embedder=embedder)
+    started = time.perf_counter()
+    summary = ingester.ingest_paths(sources)
+    seconds = time.perf_counter() - started
+    ingester.backend.close()
+    return {"passages": summary.chunks_added, "seconds": round(seconds, 1),
+            "passages_per_s": round(summary.chunks_added / seconds, 2)}
+
+
+def served_rate(index_dir: Path, runtime: str, queries: list[str], clients: int, seconds: float,
+                search_threads: int | None) -> dict[str, object]:
+    """Requests/s of ``clients`` clients × ``seconds`` against a server on ``runtime`` (distinct queries)."""
+    with ServerProcess(index_dir, search_threads, {"BISEARCH_RUNTIME": runtime}) as server:
+        httpx.get(server.url + "/search", params={"q": "warm-up", "k": 10}, timeout=120)
+        load = asyncio.run(run_load(server.url, clients, seconds, queries=tuple(queries), distinct=True))
+    return {"requests_per_s": load.requests_per_s, "p50_ms": load.p50_ms, "p99_ms": load.p99_ms,
+            "requests": load.requests, "errors": load.errors}
+
+
+def medians(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {name: round(statistics.median(row[name] for row in rows), 2) for name in rows[0]}
+
+
+def measure_runtimes(bench_dir: Path, queries: list[str], scratch: Path, clients: int, seconds: float,
+                     search_threads: int | None, rounds: int = 3) -> dict[str, object]:
+    """Torch and ONNX Runtime side by side, every measurement alternating between them.
+
+    Bare rates: medians of ``rounds`` rounds. Ingest and served load: once each, in the order
+    torch, onnx, onnx, torch for the two of them, so a drift of the machine hits both alike.
+    """
+    from runtime_speed import one_round, simd_flags, workload
+
+    embedders = {name: Embedder(runtime=name, query_cache=0) for name in RUNTIMES}
+    if embedders["onnx"].runtime != "onnx":
+        raise RuntimeError(f"ONNX Runtime not in use: {embedders['onnx'].runtime_reason}")
+    texts, passages = workload(embedders["torch"].tokenizer)
+    for embedder in embedders.values():  # first calls allocate
+        embedder.encode_passages(passages[:4]), embedder.run(lambda: embedder.engine.encode_queries(texts[:8]))
+    bare: dict[str, list[dict[str, float]]] = {name: [] for name in RUNTIMES}
+    for number in tqdm(range(rounds), desc="bare rounds"):
+        for name in RUNTIMES:
+            bare[name].append(one_round(embedders[name], texts, passages, offset=number * 104))
+    ingest = {name: timed_ingest(embedders[name], scratch / f"ingest-{name}", [bench_dir / "docs"])
+              for name in ("torch", "onnx")}
+    served = {name: served_rate(scratch / "ingest-torch", name, queries, clients, seconds, search_threads)
+              for name in ("onnx", "torch")}
+    results = {name: {"bare": medians(bare[name]), "ingest": ingest[name], "served": served[name]} for name in RUNTIMES}
+    onnx, torch_ = results["onnx"], results["torch"]
+    ratios = {**{name: round(onnx["bare"][name] / torch_["bare"][name], 2) for name in onnx["bare"]},
+              "ingest_passages_per_s": round(onnx["ingest"]["passages_per_s"] / torch_["ingest"]["passages_per_s"], 2),
+              "served_requests_per_s": round(onnx["served"]["requests_per_s"] / torch_["served"]["requests_per_s"], 2)}
+    return {"rounds": rounds, "clients": clients, "seconds": seconds, "simd": simd_flags(), "results": results,
+            "onnx_vs_torch": ratios,
+            "onnx_throughput_ratio": round(onnx["served"]["requests_per_s"] / onnx["bare"]["queries_per_s_b32"], 3)}
+
+
 def bench_queries(bench_dirs: list[Path]) -> list[str]:
     """Distinct query texts of the benchmark folders, in file order."""
     seen: dict[str, None] = {}
@@ -333,6 +403,14 @@ def summary_table(results: dict[str, object]) -> str:
                      f"bare encode_query q/s batch 1 / 8 / 32: {bare['batch_1_queries_per_s']} / "
                      f"{bare['batch_8_queries_per_s']} / {bare['batch_32_queries_per_s']} -> ratio "
                      f"{put['ratio']} (goal >= 0.8)")
+    if runtimes := results.get("runtimes"):
+        ratios = runtimes["onnx_vs_torch"]
+        for name, row in runtimes["results"].items():
+            lines.append(f"{name:7} bare q/s b1/8/32 {row['bare']['queries_per_s_b1']} / {row['bare']['queries_per_s_b8']} / "
+                         f"{row['bare']['queries_per_s_b32']}, passages/s {row['bare']['passages_per_s']}; ingest "
+                         f"{row['ingest']['passages_per_s']} passages/s; served {row['served']['requests_per_s']} requests/s")
+        lines.append("onnx/torch " + "  ".join(f"{key} {value}" for key, value in ratios.items())
+                     + f"  onnx throughput_ratio {runtimes['onnx_throughput_ratio']}")
     for row in (results.get("phrases") or {}).get("rows", []):
         lines.append(f"phrases {row['passages']:,} passages, {row['queries']} queries: p50 plain {row['plain_ms_p50']} ms, "
                      f"\"phrase\" {row['phrase_ms_p50']} ms, with -word {row['phrase_excluding_ms_p50']} ms; "
@@ -350,8 +428,8 @@ def summary_table(results: dict[str, object]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python docs/bench/tools/benchmark.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--sections", default="ingest,query,throughput,write,phrases,scale",
-                        help="comma list of ingest, query, throughput, write, phrases, scale")
+    parser.add_argument("--sections", default="ingest,query,throughput,runtimes,write,phrases,scale",
+                        help="comma list of ingest, query, throughput, write, phrases, scale, runtimes")
     parser.add_argument("--bench-dir", type=Path, default=DEFAULT_BENCH)
     parser.add_argument("--index", type=Path, default=None,
                         help="query/throughput: copy this index instead of building one of seeds/")
@@ -394,7 +472,7 @@ def save(results: dict[str, object], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sections = list(dict.fromkeys(args.sections.split(",")))
-    unknown = set(sections) - {"ingest", "query", "throughput", "write", "phrases", "scale"}
+    unknown = set(sections) - {"ingest", "query", "throughput", "write", "phrases", "scale", "runtimes"}
     if unknown:
         raise SystemExit(f"unknown sections: {', '.join(sorted(unknown))}")
     results = load_previous(args.out)
@@ -424,6 +502,10 @@ def main(argv: list[str] | None = None) -> int:
         if "throughput" in sections:
             results["throughput"] = {**measure_throughput(embedder, index_dir, queries, args.clients, args.seconds,
                                                           search_threads=threads), "run": run}
+            save(results, args.out)
+        if "runtimes" in sections:
+            results["runtimes"] = {**measure_runtimes(args.bench_dir, queries, Path(scratch), args.clients, args.seconds,
+                                                      threads), "run": run}
             save(results, args.out)
 
     if "write" in sections:
