@@ -140,6 +140,29 @@ def test_snapshots_are_trusted_only_for_the_state_they_describe(tmp_path):
     assert top_doc(rebuilt, "Gamma three.") == "c" and top_doc(rebuilt, "Alpha one.") != "a"
 
 
+def test_a_merge_prunes_the_tombstones_and_an_older_view_is_rebuilt(tmp_path):
+    """Tombstones the new snapshot leaves out are deleted at the merge; another process whose view
+    predates them rebuilds its view from the snapshot instead of missing those deletions."""
+    writer, reader = open_local(tmp_path), open_local(tmp_path)
+    writer.write([prepared(f"d{n}", [f"Document number {n}."]) for n in range(6)])
+    writer.merge()
+    assert top_doc(reader, "Document number 2.") == "d2"  # the reader's view: before the deletions
+    for doc_id in ("d1", "d2"):
+        writer.delete(doc_id)
+    writer.write([prepared("d2", ["Document number 2, replaced."])])
+    assert writer.store.tombstone_count() == 2
+    writer.merge()
+    assert writer.store.tombstone_count() == 0 and writer.store.tombstones_pruned_through() > 0
+    for backend in (writer, reader):
+        found = backend.dense_search(fake_vector("x"), 50, EVERYTHING)
+        docs = sorted(passage.text for passage in passages_of(backend, [i for i, _ in found]).values())
+        assert len(found) == 5 and "Document number 1." not in docs and "Document number 2, replaced." in docs
+    writer.delete("d3")  # a tombstone after the snapshot is kept, and counted when a view opens
+    assert writer.store.tombstone_count() == 1
+    writer.close(), reader.close()
+    assert top_doc(open_local(tmp_path), "Document number 3.") != "d3"
+
+
 def test_merge_keeps_results_and_runs_off_the_query_path(tmp_path):
     backend = open_local(tmp_path)
     backend.write([prepared(f"d{n}", [f"Document number {n}."]) for n in range(50)])

@@ -7,7 +7,9 @@ since. Before a search the view catches up with whatever any process committed (
 its highest id, tombstones above its generation), so two writers never lose each other's
 vectors. A snapshot is trusted only for the exact state it describes (generation, highest
 id, count and sum of ids). Merging the delta into a new base runs in a background thread
-(or at the end of an ingest run) and swaps a pointer when done.
+(or at the end of an ingest run) and swaps a pointer when done; the tombstones the new base
+already leaves out are then pruned, and a view older than them is rebuilt from the newest
+snapshot instead of caught up.
 """
 
 from __future__ import annotations
@@ -132,6 +134,8 @@ class LocalBackend:
                 self._view = self._open_view()
             view = self._view
             generation = self.store.generation()
+            if generation != view.generation and view.generation < self.store.tombstones_pruned_through():
+                self._view = view = self._open_view()  # the tombstones it would need are gone
             if generation != view.generation:
                 ids, vectors = self.store.vectors_after(view.max_id)
                 if len(ids):
@@ -194,6 +198,20 @@ class LocalBackend:
         base, info = self._build_base()
         with self._lock:
             self._view = self._empty_view(base, info)
+        self._prune_tombstones(info.generation)
+
+    def _prune_tombstones(self, snapshot_generation: int) -> None:
+        """Drop the tombstones that the newest snapshot (of ``snapshot_generation``) already leaves out."""
+        if latest_snapshot(self.folder) is None:
+            return
+        try:
+            with self.store.transaction():
+                dropped = self.store.prune_tombstones(snapshot_generation)
+        except sqlite3.Error as error:  # the next merge prunes them; nothing is lost meanwhile
+            log.warning("index %s: tombstones not pruned (%s)", self.folder, error)
+            return
+        if dropped:
+            log.info("index %s: %d tombstones pruned through generation %d", self.folder, dropped, snapshot_generation)
 
     # -- searches ------------------------------------------------------------------
     def dense_search(self, vector: np.ndarray, k: int, where: Filter) -> Scored:

@@ -36,6 +36,8 @@ SCHEMA_VERSION = 4
 #: the others wait for one (a long read holds up no write and no other reader, and the Python threads
 #: busy reading stay few).
 READERS = 4
+#: The meta key of the generation up to which tombstones were pruned.
+TOMBSTONES_PRUNED = "tombstones_pruned_through"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (
@@ -396,6 +398,24 @@ class Store:
         """``(count, sum of ids)`` of live passages with ids up to ``up_to_id`` (validates a snapshot)."""
         row = self.db.execute("SELECT count(*), coalesce(sum(id), 0) FROM chunks WHERE id <= ?", (up_to_id,)).fetchone()
         return int(row[0]), int(row[1])
+
+    def prune_tombstones(self, through_generation: int) -> int:
+        """Forget the tombstones of writes up to ``through_generation`` (a saved snapshot already leaves
+        those passages out) and record it, so a view older than that is rebuilt instead of caught up
+        (inside ``transaction()``); returns how many were dropped."""
+        dropped = self.db.execute("DELETE FROM tombstones WHERE generation <= ?", (through_generation,)).rowcount
+        self.set_meta(TOMBSTONES_PRUNED, max(through_generation, self.tombstones_pruned_through()))
+        return dropped
+
+    @_locked
+    def tombstones_pruned_through(self) -> int:
+        """The generation up to which tombstones have been pruned (0: none)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (TOMBSTONES_PRUNED,)).fetchone()
+        return int(json.loads(row[0])) if row else 0
+
+    @_locked
+    def tombstone_count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM tombstones").fetchone()[0])
 
     @_locked
     def tombstones_since(self, generation: int, up_to_id: int) -> list[int]:
