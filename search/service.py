@@ -60,4 +60,4 @@ def open_ingester(settings: Settings, embedder: Embedder | None = None,
     backend = backend or open_backend(settings)
     embedder = embedder or embedder_for(backend, settings)
     return Ingester(backend, embedder, Chunker(embedder.tokenizer, settings.chunk_tokens),
-                    LoadLimits.from_settings(settings))
+                    LoadLimits.from_settings(settings), passage_titles=settings.passage_titles)

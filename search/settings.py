@@ -52,6 +52,10 @@ class Settings(BaseSettings):
                                                          "never holds up a forward pass (unset: on for "
                                                          "`bisearch serve`, off elsewhere)")
     chunk_tokens: int = Field(256, ge=8, le=2048, description="model tokens per passage")
+    passage_titles: bool = Field(True, description="a new index embeds each passage with its document's title and "
+                                                   "section in the model's title slot (`title: {title} › {section} | "
+                                                   "text: …`, not `title: none`); an existing index keeps the way it "
+                                                   "records, so its vectors never mix")
 
     # the FAISS index of the local backend
     index_kind: Literal["auto", "flat", "hnsw", "ivfpq"] = Field(
@@ -89,9 +93,11 @@ class Settings(BaseSettings):
     max_page_chars: int = Field(200_000, ge=1, description="most characters of text one PDF page may yield (a PDF "
                                                             "whose pages share one huge stream is a text bomb)")
     # each file is read in a child process under these limits (search/loading/isolated.py, docs/security.md)
-    parse_seconds: float = Field(120.0, gt=0, le=3600, description="longest time one file may take to read, wall "
-                                                                  "clock and CPU, OCR included (a scan reads at a few "
-                                                                  "seconds a page; more: the file fails alone)")
+    parse_seconds: float = Field(60.0, gt=0, le=3600, description="longest time one file may take to read, wall "
+                                                                 "clock and CPU (more: the file fails alone), plus "
+                                                                 "`ocr_page_seconds` for each page read by OCR")
+    ocr_page_seconds: float = Field(30.0, gt=0, le=600, description="time allowed a file for each page it has read "
+                                                                    "by OCR (a page takes a few seconds)")
     parse_memory_mb: int = Field(2048, ge=64, description="most memory in MiB the reader of one file may add")
     parse_processes: int = Field(2, ge=1, le=64, description="uploads the server reads at once, each in a child "
                                                              "process; the rest wait")

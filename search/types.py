@@ -36,6 +36,10 @@ class ModelInfo:
     dimension: int
     query_prompt: str
     document_prompt: str
+    #: Passages were embedded with their document's title and section in the prompt's title slot
+    #: (``title: {title} › {section} | text: …``), not ``title: none``. An index keeps one way for
+    #: every passage; indexes from before it existed read False.
+    passage_titles: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -74,6 +78,9 @@ class Document:
     media_type: str = "text/plain"
     ocr_pages: tuple[int, ...] = ()
     ocr_lines: tuple[OcrLine, ...] = ()
+    #: The title is only the text's first line (the file names none): shown, never given to the model
+    #: as the passages' title. Set by the loaders for the ingest; not stored.
+    title_guessed: bool = field(default=False, compare=False)
 
     @property
     def sha256(self) -> str:

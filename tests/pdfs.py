@@ -5,8 +5,9 @@ from __future__ import annotations
 import zlib
 
 
-def pdf_file(objects: list[str | bytes], page_count: int) -> bytes:
-    """A PDF of the given objects (1: the catalog, 2: the page tree, 3: a Helvetica font); offsets computed."""
+def pdf_file(objects: list[str | bytes], page_count: int, info: int | None = None) -> bytes:
+    """A PDF of the given objects (1: the catalog, 2: the page tree, 3: a Helvetica font); offsets computed;
+    ``info``: the number of the document information object (metadata)."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
@@ -16,7 +17,8 @@ def pdf_file(objects: list[str | bytes], page_count: int) -> bytes:
     xref = len(out)
     out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
     out += "".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode()
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    info_ref = f" /Info {info} 0 R" if info else ""
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R{info_ref} >>\nstartxref\n{xref}\n%%EOF\n".encode()
     return bytes(out)
 
 
@@ -29,8 +31,9 @@ def _escaped(text: str) -> str:
     return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
 
-def make_pdf(pages: list[str]) -> bytes:
-    """A small valid PDF, one line of Helvetica text per page (empty string: a page with no text)."""
+def make_pdf(pages: list[str], title: str | None = None) -> bytes:
+    """A small valid PDF, one line of Helvetica text per page (empty string: a page with no text), with
+    ``title`` in its metadata when given."""
     objects: list[str | bytes] = ["<< /Type /Catalog /Pages 2 0 R >>", "",
                                   "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
     kids = []
@@ -40,7 +43,9 @@ def make_pdf(pages: list[str]) -> bytes:
         objects.append(_page(len(objects)))
         kids.append(f"{len(objects)} 0 R")
     objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(pages)} >>"
-    return pdf_file(objects, len(pages))
+    if title:
+        objects.append(f"<< /Title ({_escaped(title)}) >>")
+    return pdf_file(objects, len(pages), len(objects) if title else None)
 
 
 def text_bomb_pdf(pages: int, chars_per_page: int) -> bytes:

@@ -234,7 +234,7 @@ def create_app(retriever: Retriever, settings: Settings | None = None, ingester:
     if ingester is None:
         ingester = Ingester(retriever.backend, retriever.embedder,
                             Chunker(retriever.embedder.tokenizer, settings.chunk_tokens),
-                            LoadLimits.from_settings(settings))
+                            LoadLimits.from_settings(settings), passage_titles=settings.passage_titles)
     elif ingester.backend is not retriever.backend:
         raise ValueError("the ingester must write to the backend the retriever reads")
     ingester.should_stop = check_cancelled

@@ -24,3 +24,20 @@ def locate(passage: Passage, document: Document) -> Passage:
         if index >= 0:
             located = replace(located, section=document.sections[index][1])
     return replace(located, title=document.title, source=document.source)
+
+
+#: Between a document's title and a passage's section in :func:`passage_title`.
+TITLE_SEPARATOR = " › "
+
+
+def passage_title(passage: Passage, document_titled: bool = True) -> str:
+    """What the model is told a located passage belongs to: its document's title and, when it has one
+    that says more, its section heading ("Title › Section"). ``document_titled`` False: the document's
+    title is a guess (its first line, :attr:`Document.title_guessed`), left out."""
+    title = " ".join(passage.title.split()) if document_titled else ""
+    section = " ".join((passage.section or "").split())
+    if not section or section.casefold() in title.casefold():
+        return title
+    if not title or title.casefold() in section.casefold():
+        return section
+    return f"{title}{TITLE_SEPARATOR}{section}"

@@ -16,12 +16,12 @@ import numpy as np
 from search.backends.base import Backend, DocumentRefused, PreparedDocument
 from search.backends.codec import check_doc_id
 from search.chunking import Chunker
-from search.chunking.locate import locate
+from search.chunking.locate import locate, passage_title
 from search.model.embedder import Embedder
 from search.text.language import keyword_tokens
 from search.loading import DocumentError, LoadedFile, LoadLimits, discover_files
 from search.loading.isolated import load_isolated
-from search.types import Document, Passage
+from search.types import Document, ModelInfo, Passage
 
 INGEST_BATCH_FILES = 32
 EMBED_SLICE = 32  # passages embedded between two cancellation checks
@@ -66,15 +66,19 @@ class Ingester:
     """Prepares documents with one model and writes them through one backend."""
 
     def __init__(self, backend: Backend, embedder: Embedder, chunker: Chunker, limits: LoadLimits = LoadLimits(),
-                 should_stop: Callable[[], None] = lambda: None):
+                 should_stop: Callable[[], None] = lambda: None, passage_titles: bool = True):
         """``should_stop`` is called between embedding slices and batches; it raises to cancel a run
-        (what earlier batches committed stays; the running batch never reaches its transaction)."""
+        (what earlier batches committed stays; the running batch never reaches its transaction).
+
+        ``passage_titles``: a new index embeds its passages with their titles (see
+        :func:`search.chunking.passage_title`); an existing index keeps the way it records, so one
+        index never mixes the two."""
         self.backend = backend
         self.embedder = embedder
         self.chunker = chunker
         self.limits = limits
         self.should_stop = should_stop
-        backend.record_model(embedder.info)
+        self.passage_titles = index_model(backend, embedder.info, passage_titles).passage_titles
 
     def prepare(self, documents: Sequence[Document], files: dict[str, bytes] | None = None,
                 progress: bool = False) -> list[PreparedDocument]:
@@ -82,7 +86,7 @@ class Ingester:
         gives each passage's sentence vectors for evidence spans)."""
         chunked = [chunk_document(self.chunker, document, (files or {}).get(document.id), self.should_stop)
                    for document in documents]
-        return embed_chunked(self.embedder, chunked, self.should_stop, progress)
+        return embed_chunked(self.embedder, chunked, self.should_stop, progress, self.passage_titles)
 
     def add(self, documents: Sequence[Document], files: dict[str, bytes] | None = None,
             progress: bool = False) -> list[IngestOutcome]:
@@ -196,15 +200,26 @@ def chunk_document(chunker: Chunker, document: Document, original: bytes | None 
     return ChunkedDocument(document, passages, tuple(tuple(keyword_tokens(p.text)) for p in passages), original)
 
 
+def index_model(backend: Backend, info: ModelInfo, passage_titles: bool) -> ModelInfo:
+    """The model the index records, after recording ``info`` (with ``passage_titles``) in a new one;
+    raises :class:`~search.backends.ModelMismatchError` for another model or size."""
+    backend.record_model(replace(info, passage_titles=passage_titles))
+    return backend.model()
+
+
 def embed_chunked(embedder: Embedder, chunked: Sequence[ChunkedDocument], should_stop: Callable[[], None] = lambda: None,
-                  progress: bool = False) -> list[PreparedDocument]:
+                  progress: bool = False, passage_titles: bool = True) -> list[PreparedDocument]:
     """Chunked documents with their passage and sentence vectors: one encode call for all their
-    passages, in slices with a ``should_stop`` check between them."""
+    passages, in slices with a ``should_stop`` check between them. ``passage_titles``: each passage
+    is embedded with its title (:func:`search.chunking.passage_title`), else ``title: none``."""
     texts = [passage.text for item in chunked for passage in item.passages]
+    titles = [passage_title(passage, not item.document.title_guessed) for item in chunked for passage in item.passages
+              ] if passage_titles else None
     parts, sentences = [embedder.encode_documents([], progress=False)], []
     for start in range(0, len(texts), EMBED_SLICE):
         should_stop()
-        vectors, found = embedder.encode_passages(texts[start:start + EMBED_SLICE], progress=progress)
+        vectors, found = embedder.encode_passages(texts[start:start + EMBED_SLICE], progress=progress,
+                                                  titles=None if titles is None else titles[start:start + EMBED_SLICE])
         parts.append(vectors)
         sentences += found
     should_stop()

@@ -26,7 +26,7 @@ import pickle
 import socket
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
@@ -86,6 +86,8 @@ def ingest_on_ray(settings: Settings, paths: list[Path], options: RayOptions = R
             return summary
         recorded = backend.model()
         dimension = settings.dim or (recorded.dimension if recorded else None)
+        if recorded is not None:  # an existing index keeps the way its passages were embedded
+            settings = settings.with_overrides(passage_titles=recorded.passage_titles)
         with _ray_session(options.address, verbose) as ray:
             pool = _size_pool(ray, options)
             _run(ray, backend, settings, dimension, pool, work, summary, progress)
@@ -355,13 +357,15 @@ class _Embed:
         from search.model.embedder import Embedder
 
         self.embedder = Embedder.from_settings(settings, dimension)
-        self.model = pickle.dumps(self.embedder.info)
+        self.passage_titles = settings.passage_titles
+        self.model = pickle.dumps(replace(self.embedder.info, passage_titles=self.passage_titles))
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
 
         rows = [row for row, kind in enumerate(batch["kind"]) if kind == "chunked"]
-        prepared = embed_chunked(self.embedder, [pickle.loads(batch["payload"][row]) for row in rows])
+        prepared = embed_chunked(self.embedder, [pickle.loads(batch["payload"][row]) for row in rows],
+                                 passage_titles=self.passage_titles)
         payloads = list(batch["payload"])
         for row, item in zip(rows, prepared):
             payloads[row] = pickle.dumps(item)

@@ -39,8 +39,9 @@ class LoadLimits:
     anything is decompressed (Python's zipfile never inflates a member past its declared
     size, so the check holds against lying directories too). ``max_text_chars`` and
     ``max_page_chars`` bound the text a file and a PDF page yield (a PDF whose pages share
-    one huge compressed stream is a text bomb). ``parse_seconds`` and ``parse_memory_mb``
-    bound the child process that reads a file (:mod:`search.loading.isolated`), OCR included.
+    one huge compressed stream is a text bomb). ``parse_seconds`` (plus ``ocr_page_seconds`` for each
+    page read by OCR) and ``parse_memory_mb`` bound the child process that reads a file
+    (:mod:`search.loading.isolated`).
     ``max_image_pixels`` bounds an
     image (each frame of a TIFF, each image inside a PDF page read by OCR, and the page bitmap
     rendered for it), checked on the declared size before anything is decoded. ``ocr``: ``auto``
@@ -57,7 +58,8 @@ class LoadLimits:
     ocr_engine: str = "auto"
     max_text_chars: int = 20_000_000
     max_page_chars: int = 200_000
-    parse_seconds: float = 120.0
+    parse_seconds: float = 60.0
+    ocr_page_seconds: float = 30.0
     parse_memory_mb: int = 2048
 
     @classmethod

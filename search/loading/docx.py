@@ -94,7 +94,6 @@ def docx_document(data: bytes, name: str, doc_id: str, title: str | None = None,
     text = "\n".join(lines)
     if not has_visible_text(text):
         raise DocumentError(f"{name}: no text to index (only spaces or invisible characters)")
-    title = short_title(title) or short_title(core_title) or (sections[0][1][:200] if sections else "") \
-        or first_line_title(text)
-    return Document(doc_id, title, name if source is None else source, text, lang=lang_of(text),
-                    sections=tuple(sections), media_type=DOCX_MEDIA_TYPE)
+    found = short_title(title) or short_title(core_title) or (sections[0][1][:200] if sections else "")
+    return Document(doc_id, found or first_line_title(text), name if source is None else source, text,
+                    lang=lang_of(text), sections=tuple(sections), media_type=DOCX_MEDIA_TYPE, title_guessed=not found)

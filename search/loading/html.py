@@ -139,5 +139,6 @@ def html_document(doc_id: str, html: str, title: str | None = None, source: str 
         page_title, text, sections = fallback_title, fallback_text, ()
     if not has_visible_text(text):
         raise DocumentError(f"{source or doc_id}: no text to index (only spaces or invisible characters)")
-    title = short_title(title) or short_title(page_title) or first_line_title(text)
-    return Document(doc_id, title, source, text, lang=lang_of(text), sections=sections, media_type=HTML_MEDIA_TYPE)
+    found = short_title(title) or short_title(page_title)
+    return Document(doc_id, found or first_line_title(text), source, text, lang=lang_of(text), sections=sections,
+                    media_type=HTML_MEDIA_TYPE, title_guessed=not found)

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 
 from search.loading.base import DEFAULT_LIMITS, DocumentError, LoadedFile, LoadLimits, Progress, lang_of, short_title
-from search.loading.ocr import Box, check_pixels, locate_lines, read_image
+from search.loading.ocr import Box, PageReader, check_pixels, locate_lines
 from search.loading.pdf import assemble, scanned_lines
 from search.types import Document
 
@@ -37,27 +37,27 @@ def read_image_file(data: bytes, name: str, doc_id: str, suffix: str, title: str
     """An image file as a document of one page per frame, read by OCR; bad images raise DocumentError."""
     if limits.ocr == "never":
         raise DocumentError(f"{name}: an image is read by OCR, which is off (setting ocr=never)")
-    pages: list[list[str]] = []
     scanned: dict[int, list[tuple[str, Box]]] = {}
-    seconds: list[float] = []
     image, count = _open(data, name, limits)
-    with image:
-        for number in range(1, count + 1):
-            page = read_image(_frame(image, number, count, name, limits), f"{name}: page {number}" if count > 1 else name,
-                              limits.ocr_engine)
-            seconds.append(page.seconds)
-            scanned[number] = scanned_lines(page)
-            pages.append([line for line, _ in scanned[number]])
-            if progress is not None:
-                progress(number, count)
+    with image, PageReader(limits.ocr_engine) as reader:
+        for number in range(1, count + 2):
+            for read, page in reader.ready(wait_all=number > count):  # frames read meanwhile
+                scanned[read] = scanned_lines(page)
+                if progress is not None:
+                    progress(read, count)
+            if number <= count:
+                reader.submit(number, _frame(image, number, count, name, limits),
+                              f"{name}: page {number}" if count > 1 else name)
+        seconds = reader.seconds
+    pages = [[line for line, _ in scanned[number]] for number in range(1, count + 1)]
     text, starts = assemble(pages)
     if not text.strip():
         raise DocumentError(f"{name}: no text found (read by OCR)")
     document = Document(doc_id, short_title(title) or short_title(text.split("\n", 1)[0]),
                         name if source is None else source, text, lang=lang_of(text), pages=starts,
                         media_type=IMAGE_TYPES[suffix][1], ocr_pages=tuple(scanned),
-                        ocr_lines=locate_lines(text, starts, scanned))
-    return LoadedFile(document, data, tuple(seconds))
+                        ocr_lines=locate_lines(text, starts, scanned), title_guessed=not short_title(title))
+    return LoadedFile(document, data, seconds)
 
 
 def _open(data: bytes, name: str, limits: LoadLimits):

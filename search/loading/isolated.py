@@ -5,8 +5,8 @@ then costs only its own child process:
 
 * the caller waits on a pipe, holding neither the GIL nor a lock, so the server's event loop,
   its other threads and the model process never wait on a parser;
-* past ``parse_seconds`` (wall clock, and CPU time as a backstop should the caller die) the
-  child is killed; it may add at most ``parse_memory_mb`` of address space; the readers cap
+* past ``parse_seconds`` (wall clock, and CPU time as a backstop should the caller die), plus
+  ``ocr_page_seconds`` for each page the child hands to OCR, the child is killed; it may add at most ``parse_memory_mb`` of address space; the readers cap
   the text at ``max_text_chars`` per file and ``max_page_chars`` per PDF page;
 * ``should_stop`` (a job's cancellation check) is polled while waiting and kills the child;
 * every breach is one :class:`DocumentError` for this file with one reason ("took longer
@@ -31,6 +31,7 @@ from typing import Callable
 
 from search.loading import file_bytes, read_bytes
 from search.loading.base import DEFAULT_LIMITS, MIB, DocumentError, LoadedFile, LoadLimits, Progress
+from search.loading.ocr import listen_for_pages
 
 POLL_SECONDS = 0.05  # how often a waiting caller checks ``should_stop`` and the deadline
 #: What the fork server imports once, so each child starts at once: the main script (as multiprocessing's
@@ -90,15 +91,14 @@ def _forkserver() -> multiprocessing.context.BaseContext:
 def _wait_for(child, receiver, name: str, limits: LoadLimits, progress: Progress | None,
               should_stop: Callable[[], None] | None):
     """The child's ``(document, original kept, OCR seconds per page)``, relaying progress, until the
-    deadline (``parse_seconds``: a long scan read by OCR may need it raised)."""
-    deadline = time.monotonic() + limits.parse_seconds
+    deadline: ``parse_seconds``, plus ``ocr_page_seconds`` for each page the child hands to OCR."""
+    deadline, ocr_pages = time.monotonic() + limits.parse_seconds, 0
     while True:
         if should_stop is not None:
             should_stop()
         left = deadline - time.monotonic()
         if left <= 0:
-            raise DocumentError(f"{name}: took longer than {limits.parse_seconds:g} s to read "
-                                f"(setting parse_seconds)")
+            raise DocumentError(f"{name}: took longer than {_allowed(limits, ocr_pages)}")
         if not receiver.poll(min(POLL_SECONDS, left)):
             continue
         try:
@@ -106,13 +106,25 @@ def _wait_for(child, receiver, name: str, limits: LoadLimits, progress: Progress
         except (EOFError, OSError):
             child.join(1)
             raise DocumentError(f"{name}: {_death(child.exitcode, limits)}") from None
-        if kind == "progress":
+        if kind == "ocr_page":
+            deadline += limits.ocr_page_seconds
+            ocr_pages += 1
+        elif kind == "progress":
             if progress is not None:
                 progress(*values)
         elif kind == "error":
             raise DocumentError(values[0])
         else:
             return values
+
+
+def _allowed(limits: LoadLimits, ocr_pages: int) -> str:
+    """The time a file was allowed to read, in words, and the settings that set it."""
+    if not ocr_pages:
+        return f"{limits.parse_seconds:g} s to read (setting parse_seconds)"
+    return (f"{limits.parse_seconds + ocr_pages * limits.ocr_page_seconds:g} s to read: {limits.parse_seconds:g} s and "
+            f"{limits.ocr_page_seconds:g} s for each of {ocr_pages} pages read by OCR (settings parse_seconds, "
+            f"ocr_page_seconds)")
 
 
 def _death(exitcode: int | None, limits: LoadLimits) -> str:
@@ -131,6 +143,7 @@ def _read_in_child(connection, data: bytes, name: str, doc_id: str, title: str |
                    limits: LoadLimits) -> None:
     """Read the file under the limits and send ``("done", document, kept)`` or ``("error", message)``."""
     _limit_resources(limits)
+    listen_for_pages(lambda: connection.send(("ocr_page",)))
     try:
         loaded = read_bytes(data, name, doc_id, title=title, source=source, limits=limits,
                             progress=lambda done, total: connection.send(("progress", done, total)))
@@ -151,8 +164,10 @@ def _read_in_child(connection, data: bytes, name: str, doc_id: str, title: str |
 
 
 def _limit_resources(limits: LoadLimits) -> None:
-    """CPU seconds (SIGXCPU past them) and address space (MemoryError past it) for this child, no core files."""
-    seconds = math.ceil(limits.parse_seconds) + 1
+    """CPU seconds (SIGXCPU past them) and address space (MemoryError past it) for this child, no core files.
+
+    The CPU backstop allows every page OCR (RapidOCR runs in this process) as the wall clock would."""
+    seconds = math.ceil(limits.parse_seconds + limits.max_pages * limits.ocr_page_seconds) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     extra = limits.parse_memory_mb * MIB

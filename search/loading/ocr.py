@@ -10,7 +10,9 @@ Two engines, both offline (setting ``ocr_engine``; docs/ocr.md has their measure
   so it is there wherever the project is installed, root or not. Loaded once per process.
 * ``auto`` (default): Tesseract where it is installed with both languages, else RapidOCR.
 
-Nothing is downloaded at run time. Pages are read one at a time (one lock per process).
+Nothing is downloaded at run time. Tesseract reads several pages at once (:class:`PageReader`: one
+single-threaded command per core, the next page rendered meanwhile); RapidOCR one at a time (one
+engine per process, behind a lock).
 
 Reading order. The engine finds text boxes (a visual line, or a piece of one when words stand
 far apart). Boxes are deskewed by their median angle, then ordered by a recursive XY-cut:
@@ -30,12 +32,15 @@ from __future__ import annotations
 import functools
 import io
 import math
+import os
 import subprocess
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from statistics import median
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -51,6 +56,8 @@ MIN_LINE_SCORE = 0.5
 #: Tesseract (ocr_engine=tesseract) reads every page with both languages, each page within this time.
 TESSERACT_LANGUAGES = "chi_sim+eng"
 TESSERACT_TIMEOUT_S = 600
+#: Tesseract commands run at once (one page each, one thread each): the cores, at most this many.
+TESSERACT_MAX_WORKERS = 4
 #: The engine reads images of at most this many pixels a side (RapidOCR's max_side_len).
 ENGINE_MAX_SIDE = 2000
 #: A column gutter is at least this many line heights wide; each column holds at least this many boxes.
@@ -63,6 +70,14 @@ SAME_LINE_OVERLAP = 0.5
 
 _engine = None
 _engine_lock = threading.Lock()
+_page_listener: Callable[[], None] | None = None
+
+
+def listen_for_pages(listener: Callable[[], None] | None) -> None:
+    """Call ``listener`` as each page is handed to OCR (the reader's child process tells its caller,
+    which allows the file ``ocr_page_seconds`` more: search/loading/isolated.py)."""
+    global _page_listener
+    _page_listener = listener
 
 
 @dataclass(frozen=True)
@@ -106,7 +121,8 @@ def _rapidocr(image) -> list:
         except ImportError as error:
             raise RuntimeError(f"the OCR engine cannot be loaded ({error}); pip install rapidocr-onnxruntime") from error
         _engine = RapidOCR(use_cls=False)  # the angle classifier flipped good lines: 3x the errors (docs/ocr.md)
-    found, _ = _engine(np.asarray(image.convert("RGB")))
+    with _engine_lock:  # one engine per process, one page at a time
+        found, _ = _engine(np.asarray(image.convert("RGB")))
     return found or []
 
 
@@ -116,7 +132,8 @@ def _tesseract(image) -> list:
     image.convert("L").save(buffer, "PNG")
     try:
         run = subprocess.run(["tesseract", "stdin", "stdout", "-l", TESSERACT_LANGUAGES, "tsv"], input=buffer.getvalue(),
-                             capture_output=True, timeout=TESSERACT_TIMEOUT_S, check=False)
+                             capture_output=True, timeout=TESSERACT_TIMEOUT_S, check=False,
+                             env={**os.environ, "OMP_THREAD_LIMIT": "1"})  # pages run side by side instead
     except FileNotFoundError:
         raise RuntimeError("tesseract is not installed (apt-get install tesseract-ocr tesseract-ocr-chi-sim), "
                            "or set ocr_engine=rapidocr") from None
@@ -175,14 +192,69 @@ def read_image(image, name: str, engine: str = "auto") -> ReadPage:
         image = image.copy()
         image.thumbnail((ENGINE_MAX_SIDE, ENGINE_MAX_SIDE))
     width, height = image.size
-    with _engine_lock:
-        started = time.perf_counter()
-        try:
-            found = ENGINES[engine_for(engine)](image)
-        except RuntimeError as error:
-            raise DocumentError(f"{name}: {error}") from error
-        seconds = time.perf_counter() - started
-    return ReadPage(tuple(reading_order(found, width, height)), seconds)
+    started = time.perf_counter()
+    try:
+        found = ENGINES[engine_for(engine)](image)
+    except RuntimeError as error:
+        raise DocumentError(f"{name}: {error}") from error
+    return ReadPage(tuple(reading_order(found, width, height)), time.perf_counter() - started)
+
+
+def ocr_workers(engine: str) -> int:
+    """Pages read at once: Tesseract one command per core (at most TESSERACT_MAX_WORKERS), RapidOCR one."""
+    if engine_for(engine) != "tesseract":
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), TESSERACT_MAX_WORKERS))
+
+
+class PageReader:
+    """Page images read by OCR side by side (:func:`ocr_workers`), handed back in the order given.
+
+    ``submit`` a page, then take what is ready from :meth:`ready`; at most ``workers`` pages are
+    queued or read at once (``ready`` waits for the oldest one beyond that), so a long scan holds a
+    few rendered pages, never all. ``seconds`` is the wall time of the reading shared evenly among
+    the pages read: what a page costs the ingest, with the pages overlapping.
+    """
+
+    def __init__(self, engine: str = "auto"):
+        self.engine = engine
+        self.workers = ocr_workers(engine)
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="ocr")
+        self._pending: deque[tuple[int, Future]] = deque()
+        self._busy_since: float | None = None
+        self._busy = 0.0
+        self._pages = 0
+
+    def __enter__(self) -> "PageReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for _, future in self._pending:
+            future.cancel()
+        self._pool.shutdown(wait=True)
+
+    def submit(self, key: int, image, name: str) -> None:
+        if self._busy_since is None:
+            self._busy_since = time.perf_counter()
+        if _page_listener is not None:
+            _page_listener()
+        self._pending.append((key, self._pool.submit(read_image, image, name, self.engine)))
+
+    def ready(self, wait_all: bool = False) -> Iterator[tuple[int, ReadPage]]:
+        """Read pages in the order submitted: those done, the oldest beyond ``workers``, or (``wait_all``) all."""
+        while self._pending and (wait_all or len(self._pending) > self.workers or self._pending[0][1].done()):
+            key, future = self._pending.popleft()
+            page = future.result()
+            self._pages += 1
+            if not self._pending:
+                self._busy += time.perf_counter() - self._busy_since
+                self._busy_since = None
+            yield key, page
+
+    @property
+    def seconds(self) -> tuple[float, ...]:
+        """Each page's share of the wall time pages were being read."""
+        return (round(self._busy / self._pages, 3),) * self._pages if self._pages else ()
 
 
 def reading_order(found: Sequence, width: int, height: int) -> list[ReadLine]:

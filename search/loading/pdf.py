@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from search.loading.base import (DEFAULT_LIMITS, PDF_MEDIA_TYPE, DocumentError, LoadedFile, LoadLimits, Progress,
                                  lang_of, short_title, text_over_limit)
-from search.loading.ocr import ENGINE_MAX_SIDE, Box, ReadPage, check_pixels, locate_lines, read_image
+from search.loading.ocr import ENGINE_MAX_SIDE, Box, PageReader, ReadPage, check_pixels, locate_lines
 from search.types import Document, OcrLine
 
 #: pdfium is not thread-safe: one PDF is read at a time in this process.
@@ -98,6 +98,7 @@ class PdfText:
     ocr_pages: tuple[int, ...] = ()  # 1-based pages read by OCR
     ocr_lines: tuple[OcrLine, ...] = ()
     ocr_seconds: tuple[float, ...] = ()  # OCR time of each page it read
+    title_guessed: bool = False  # no title in the metadata: the first line stands in
 
 
 def expand_ligatures(text: str) -> str:
@@ -442,25 +443,33 @@ def extract_pdf(data: bytes, name: str, limits: LoadLimits = DEFAULT_LIMITS,
         raws: dict[int, str] = {}  # page index -> text layer (pages read from their text)
         garbled: dict[int, int] = {}  # page index -> marks of text pdfium could not decode
         scanned: dict[int, list[tuple[str, Box]]] = {}  # 1-based page -> lines read by OCR
-        seconds: list[float] = []
-        chars = 0
-        for index in range(count):
-            with _PDFIUM_LOCK:
-                read = _read_page(pdf, index, name, limits)
-            if read.image is None:
-                raws[index] = read.raw
-                chars += len(read.raw)
-                if bad := len(BAD_TEXT_RE.findall(read.raw)):
-                    garbled[index] = bad
-            else:
-                page = read_image(read.image, f"{name}: page {index + 1}", limits.ocr_engine)
-                seconds.append(page.seconds)
-                scanned[index + 1] = scanned_lines(page)
-                chars += sum(len(line) for line, _ in scanned[index + 1])
+        chars = done = 0
+
+        def count_page(page_chars: int) -> None:
+            nonlocal chars, done
+            chars, done = chars + page_chars, done + 1
             if problem := text_over_limit(name, chars, limits):
                 raise problem
             if progress is not None:
-                progress(index + 1, count)
+                progress(done, count)
+
+        with PageReader(limits.ocr_engine) as reader:
+            for index in range(count + 1):
+                for number, page in reader.ready(wait_all=index == count):  # pages read meanwhile
+                    scanned[number] = scanned_lines(page)
+                    count_page(sum(len(line) for line, _ in scanned[number]))
+                if index == count:
+                    break
+                with _PDFIUM_LOCK:
+                    read = _read_page(pdf, index, name, limits)
+                if read.image is not None:
+                    reader.submit(index + 1, read.image, f"{name}: page {index + 1}")
+                    continue
+                raws[index] = read.raw
+                if bad := len(BAD_TEXT_RE.findall(read.raw)):
+                    garbled[index] = bad
+                count_page(len(read.raw))
+            seconds = reader.seconds
         with _PDFIUM_LOCK:
             labels = _labels(pdf, count)
             outline = _outline(pdf, count)
@@ -477,7 +486,7 @@ def extract_pdf(data: bytes, name: str, limits: LoadLimits = DEFAULT_LIMITS,
         raise DocumentError(f"{name}: {_why_empty(limits.ocr, bool(scanned))}")
     title = metadata_title or short_title(text.split("\n", 1)[0])
     return PdfText(text, starts, labels, _sections(text, starts, outline), title, tuple(fallback),
-                   tuple(scanned), locate_lines(text, starts, scanned), tuple(seconds))
+                   tuple(sorted(scanned)), locate_lines(text, starts, scanned), seconds, title_guessed=not metadata_title)
 
 
 def _why_empty(mode: str, scanned: bool) -> str:
@@ -511,7 +520,8 @@ def read_pdf(data: bytes, name: str, doc_id: str, title: str | None = None, sour
     document = Document(doc_id, short_title(title) or extracted.title, name if source is None else source,
                         extracted.text, lang=lang_of(extracted.text), pages=extracted.pages,
                         page_labels=extracted.page_labels, sections=extracted.sections, media_type=PDF_MEDIA_TYPE,
-                        ocr_pages=extracted.ocr_pages, ocr_lines=extracted.ocr_lines)
+                        ocr_pages=extracted.ocr_pages, ocr_lines=extracted.ocr_lines,
+                        title_guessed=not short_title(title) and extracted.title_guessed)
     return LoadedFile(document, data, extracted.ocr_seconds)
 
 

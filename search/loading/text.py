@@ -47,9 +47,9 @@ def text_document(doc_id: str, text: str, title: str | None = None, source: str 
     if not has_visible_text(text):
         raise DocumentError(f"{source or doc_id}: no text to index (only spaces or invisible characters)")
     sections = markdown_sections(text) if markdown else ()
-    title = short_title(title) or (sections[0][1][:200] if sections else "") or first_line_title(text)
-    return Document(doc_id, title, source, text, lang=lang_of(text), sections=sections,
-                    media_type=MARKDOWN_MEDIA_TYPE if markdown else TEXT_MEDIA_TYPE)
+    found = short_title(title) or (sections[0][1][:200] if sections else "")
+    return Document(doc_id, found or first_line_title(text), source, text, lang=lang_of(text), sections=sections,
+                    media_type=MARKDOWN_MEDIA_TYPE if markdown else TEXT_MEDIA_TYPE, title_guessed=not found)
 
 
 def read_text(data: bytes, name: str, doc_id: str, title: str | None = None, source: str | None = None,

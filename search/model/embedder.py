@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from search.model.batching import DEFAULT_CACHE_SIZE, DEFAULT_GATHER_MS, DEFAULT_MAX_BATCH, QueryBatcher
 from search.model.download import default_model_dir, ensure_model
-from search.model.engine import ModelEngine, ModelSpec
+from search.model.engine import TITLE_TOKENS, ModelEngine, ModelSpec, titled_prompt
 from search.model.runtime import open_engine
 from search.settings import DEFAULT_MODEL_NAME
 from search.types import ModelInfo, SentenceVectors
@@ -101,26 +101,45 @@ class Embedder:
         if self.engine is not None:
             self.engine.close()
 
-    def encode_documents(self, texts: list[str], batch_size: int = 16, progress: bool = False) -> np.ndarray:
-        """Passage vectors, shape ``(len(texts), dimension)``."""
+    def encode_documents(self, texts: list[str], batch_size: int = 16, progress: bool = False,
+                         titles: list[str] | None = None) -> np.ndarray:
+        """Passage vectors, shape ``(len(texts), dimension)``; ``titles``: each text's title for the
+        document prompt's title slot (see :meth:`document_prompts`), else ``title: none``."""
+        prompts = self.document_prompts(titles)
         vectors = np.zeros((len(texts), self.info.dimension), dtype=np.float32)
         for rows in self._batches(texts, batch_size, progress):
-            vectors[rows] = self.run(lambda: self.engine.encode_documents([texts[row] for row in rows], batch_size))
+            vectors[rows] = self.run(lambda: self.engine.encode_documents(
+                [texts[row] for row in rows], batch_size, None if prompts is None else [prompts[row] for row in rows]))
         return vectors
 
-    def encode_passages(self, texts: list[str], batch_size: int = 16,
-                        progress: bool = False) -> tuple[np.ndarray, list[SentenceVectors | None]]:
+    def encode_passages(self, texts: list[str], batch_size: int = 16, progress: bool = False,
+                        titles: list[str] | None = None) -> tuple[np.ndarray, list[SentenceVectors | None]]:
         """Passage vectors (as :meth:`encode_documents`) and, from the same forward pass, a vector
         per sentence: the passage's token embeddings averaged over the sentence and projected like
         the passage's. No extra model call; a passage whose tokens cannot be aligned gets None."""
+        prompts = self.document_prompts(titles)
         vectors = np.zeros((len(texts), self.info.dimension), dtype=np.float32)
         sentences: list[SentenceVectors | None] = [None] * len(texts)
         for rows in self._batches(texts, batch_size, progress):
-            batch_vectors, batch_sentences = self.run(lambda: self.engine.encode_with_sentences([texts[r] for r in rows]))
+            batch_vectors, batch_sentences = self.run(lambda: self.engine.encode_with_sentences(
+                [texts[r] for r in rows], None if prompts is None else [prompts[r] for r in rows]))
             vectors[rows] = batch_vectors
             for row, found in zip(rows, batch_sentences):
                 sentences[row] = found
         return vectors, sentences
+
+    def document_prompts(self, titles: list[str] | None) -> list[str] | None:
+        """The document prompt of each title (its first :data:`TITLE_TOKENS` tokens in the prompt's
+        title slot), or None for the model's own prompt (``title: none``) on every text."""
+        if titles is None:
+            return None
+        return [titled_prompt(self.info.document_prompt, self._clipped(title)) for title in titles]
+
+    def _clipped(self, title: str) -> str:
+        """``title`` cut after its first :data:`TITLE_TOKENS` tokens (whitespace runs as one space)."""
+        title = " ".join(title.split())
+        offsets = self.tokenizer(title, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        return title if len(offsets) <= TITLE_TOKENS else title[:offsets[TITLE_TOKENS - 1][1]].rstrip()
 
     @staticmethod
     def _batches(texts: list[str], batch_size: int, progress: bool) -> Iterator[list[int]]:

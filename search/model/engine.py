@@ -18,8 +18,12 @@ import numpy as np
 from search.text.sentences import sentence_spans
 from search.types import SENTENCE_DIMENSION, ModelInfo, SentenceVectors, truncate
 
-#: Room left for the document prompt ("title: none | text: ") and special tokens.
-PROMPT_MARGIN_TOKENS = 32
+#: Room left for the document prompt ("title: {title} | text: ") and special tokens.
+PROMPT_MARGIN_TOKENS = 48
+#: Tokens a passage's title (document title › section) may take in the document prompt.
+TITLE_TOKENS = 24
+#: The title slot of a document prompt that has one (EmbeddingGemma: "title: none | text: ").
+UNTITLED = "title: none"
 
 
 @dataclass(frozen=True)
@@ -69,24 +73,29 @@ class ModelEngine:
         """Unit query vectors of one batch, shape ``(len(texts), dimension)``."""
         raise NotImplementedError
 
-    def encode_documents(self, texts: list[str], batch_size: int) -> np.ndarray:
-        """Unit passage vectors, in batches of ``batch_size``."""
+    def encode_documents(self, texts: list[str], batch_size: int, prompts: list[str] | None = None) -> np.ndarray:
+        """Unit passage vectors, in batches of ``batch_size``; ``prompts``: one document prompt per
+        text (see :func:`titled_prompt`), else the model's own."""
         raise NotImplementedError
 
-    def encode_with_sentences(self, texts: list[str]) -> tuple[np.ndarray, list[SentenceVectors | None]]:
-        """One model call: passage vectors and pooled sentence vectors."""
+    def encode_with_sentences(self, texts: list[str], prompts: list[str] | None = None,
+                              ) -> tuple[np.ndarray, list[SentenceVectors | None]]:
+        """One model call: passage vectors and pooled sentence vectors (``prompts`` as above)."""
         raise NotImplementedError
+
+    def document_prompts(self, texts: list[str], prompts: list[str] | None) -> list[str]:
+        """The document prompt of each text: the given ones, else the model's own for all."""
+        return list(prompts) if prompts is not None else [self.info.document_prompt] * len(texts)
 
     def project(self, pooled: np.ndarray) -> np.ndarray | None:
         """Mean-pooled token embeddings ``(n, hidden)`` through the model's layers after pooling
         (EmbeddingGemma: two Dense layers), not normalised; None when the model is not mean-pooled."""
         raise NotImplementedError
 
-    def sentence_vectors(self, text: str, tokens: np.ndarray) -> SentenceVectors | None:
+    def sentence_vectors(self, text: str, tokens: np.ndarray, prompt: str) -> SentenceVectors | None:
         """Each sentence of ``text`` pooled from the passage's own token embeddings ``tokens``
-        (``(n, hidden)``, the real tokens the model saw for the document prompt + ``text``)."""
-        found = sentence_token_masks(self.tokenizer, self.info.document_prompt, text, self.max_seq_length,
-                                     len(tokens))
+        (``(n, hidden)``, the real tokens the model saw for ``prompt + text``)."""
+        found = sentence_token_masks(self.tokenizer, prompt, text, self.max_seq_length, len(tokens))
         if not found:
             return None
         pooled = np.stack([tokens[mask].mean(axis=0, dtype=np.float32) for _, mask in found])
@@ -106,6 +115,15 @@ def prompt_of(prompts: dict[str, str], names: tuple[str, ...]) -> str:
         if name in prompts:
             return prompts[name]
     return ""
+
+
+def titled_prompt(document_prompt: str, title: str) -> str:
+    """The model's document prompt with ``title`` in its title slot; the prompt unchanged when it has
+    no slot or the title is empty."""
+    title = " ".join(title.split())
+    if not title or UNTITLED not in document_prompt:
+        return document_prompt
+    return document_prompt.replace(UNTITLED, f"title: {title}", 1)
 
 
 def model_info(name: str, dimension: int, prompts: dict[str, str]) -> ModelInfo:

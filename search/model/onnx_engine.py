@@ -260,22 +260,24 @@ class OnnxEngine(ModelEngine):
                                                     providers=["CPUExecutionProvider"])
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
-        return self._vectors(*self._token_embeddings(texts, self.info.query_prompt))
+        return self._vectors(*self._token_embeddings([self.info.query_prompt + text for text in texts]))
 
-    def encode_documents(self, texts: list[str], batch_size: int) -> np.ndarray:
+    def encode_documents(self, texts: list[str], batch_size: int, prompts: list[str] | None = None) -> np.ndarray:
         """Passage vectors, longest first in batches of ``batch_size`` (less padding), in the callers' order."""
-        order = sorted(range(len(texts)), key=lambda row: -len(texts[row]))
-        vectors = np.zeros((len(texts), self.info.dimension), dtype=np.float32)
+        inputs = [prompt + text for prompt, text in zip(self.document_prompts(texts, prompts), texts)]
+        order = sorted(range(len(inputs)), key=lambda row: -len(inputs[row]))
+        vectors = np.zeros((len(inputs), self.info.dimension), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
-            vectors[rows] = self._vectors(*self._token_embeddings([texts[row] for row in rows],
-                                                                  self.info.document_prompt))
+            vectors[rows] = self._vectors(*self._token_embeddings([inputs[row] for row in rows]))
         return vectors
 
-    def encode_with_sentences(self, texts: list[str]) -> tuple[np.ndarray, list[SentenceVectors | None]]:
-        tokens, mask = self._token_embeddings(texts, self.info.document_prompt)
-        sentences = [self.sentence_vectors(text, row[row_mask.astype(bool)])
-                     for text, row, row_mask in zip(texts, tokens, mask)]
+    def encode_with_sentences(self, texts: list[str], prompts: list[str] | None = None,
+                              ) -> tuple[np.ndarray, list[SentenceVectors | None]]:
+        prompts = self.document_prompts(texts, prompts)
+        tokens, mask = self._token_embeddings([prompt + text for prompt, text in zip(prompts, texts)])
+        sentences = [self.sentence_vectors(text, row[row_mask.astype(bool)], prompt)
+                     for text, prompt, row, row_mask in zip(texts, prompts, tokens, mask)]
         return self._vectors(tokens, mask), sentences
 
     def project(self, pooled: np.ndarray) -> np.ndarray:
@@ -285,9 +287,10 @@ class OnnxEngine(ModelEngine):
                 pooled = pooled + bias
         return pooled
 
-    def _token_embeddings(self, texts: list[str], prompt: str) -> tuple[np.ndarray, np.ndarray]:
-        """One forward pass: ``(batch, sequence, hidden)`` token embeddings and the attention mask."""
-        batch = self.tokenizer([prompt + text for text in texts], padding=True, truncation=True,
+    def _token_embeddings(self, inputs: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """One forward pass over prompted texts: ``(batch, sequence, hidden)`` token embeddings and the
+        attention mask."""
+        batch = self.tokenizer(inputs, padding=True, truncation=True,
                                max_length=self.max_seq_length, return_tensors="np")
         mask = batch["attention_mask"].astype(np.int64)
         tokens = self.session.run(["token_embeddings"], {"input_ids": batch["input_ids"].astype(np.int64),

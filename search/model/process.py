@@ -64,11 +64,11 @@ class EngineProcess:
     def encode_queries(self, texts: list[str]):
         return self._call("encode_queries", texts)
 
-    def encode_documents(self, texts: list[str], batch_size: int):
-        return self._call("encode_documents", texts, batch_size)
+    def encode_documents(self, texts: list[str], batch_size: int, prompts: list[str] | None = None):
+        return self._call("encode_documents", texts, batch_size, prompts)
 
-    def encode_with_sentences(self, texts: list[str]):
-        return self._call("encode_with_sentences", texts)
+    def encode_with_sentences(self, texts: list[str], prompts: list[str] | None = None):
+        return self._call("encode_with_sentences", texts, prompts)
 
     def close(self) -> None:
         """Ask the child to stop; terminate it if it does not within 10 s."""

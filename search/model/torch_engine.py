@@ -64,21 +64,28 @@ class TorchEngine(ModelEngine):
     def _encode_queries_now(self, texts: list[str]) -> np.ndarray:
         return self._encode(texts, self.info.query_prompt, len(texts))
 
-    def encode_documents(self, texts: list[str], batch_size: int) -> np.ndarray:
-        return self._encode(texts, self.info.document_prompt, batch_size)
+    def encode_documents(self, texts: list[str], batch_size: int, prompts: list[str] | None = None) -> np.ndarray:
+        if prompts is None:
+            return self._encode(texts, self.info.document_prompt, batch_size)
+        # the pooling includes the prompt's tokens, so a prompt written into the text is the same input
+        return self._encode([prompt + text for prompt, text in zip(prompts, texts)], None, batch_size)
 
-    def _encode(self, texts: list[str], prompt: str, batch_size: int) -> np.ndarray:
+    def _encode(self, texts: list[str], prompt: str | None, batch_size: int) -> np.ndarray:
         vectors = self.model.encode(texts, prompt=prompt, batch_size=batch_size, convert_to_numpy=True,
                                     show_progress_bar=False)
         return truncate(vectors, self.info.dimension)
 
-    def encode_with_sentences(self, texts: list[str]) -> tuple[np.ndarray, list[SentenceVectors | None]]:
-        outputs = self.model.encode(texts, prompt=self.info.document_prompt, batch_size=len(texts),
-                                    output_value=None, convert_to_numpy=False, show_progress_bar=False)
+    def encode_with_sentences(self, texts: list[str], prompts: list[str] | None = None,
+                              ) -> tuple[np.ndarray, list[SentenceVectors | None]]:
+        prompts = self.document_prompts(texts, prompts)
+        outputs = self.model.encode([prompt + text for prompt, text in zip(prompts, texts)], prompt=None,
+                                    batch_size=len(texts), output_value=None, convert_to_numpy=False,
+                                    show_progress_bar=False)
         vectors = truncate(np.stack([output["sentence_embedding"].float().cpu().numpy() for output in outputs]),
                            self.info.dimension)
         sentences = [self.sentence_vectors(text, output["token_embeddings"][output["attention_mask"].bool()]
-                                           .float().cpu().numpy()) for text, output in zip(texts, outputs)]
+                                           .float().cpu().numpy(), prompt)
+                     for text, prompt, output in zip(texts, prompts, outputs)]
         return vectors, sentences
 
     def project(self, pooled: np.ndarray) -> np.ndarray | None:

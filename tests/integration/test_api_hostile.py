@@ -211,7 +211,7 @@ class SlowEmbedder:
                            ) if texts else np.zeros((0, 8))
         return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
-    def encode_passages(self, texts, batch_size: int = 16, progress: bool = False):
+    def encode_passages(self, texts, batch_size: int = 16, progress: bool = False, titles=None):
         return self.encode_documents(texts), [None] * len(texts)  # no sentence vectors
 
     def encode_query(self, text: str) -> np.ndarray:

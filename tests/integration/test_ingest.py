@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from conftest import SEEDS, index_settings
@@ -117,3 +118,60 @@ def test_a_file_whose_id_no_backend_can_store_is_skipped(tmp_path):
         assert file_refusal(backend, tmp_path / "ok.txt", "ok.txt", None, {}) is None
     finally:
         backend.close()
+
+
+def test_a_new_index_embeds_titled_passages_and_an_old_one_keeps_its_way(tmp_path, embedder):
+    """A new index records ``passage_titles`` and embeds each passage with its title and section;
+    an index built before titles existed (recorded without them) goes on embedding ``title: none``,
+    so one index never mixes the two."""
+    from dataclasses import replace
+
+    from search.backends.base import vectors_of
+    from search.backends.local import LocalBackend
+    from search.chunking import passage_title
+    from search.loading.text import text_document
+    from search.types import Filter
+
+    document = text_document("guide", "# Lead times\n\nShuibei's lead times are 30% faster than the global "
+                                      "average.\n\n## Gold\n\n深圳的黄金价格在2024年上涨了很多。", source="guide.md",
+                             markdown=True)
+    vectors = {}
+    for name, recorded in (("new", None), ("old", replace(embedder.info, passage_titles=False))):
+        if recorded is not None:
+            old = LocalBackend(tmp_path / name)
+            old.record_model(recorded)
+            old.close()
+        ingester = open_ingester(index_settings(tmp_path / name, chunk_tokens=16), embedder=embedder)
+        ingester.add([document])
+        backend = ingester.backend
+        assert backend.model().passage_titles is (name == "new") and ingester.passage_titles is (name == "new")
+        ids = backend.store.passage_ids(Filter(doc_ids=("guide",)))
+        passages = sorted(passages_of(backend, ids).values(), key=lambda passage: passage.start)
+        stored = vectors_of(backend, [passage.id for passage in passages])
+        vectors[name] = (passages, [stored[passage.id] for passage in passages])
+        ingester.backend.close()
+    passages, new = vectors["new"]
+    _, old = vectors["old"]
+    titles = [passage_title(passage) for passage in passages]
+    assert titles[-1] == "Lead times › Gold"
+    np.testing.assert_allclose(new, embedder.encode_documents([p.text for p in passages], titles=titles), atol=1e-5)
+    np.testing.assert_allclose(old, embedder.encode_documents([p.text for p in passages]), atol=1e-5)
+
+
+def test_a_plain_text_files_first_line_is_not_given_as_its_title(tmp_path, embedder):
+    """A .txt has no title of its own: the first line stands in for display only, and its passages
+    are embedded with ``title: none`` (the dev sets measured it: a first line as title cost R@10)."""
+    from search.backends.base import vectors_of
+    from search.loading import read_bytes
+    from search.types import Filter
+
+    loaded = read_bytes("Debian supports many ports\nwith the autobuilder network.".encode(), "ports.txt", "ports")
+    assert loaded.document.title == "Debian supports many ports" and loaded.document.title_guessed
+    ingester = open_ingester(index_settings(tmp_path / "index"), embedder=embedder)
+    ingester.add([loaded.document])
+    ids = ingester.backend.store.passage_ids(Filter(doc_ids=("ports",)))
+    (passage,) = passages_of(ingester.backend, ids).values()
+    (stored,) = vectors_of(ingester.backend, ids).values()
+    assert ingester.passage_titles
+    np.testing.assert_allclose(stored, embedder.encode_documents([passage.text])[0], atol=1e-5)
+    ingester.backend.close()

@@ -185,3 +185,21 @@ def test_a_scanned_pdf_is_found_from_a_chinese_question_with_its_page(tmp_path, 
     top = response["results"][0]
     assert top["doc_id"] == "scan" and top["ocr"] is True and top["page"] == 2, top
     assert "quilt" in top["text"] and "p. 2" in top["citation"]
+
+
+@needs_font
+def test_a_scan_is_allowed_ocr_page_seconds_for_each_page_it_reads_by_ocr():
+    """The reader's child says when it hands a page to OCR; each such page allows the file
+    ``ocr_page_seconds`` more than ``parse_seconds``: a scan needs no raised parse_seconds, and a
+    file that takes too long still fails alone, naming the pages it read."""
+    from search.loading.isolated import read_isolated
+
+    pages = [render(ENGLISH), render(CHINESE), render(ENGLISH[::-1])]
+    data = encoded(pages[0], "PDF", save_all=True, append_images=pages[1:], resolution=150)
+    loaded = read_isolated(data, "scan.pdf", "scan", limits=LoadLimits(parse_seconds=0.5, ocr_page_seconds=120))
+    assert loaded.document.ocr_pages == (1, 2, 3) and len(loaded.ocr_seconds) == 3
+    assert [page_of(loaded.document, loaded.document.text.index(word)) for word in ("Invoices", "交货")] == [1, 2]
+    with pytest.raises(DocumentError, match=r"^scan\.pdf: took longer than [0-9.]+ s to read: 0\.5 s and 0\.01 s "
+                                            r"for each of [1-3] pages read by OCR \(settings parse_seconds, "
+                                            r"ocr_page_seconds\)$"):
+        read_isolated(data, "scan.pdf", "scan", limits=LoadLimits(parse_seconds=0.5, ocr_page_seconds=0.01))

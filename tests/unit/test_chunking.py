@@ -166,3 +166,16 @@ def test_html_blank_line_folding_is_linear_on_long_space_runs():
 
     title, text = html_to_text("<p>" + " \t" * 500_000 + "x</p>")
     assert text == "x"
+
+
+def test_a_passages_title_is_its_documents_title_and_section():
+    from search.chunking import passage_title
+    from search.types import Lang, Passage
+
+    def title_of(title: str, section: str | None) -> str:
+        return passage_title(Passage("d", 0, 0, 1, "x", Lang.EN, title=title, section=section))
+
+    assert title_of("Debian New Maintainers' Guide", "4.2 changelog") == "Debian New Maintainers' Guide › 4.2 changelog"
+    assert title_of("Lead  times\n", "Lead times") == "Lead times"  # a section that says nothing more
+    assert title_of("Gold", "Gold prices in 2024") == "Gold prices in 2024"  # a section that holds the title
+    assert title_of("", "黄金") == "黄金" and title_of("报告", None) == "报告" and title_of("", None) == ""

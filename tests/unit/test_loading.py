@@ -293,3 +293,19 @@ def test_sniffing():
     assert sniff(make_pdf(["x"])) == "pdf" and sniff(b"\xef\xbb\xbf%PDF-1.7 ...") == "pdf"
     assert sniff(b"A note about the %PDF-1.7 header") == "other"
     assert sniff(_zip_bytes({"a": b"b"})) == "zip"
+
+
+def test_a_title_taken_from_the_first_line_is_marked_a_guess():
+    """Only a title the file names (given, metadata, a heading) is given to the model as the
+    passages' title; a first line standing in for one is marked ``title_guessed``."""
+    from search.loading.html import html_document
+    from search.loading.text import text_document
+
+    assert text_document("a", "Debian supports many ports\nwith the autobuilder.").title_guessed
+    assert not text_document("a", "Debian supports many ports.", title="Autobuilders").title_guessed
+    assert not text_document("a", "# Autobuilders\n\nDebian supports many ports.", markdown=True).title_guessed
+    assert not html_document("a", "<html><head><title>Autobuilders</title></head><body><p>Ports.</p></body></html>"
+                             ).title_guessed
+    assert html_document("a", "<html><body><p>Debian supports many ports.</p></body></html>").title_guessed
+    assert not read_bytes(make_pdf(["Sapphires are graded by colour"], title="Gems"), "g.pdf", "g").document.title_guessed
+    assert read_bytes(make_pdf(["Sapphires are graded by colour"]), "g.pdf", "g").document.title_guessed
