@@ -40,7 +40,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_runtime_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", choices=("auto", "torch", "onnx"),
-                        help="model runtime (default: auto, ONNX Runtime on a CPU, torch on a GPU)")
+                        help="model runtime (default: auto: ONNX Runtime on a CPU; torch for bf16 and on a GPU)")
 
 
 def settings_of(args: argparse.Namespace) -> Settings:

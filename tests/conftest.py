@@ -38,8 +38,14 @@ def tokenizer():
 
 @pytest.fixture(scope="session")
 def torch_embedder():
-    """The same model on torch (the default runs ONNX Runtime on a CPU): the reference of the runtime tests."""
-    return load_embedder(Settings(runtime="torch"))
+    """The same model on torch in fp32: the reference of the runtime tests."""
+    return load_embedder(Settings(runtime="torch", precision="fp32"))
+
+
+@pytest.fixture(scope="session")
+def onnx_embedder():
+    """The same model on ONNX Runtime fp32 (the default on a CPU without bf16 instructions)."""
+    return load_embedder(Settings(runtime="onnx"))
 
 
 @pytest.fixture(scope="session")

@@ -49,19 +49,21 @@ class Embedder:
                  query_gather_ms: float = DEFAULT_GATHER_MS, query_cache: int = DEFAULT_CACHE_SIZE,
                  model_process: bool = False):
         """``dimension`` truncates Matryoshka vectors (e.g. 256 of 768); ``quantize`` uses int8 Linear layers
-        (the same as ``precision="int8"``). ``runtime`` is auto (ONNX Runtime on a CPU, torch on a GPU), torch
-        or onnx (see search/model/runtime.py); ``precision`` fp32, bf16 (torch, for a GPU) or int8; fp16 is
-        refused. ``runtime`` and ``runtime_reason`` then say which runtime runs and why.
+        (the same as ``precision="int8"``). ``runtime`` is auto, torch or onnx; ``precision`` auto, fp32, bf16
+        (torch) or int8; fp16 is refused (see search/model/runtime.py for what auto picks). ``runtime``,
+        ``precision`` and ``runtime_reason`` then say what runs and why.
 
         Queries go through one :class:`QueryBatcher` thread: concurrent queries share one
         model call (at most ``query_batch`` of them), a lone query is encoded at once.
         ``model_process`` loads the model in a process of its own (the server's choice: see
         search/model/process.py); ``model`` is then not available here.
         """
-        from search.model.runtime import check_choice
+        from search.model.runtime import check_choice, resolve_precision
+        from search.model.torch_engine import default_device
 
         precision = "int8" if quantize else precision
         check_choice(runtime, precision)
+        precision, precision_reason = resolve_precision(precision, device or default_device(), runtime)
         name, location = resolve_model(model, model_dir)
         spec = ModelSpec(name, location, runtime, precision, device, dimension, max_tokens)
         self.precision = precision
@@ -78,7 +80,7 @@ class Embedder:
             # share a copy that is never asked to pad or truncate, so its state never changes.
             described = self.run(self.engine.describe)
             self.info, self.max_seq_length, self.tokenizer = described.info, described.max_seq_length, described.tokenizer
-            self.runtime, self.runtime_reason = described.runtime, described.reason
+            self.runtime, self.runtime_reason = described.runtime, f"{precision_reason}; {described.reason}"
         except BaseException:
             self.close()
             raise

@@ -67,7 +67,7 @@ def test_sentence_tokens_are_aligned_to_the_text_after_the_prompt(embedder):
     assert embedder.run(lambda: masks(count=len(pieces) + 1)) == []
 
 
-def test_a_passages_title_fills_the_prompts_title_slot(embedder, torch_embedder):
+def test_a_passages_title_fills_the_prompts_title_slot(embedder, onnx_embedder, torch_embedder):
     """A titled passage is the model's document prompt with the title in its slot, the same input
     on both runtimes; no title (or an empty one) is ``title: none``; sentence spans still align."""
     passage = "Its production lead times are approximately 30% faster. 深圳的黄金价格在2024年上涨。"
@@ -79,7 +79,8 @@ def test_a_passages_title_fills_the_prompts_title_slot(embedder, torch_embedder)
     np.testing.assert_allclose(untitled, plain, atol=1e-6)
     assert 0.8 < float(plain[0] @ titled[0]) < 0.9999  # the title is read, the passage still leads
     np.testing.assert_allclose(titled, embedder.encode_documents([passage], titles=[title]), atol=1e-5)
-    np.testing.assert_allclose(titled, torch_embedder.encode_documents([passage], titles=[title]), atol=1e-4)
+    np.testing.assert_allclose(onnx_embedder.encode_documents([passage], titles=[title]),
+                               torch_embedder.encode_documents([passage], titles=[title]), atol=1e-4)
     assert titled_sentences[0].spans.tolist() == plain_sentences[0].spans.tolist()
     question = embedder.encode_query("水贝珠宝的生产周期比全球平均快多少？")
     start, end = stored_evidence(titled_sentences[0], question, 0)[0]

@@ -1,5 +1,6 @@
-"""The ONNX runtime, the default on a CPU: its export check against torch, the fall-back to torch,
-vectors interchangeable with torch's (in an index too), and evidence spans pooled from its tokens.
+"""The ONNX runtime (the default on a CPU without bf16 instructions): its export check against torch,
+the fall-back to torch, vectors interchangeable with torch's (in an index too), and evidence spans
+pooled from its tokens; and which runtime and precision the default picks.
 
 The export is the one ``bisearch model`` made once beside the model (``make install``): no test
 exports again.
@@ -20,6 +21,7 @@ from conftest import SEEDS, index_settings
 from search.cli import main
 from search.model.download import default_model_dir
 from search.model.embedder import Embedder
+from search.model.runtime import choose_runtime, resolve_precision
 from search.model.onnx_engine import (EXPORT_FILE, MAX_ABS_DIFF, MIN_COSINE, PROBE_PASSAGES, ExportCheck,
                                       check_export, export_dir, read_check)
 from search.model.torch_engine import default_device
@@ -27,31 +29,52 @@ from search.ranking.evidence import stored_evidence
 from search.service import open_ingester, open_retriever
 from search.settings import Settings
 
-#: The default runs ONNX on a CPU only (torch on a GPU): these tests need the ONNX default.
-pytestmark = pytest.mark.skipif(default_device() != "cpu", reason="the default runtime on a GPU is torch")
+#: ONNX Runtime runs on a CPU only (torch on a GPU).
+pytestmark = pytest.mark.skipif(default_device() != "cpu", reason="the onnx runtime runs on a CPU")
 
 QUESTIONS = ["How much faster are Shuibei lead times?", "水贝珠宝的生产周期比全球平均快多少？", "gold price",
              "黄金", "freshwater pearls", "淡水珍珠"]
 
 
 @pytest.fixture(scope="module")
-def failed_check(embedder, torch_embedder) -> ExportCheck:
+def failed_check(onnx_embedder, torch_embedder) -> ExportCheck:
     """The real check of an export whose Dense layers were damaged (noise of 1% of their scale)."""
-    damaged = copy.copy(embedder.engine)
+    damaged = copy.copy(onnx_embedder.engine)
     generator = np.random.default_rng(0)
     damaged.layers = [(weight + generator.normal(0, 0.01 * weight.std(), weight.shape).astype(np.float32), bias)
-                      for weight, bias in embedder.engine.layers]
+                      for weight, bias in onnx_embedder.engine.layers]
     return torch_embedder.run(lambda: check_export(damaged, torch_embedder.engine))
 
 
-def test_the_default_runs_the_checked_onnx_export(embedder):
-    assert embedder.runtime == "onnx" and "CPU" in embedder.runtime_reason
+def test_the_default_is_onnx_fp32_and_auto_precision_follows_the_cpu(embedder, onnx_embedder):
+    """The default runs the checked export in fp32; precision auto picks bf16 by the CPU's flags."""
+    assert (embedder.runtime, embedder.precision) == ("onnx", "fp32")
+    assert "auto on a CPU: ONNX Runtime" in embedder.runtime_reason
+    assert resolve_precision("auto", "cpu", flags=frozenset({"avx2", "amx_bf16"}))[0] == "bf16"
+    assert resolve_precision("auto", "cpu", flags=frozenset({"avx2", "fma"}))[0] == "fp32"  # no AVX-512: fp32 ...
+    assert choose_runtime("auto", "fp32", "cpu")[0] == "onnx"  # ... on ONNX Runtime
+    assert resolve_precision("auto", "cpu", "onnx", frozenset({"amx_bf16"}))[0] == "fp32"
+    assert resolve_precision("auto", "cuda", flags=frozenset({"amx_bf16"}))[0] == "fp32"
+    assert onnx_embedder.runtime == "onnx"
     check = read_check(export_dir(default_model_dir(Settings().model_dir)))
     assert check.passed and check.max_abs_diff <= MAX_ABS_DIFF and check.min_cosine >= MIN_COSINE
 
 
-def test_the_export_check_passes_the_export_and_fails_a_damaged_one(embedder, torch_embedder, failed_check):
-    check = torch_embedder.run(lambda: check_export(embedder.engine, torch_embedder.engine))
+def test_auto_precision_vectors_stay_within_cosine_0_9999_of_fp32(torch_embedder):
+    """``precision=auto`` (bf16 on this CPU when it has the instructions) against fp32."""
+    auto = Embedder(precision="auto", query_cache=0)
+    try:
+        assert (auto.runtime, auto.precision) in (("torch", "bf16"), ("onnx", "fp32"))
+        passages = [QUESTIONS[0] + " Lead times are 30% faster.", "深圳的黄金价格在2024年上涨。"]
+        for ours, reference in ((auto.encode_queries(QUESTIONS), torch_embedder.encode_queries(QUESTIONS)),
+                                (auto.encode_documents(passages), torch_embedder.encode_documents(passages))):
+            assert np.einsum("ij,ij->i", ours, reference).min() >= 0.9999
+    finally:
+        auto.close()
+
+
+def test_the_export_check_passes_the_export_and_fails_a_damaged_one(onnx_embedder, torch_embedder, failed_check):
+    check = torch_embedder.run(lambda: check_export(onnx_embedder.engine, torch_embedder.engine))
     assert check.passed and check.max_abs_diff <= MAX_ABS_DIFF and check.min_cosine >= MIN_COSINE
     assert check.vectors > len(PROBE_PASSAGES)
     assert not failed_check.passed and failed_check.max_abs_diff > MAX_ABS_DIFF
@@ -77,52 +100,54 @@ def _model_with_failed_export(folder: Path, check: ExportCheck) -> Path:
     return model_dir
 
 
-def test_an_export_that_failed_its_check_is_not_used(tmp_path, failed_check, embedder, caplog, capsys):
+def test_an_export_that_failed_its_check_is_not_used(tmp_path, failed_check, onnx_embedder, caplog, capsys):
     """The model runs on torch, and the commands say so in one line."""
     model_dir = _model_with_failed_export(tmp_path, failed_check)
-    assert main(["model", "--dir", str(model_dir)]) == 0
+    assert main(["model", "--dir", str(model_dir), "--runtime", "onnx"]) == 0
     said = capsys.readouterr().out.splitlines()[-1]
     assert said.startswith("runtime: torch (the ONNX export at") and "failed its check" in said
     with caplog.at_level(logging.WARNING, logger="search.model.runtime"):
-        fallback = Embedder(model_dir=model_dir)
+        fallback = Embedder(model_dir=model_dir, runtime="onnx")
     try:
         assert fallback.runtime == "torch" and "failed its check" in fallback.runtime_reason
         warned = [record.getMessage() for record in caplog.records if record.name == "search.model.runtime"]
         assert len(warned) == 1 and "\n" not in warned[0] and warned[0].endswith("running on torch")
-        np.testing.assert_allclose(fallback.encode_queries(QUESTIONS), embedder.encode_queries(QUESTIONS), atol=1e-5)
+        np.testing.assert_allclose(fallback.encode_queries(QUESTIONS), onnx_embedder.encode_queries(QUESTIONS), atol=1e-5)
     finally:
         fallback.close()
 
 
-def test_bisearch_model_says_which_runtime_and_why(capsys):
+def test_bisearch_model_says_which_runtime_and_why(capsys, embedder):
     assert main(["model"]) == 0
     said = capsys.readouterr().out.splitlines()[-1]
-    assert said.startswith("runtime: onnx fp32 (auto on a CPU") and "checked" in said
+    assert said.startswith("runtime: onnx fp32 (precision fp32; auto on a CPU: ONNX Runtime") and "checked" in said
     assert main(["model", "--runtime", "torch"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "runtime: torch (runtime torch asked for)"
+    assert capsys.readouterr().out.splitlines()[-1] == ("runtime: torch fp32 (precision fp32; "
+                                                         "runtime torch asked for)")
 
 
 def _top_hits(retriever, question: str) -> list[tuple[str, int]]:
     return [(hit.passage.doc_id, hit.passage.chunk_no) for hit in retriever.search(question, k=5).hits]
 
 
-def test_an_index_built_by_one_runtime_is_searched_by_the_other(tmp_path, embedder, torch_embedder, seed_index_dir,
+def test_an_index_built_by_one_runtime_is_searched_by_the_other(tmp_path, onnx_embedder, torch_embedder, seed_index_dir,
                                                                 seed_retriever):
-    """Nothing in an index names the runtime: ONNX's index searched by torch, and torch's by ONNX,
-    give the same top hits as the runtime that built it."""
+    """Nothing in an index names the runtime: the default's index searched by torch fp32, and torch's
+    by ONNX, give the same top hits as the runtime that built it."""
     by_torch = open_retriever(index_settings(seed_index_dir), embedder=torch_embedder)
     for question in QUESTIONS:
         assert _top_hits(by_torch, question) == _top_hits(seed_retriever, question), question
     ingester = open_ingester(index_settings(tmp_path / "torch-index"), embedder=torch_embedder)
     assert ingester.ingest_paths([SEEDS]).count("added") == 2
     torch_index = ingester.backend
-    onnx_on_torch_index = open_retriever(index_settings(torch_index.folder), embedder=embedder)
+    onnx_on_torch_index = open_retriever(index_settings(torch_index.folder), embedder=onnx_embedder)
     torch_on_torch_index = open_retriever(index_settings(torch_index.folder), embedder=torch_embedder)
     for question in QUESTIONS:
         assert _top_hits(onnx_on_torch_index, question) == _top_hits(torch_on_torch_index, question), question
 
 
-def test_evidence_spans_come_from_the_onnx_token_embeddings(embedder, torch_embedder):
+def test_evidence_spans_come_from_the_onnx_token_embeddings(onnx_embedder, torch_embedder):
+    embedder = onnx_embedder
     passage = ("Shuibei is a jewellery district in Shenzhen. Its production lead times are approximately "
                "30% faster than the global average. 深圳的黄金价格在2024年上涨。")
     vectors, sentences = embedder.encode_passages([passage])

@@ -76,7 +76,7 @@ def test_bad_queries_raise_clear_errors(seed_retriever, kwargs):
 
 def test_real_vectors_fold_a_boundary_shifted_duplicate_but_not_a_translation(embedder):
     from search.ranking.collapse import fold_duplicates
-    from test_precision import EN_HOWTO, HTML_FOOTNOTES, PDF_FOOTNOTES, ZH_HOWTO
+    from unit.test_precision import EN_HOWTO, HTML_FOOTNOTES, PDF_FOOTNOTES, ZH_HOWTO
 
     texts = [HTML_FOOTNOTES, EN_HOWTO, PDF_FOOTNOTES, ZH_HOWTO]
     kept = fold_duplicates(["html", "en", "pdf", "zh"], texts, embedder.encode_documents(texts))
