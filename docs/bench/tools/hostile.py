@@ -27,7 +27,6 @@ import subprocess
 import sys
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import httpx
@@ -223,48 +222,9 @@ class Sampler:
                 "memory_after_mb": round(self.server.rss_mb() - self.base, 1)}
 
 
-# -- hostile files (shapes from tests/pdfs.py, repeated here so the tool needs nothing from tests/) --
-def pdf_file(objects: list, page_count: int) -> bytes:
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + (body if isinstance(body, bytes) else body.encode("latin-1"))
-        out += b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += "".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode()
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)
-
-
-def _page(contents: int) -> str:
-    return (f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-            f"/Resources << /Font << /F1 3 0 R >> >> /Contents {contents} 0 R >>")
-
-
-def lines_pdf(pages: list[str]) -> bytes:
-    objects: list = ["<< /Type /Catalog /Pages 2 0 R >>", "", "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    kids = []
-    for text in pages:
-        escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-        stream = f"BT /F1 12 Tf 72 720 Td ({escaped}) Tj ET"
-        objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream")
-        objects.append(_page(len(objects)))
-        kids.append(f"{len(objects)} 0 R")
-    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(pages)} >>"
-    return pdf_file(objects, len(pages))
-
-
-def bomb_pdf(pages: int, chars_per_page: int) -> bytes:
-    line = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 2
-    stream = zlib.compress(("BT /F1 1 Tf 10 780 Td 1 TL " + f"({line}) ' " * (chars_per_page // len(line)) + "ET")
-                           .encode("latin-1"), 9)
-    objects: list = ["<< /Type /Catalog /Pages 2 0 R >>",
-                     f"<< /Type /Pages /Kids [{' '.join(f'{5 + n} 0 R' for n in range(pages))}] /Count {pages} >>",
-                     "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-                     f"<< /Length {len(stream)} /Filter /FlateDecode >>\nstream\n".encode() + stream + b"\nendstream"]
-    return pdf_file(objects + [_page(4) for _ in range(pages)], pages)
+# -- hostile files: the tests' own builders (tests/pdfs.py) -------------------------------------------
+sys.path.insert(0, str(ROOT / "tests"))
+from pdfs import make_pdf as lines_pdf, text_bomb_pdf as bomb_pdf  # noqa: E402
 
 
 # -- scenarios -----------------------------------------------------------------------------------------
