@@ -12,10 +12,11 @@
   p50/p99 under that load and bare queries/s at batch 1, 8 and 32.
 * write: add / delete one 3-passage document at growing corpus sizes (``bench_writes``) →
   ``write_ratio`` (largest ÷ smallest corpus).
-* runtimes: torch against ONNX Runtime in one run, alternating (issue 24): bare queries/s at
-  batch 1 / 8 / 32 and passages/s (``runtime_speed.one_round``), the product's ingest passages/s
-  of the bench documents, and served requests/s of ``--clients`` clients with distinct queries
-  against a server on each runtime (``BISEARCH_RUNTIME``) → ``onnx_vs_torch`` ratios.
+* runtimes: torch fp32, ONNX Runtime fp32 and torch bf16 in one run, alternating (issue 24): bare
+  queries/s at batch 1 / 8 / 32 and passages/s (``runtime_speed.one_round``), the product's ingest
+  passages/s of the bench documents, and served requests/s of ``--clients`` clients with distinct
+  queries against a server on each (``BISEARCH_RUNTIME``, ``BISEARCH_PRECISION``) → each one's
+  ratios to torch fp32 (``vs_torch_fp32``).
 * scale: flat, HNSW and IVF-PQ (re-scored) on synthetic clustered unit vectors: build time,
   size, query latency and recall@10 against exact search.
 
@@ -240,7 +241,8 @@ def measure_throughput(embedder: Embedder, index_dir: Path, queries: list[str], 
 
 
 # -- runtimes ---------------------------------------------------------------------------------
-RUNTIMES = ("torch", "onnx")
+#: The variants compared: (name, runtime, precision); the first is the reference of the ratios.
+VARIANTS = (("torch fp32", "torch", "fp32"), ("onnx fp32", "onnx", "fp32"), ("torch bf16", "torch", "bf16"))
 
 
 def timed_ingest(embedder: Embedder, index_dir: Path, sources: list[Path]) -> dict[str, float]:
@@ -256,10 +258,12 @@ def timed_ingest(embedder: Embedder, index_dir: Path, sources: list[Path]) -> di
             "passages_per_s": round(summary.chunks_added / seconds, 2)}
 
 
-def served_rate(index_dir: Path, runtime: str, queries: list[str], clients: int, seconds: float,
+def served_rate(index_dir: Path, runtime: str, precision: str, queries: list[str], clients: int, seconds: float,
                 search_threads: int | None) -> dict[str, object]:
-    """Requests/s of ``clients`` clients × ``seconds`` against a server on ``runtime`` (distinct queries)."""
-    with ServerProcess(index_dir, search_threads, {"BISEARCH_RUNTIME": runtime}) as server:
+    """Requests/s of ``clients`` clients × ``seconds`` against a server on ``runtime`` and ``precision``
+    (distinct queries)."""
+    with ServerProcess(index_dir, search_threads, {"BISEARCH_RUNTIME": runtime, "BISEARCH_PRECISION": precision}
+                       ) as server:
         httpx.get(server.url + "/search", params={"q": "warm-up", "k": 10}, timeout=120)
         load = asyncio.run(run_load(server.url, clients, seconds, queries=tuple(queries), distinct=True))
     return {"requests_per_s": load.requests_per_s, "p50_ms": load.p50_ms, "p99_ms": load.p99_ms,
@@ -272,35 +276,43 @@ def medians(rows: list[dict[str, float]]) -> dict[str, float]:
 
 def measure_runtimes(bench_dir: Path, queries: list[str], scratch: Path, clients: int, seconds: float,
                      search_threads: int | None, rounds: int = 3) -> dict[str, object]:
-    """Torch and ONNX Runtime side by side, every measurement alternating between them.
+    """The variants side by side (:data:`VARIANTS`), every measurement alternating between them.
 
-    Bare rates: medians of ``rounds`` rounds. Ingest and served load: once each, in the order
-    torch, onnx, onnx, torch for the two of them, so a drift of the machine hits both alike.
+    Bare rates: medians of ``rounds`` rounds, each round all variants in turn. Ingest and served
+    load: once per variant, the served load in the reverse order, so a drift of the machine hits
+    them alike.
     """
     from runtime_speed import one_round, simd_flags, workload
 
-    embedders = {name: Embedder(runtime=name, query_cache=0) for name in RUNTIMES}
-    if embedders["onnx"].runtime != "onnx":
-        raise RuntimeError(f"ONNX Runtime not in use: {embedders['onnx'].runtime_reason}")
-    texts, passages = workload(embedders["torch"].tokenizer)
+    embedders = {name: Embedder(runtime=runtime, precision=precision, query_cache=0)
+                 for name, runtime, precision in VARIANTS}
+    for name, runtime, precision in VARIANTS:
+        if (embedders[name].runtime, embedders[name].precision) != (runtime, precision):
+            raise RuntimeError(f"{name} not in use: {embedders[name].runtime_reason}")
+    texts, passages = workload(embedders[VARIANTS[0][0]].tokenizer)
     for embedder in embedders.values():  # first calls allocate
         embedder.encode_passages(passages[:4]), embedder.run(lambda: embedder.engine.encode_queries(texts[:8]))
-    bare: dict[str, list[dict[str, float]]] = {name: [] for name in RUNTIMES}
+    bare: dict[str, list[dict[str, float]]] = {name: [] for name in embedders}
     for number in tqdm(range(rounds), desc="bare rounds"):
-        for name in RUNTIMES:
-            bare[name].append(one_round(embedders[name], texts, passages, offset=number * 104))
-    ingest = {name: timed_ingest(embedders[name], scratch / f"ingest-{name}", [bench_dir / "docs"])
-              for name in ("torch", "onnx")}
-    served = {name: served_rate(scratch / "ingest-torch", name, queries, clients, seconds, search_threads)
-              for name in ("onnx", "torch")}
-    results = {name: {"bare": medians(bare[name]), "ingest": ingest[name], "served": served[name]} for name in RUNTIMES}
-    onnx, torch_ = results["onnx"], results["torch"]
-    ratios = {**{name: round(onnx["bare"][name] / torch_["bare"][name], 2) for name in onnx["bare"]},
-              "ingest_passages_per_s": round(onnx["ingest"]["passages_per_s"] / torch_["ingest"]["passages_per_s"], 2),
-              "served_requests_per_s": round(onnx["served"]["requests_per_s"] / torch_["served"]["requests_per_s"], 2)}
+        for name, embedder in embedders.items():
+            bare[name].append(one_round(embedder, texts, passages, offset=number * 104))
+    ingest = {name: timed_ingest(embedder, scratch / f"ingest-{number}", [bench_dir / "docs"])
+              for number, (name, embedder) in enumerate(embedders.items())}
+    for embedder in embedders.values():
+        embedder.close()  # the servers below load their own
+    served = {name: served_rate(scratch / "ingest-0", runtime, precision, queries, clients, seconds, search_threads)
+              for name, runtime, precision in reversed(VARIANTS)}
+    results = {name: {"bare": medians(bare[name]), "ingest": ingest[name], "served": served[name]} for name in embedders}
+    reference = results[VARIANTS[0][0]]
+
+    def ratios(row: dict[str, dict]) -> dict[str, float]:
+        return {**{name: round(row["bare"][name] / reference["bare"][name], 2) for name in row["bare"]},
+                "ingest_passages_per_s": round(row["ingest"]["passages_per_s"] / reference["ingest"]["passages_per_s"], 2),
+                "served_requests_per_s": round(row["served"]["requests_per_s"] / reference["served"]["requests_per_s"], 2),
+                "throughput_ratio": round(row["served"]["requests_per_s"] / row["bare"]["queries_per_s_b32"], 3)}
+
     return {"rounds": rounds, "clients": clients, "seconds": seconds, "simd": simd_flags(), "results": results,
-            "onnx_vs_torch": ratios,
-            "onnx_throughput_ratio": round(onnx["served"]["requests_per_s"] / onnx["bare"]["queries_per_s_b32"], 3)}
+            "vs_torch_fp32": {name: ratios(row) for name, row in results.items()}}
 
 
 def bench_queries(bench_dirs: list[Path]) -> list[str]:
@@ -403,14 +415,13 @@ def summary_table(results: dict[str, object]) -> str:
                      f"bare encode_query q/s batch 1 / 8 / 32: {bare['batch_1_queries_per_s']} / "
                      f"{bare['batch_8_queries_per_s']} / {bare['batch_32_queries_per_s']} -> ratio "
                      f"{put['ratio']} (goal >= 0.8)")
-    if runtimes := results.get("runtimes"):
-        ratios = runtimes["onnx_vs_torch"]
+    if (runtimes := results.get("runtimes")) and "vs_torch_fp32" in runtimes:
         for name, row in runtimes["results"].items():
-            lines.append(f"{name:7} bare q/s b1/8/32 {row['bare']['queries_per_s_b1']} / {row['bare']['queries_per_s_b8']} / "
+            lines.append(f"{name:10} bare q/s b1/8/32 {row['bare']['queries_per_s_b1']} / {row['bare']['queries_per_s_b8']} / "
                          f"{row['bare']['queries_per_s_b32']}, passages/s {row['bare']['passages_per_s']}; ingest "
                          f"{row['ingest']['passages_per_s']} passages/s; served {row['served']['requests_per_s']} requests/s")
-        lines.append("onnx/torch " + "  ".join(f"{key} {value}" for key, value in ratios.items())
-                     + f"  onnx throughput_ratio {runtimes['onnx_throughput_ratio']}")
+            lines.append(f"{'':10} vs torch fp32: " + "  ".join(f"{key} {value}" for key, value
+                                                               in runtimes["vs_torch_fp32"][name].items()))
     for row in (results.get("phrases") or {}).get("rows", []):
         lines.append(f"phrases {row['passages']:,} passages, {row['queries']} queries: p50 plain {row['plain_ms_p50']} ms, "
                      f"\"phrase\" {row['phrase_ms_p50']} ms, with -word {row['phrase_excluding_ms_p50']} ms; "
