@@ -43,8 +43,10 @@ def torch_embedder():
 
 
 @pytest.fixture(scope="session")
-def onnx_embedder():
-    """The same model on ONNX Runtime fp32 (the default on a CPU without bf16 instructions)."""
+def onnx_embedder(embedder):
+    """The same model on ONNX Runtime fp32: the default one where the default is that (a CPU), else its own."""
+    if (embedder.runtime, embedder.precision) == ("onnx", "fp32"):
+        return embedder
     return load_embedder(Settings(runtime="onnx"))
 
 
