@@ -143,7 +143,12 @@ def _read_in_child(connection, data: bytes, name: str, doc_id: str, title: str |
                    limits: LoadLimits) -> None:
     """Read the file under the limits and send ``("done", document, kept)`` or ``("error", message)``."""
     _limit_resources(limits)
-    listen_for_pages(lambda: connection.send(("ocr_page",)))
+
+    def ocr_page() -> None:  # the caller's deadline and this child's CPU backstop both grow by a page's allowance
+        connection.send(("ocr_page",))
+        _allow_more_cpu(limits.ocr_page_seconds)
+
+    listen_for_pages(ocr_page)
     try:
         loaded = read_bytes(data, name, doc_id, title=title, source=source, limits=limits,
                             progress=lambda done, total: connection.send(("progress", done, total)))
@@ -166,14 +171,22 @@ def _read_in_child(connection, data: bytes, name: str, doc_id: str, title: str |
 def _limit_resources(limits: LoadLimits) -> None:
     """CPU seconds (SIGXCPU past them) and address space (MemoryError past it) for this child, no core files.
 
-    The CPU backstop allows every page OCR (RapidOCR runs in this process) as the wall clock would."""
-    seconds = math.ceil(limits.parse_seconds + limits.max_pages * limits.ocr_page_seconds) + 1
-    resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
+    The CPU limit starts at ``parse_seconds`` and grows as the wall clock does, by ``ocr_page_seconds``
+    for each page handed to OCR (RapidOCR runs in this process), up to every page's allowance."""
+    seconds = math.ceil(limits.parse_seconds) + 1
+    most = math.ceil(limits.parse_seconds + limits.max_pages * limits.ocr_page_seconds) + 2
+    resource.setrlimit(resource.RLIMIT_CPU, (seconds, most))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     extra = limits.parse_memory_mb * MIB
     _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     wanted = _address_space() + extra
     resource.setrlimit(resource.RLIMIT_AS, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard))
+
+
+def _allow_more_cpu(seconds: float) -> None:
+    """Raise this child's CPU limit by ``seconds`` (within the ceiling :func:`_limit_resources` set)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    resource.setrlimit(resource.RLIMIT_CPU, (min(soft + math.ceil(seconds), hard), hard))
 
 
 def _address_space() -> int:

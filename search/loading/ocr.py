@@ -90,10 +90,9 @@ class ReadLine:
 
 @dataclass(frozen=True)
 class ReadPage:
-    """A page image's lines in reading order and the seconds OCR took."""
+    """A page image's lines in reading order."""
 
     lines: tuple[ReadLine, ...]
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -192,12 +191,11 @@ def read_image(image, name: str, engine: str = "auto") -> ReadPage:
         image = image.copy()
         image.thumbnail((ENGINE_MAX_SIDE, ENGINE_MAX_SIDE))
     width, height = image.size
-    started = time.perf_counter()
     try:
         found = ENGINES[engine_for(engine)](image)
     except RuntimeError as error:
         raise DocumentError(f"{name}: {error}") from error
-    return ReadPage(tuple(reading_order(found, width, height)), time.perf_counter() - started)
+    return ReadPage(tuple(reading_order(found, width, height)))
 
 
 def ocr_workers(engine: str) -> int:
