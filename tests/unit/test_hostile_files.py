@@ -152,3 +152,30 @@ def test_cancelling_stops_the_reader():
 def test_a_reader_error_is_one_line_for_this_file():
     with pytest.raises(DocumentError, match=r"^x\.pdf: truncated or corrupt PDF"):
         read_isolated(b"%PDF-1.4\nnothing", "x.pdf", "x")
+
+
+def _cpu_limits_in_a_child(queue) -> None:
+    import resource
+
+    from search.loading.isolated import _allow_more_cpu, _limit_resources
+
+    _limit_resources(LoadLimits(parse_seconds=5, ocr_page_seconds=7, max_pages=3))
+    first = resource.getrlimit(resource.RLIMIT_CPU)
+    for _ in range(3):
+        _allow_more_cpu(7)
+    after_max_pages = resource.getrlimit(resource.RLIMIT_CPU)
+    _allow_more_cpu(7)  # one page more than max_pages: the ceiling holds
+    queue.put((first, after_max_pages, resource.getrlimit(resource.RLIMIT_CPU)))
+
+
+def test_a_readers_cpu_limit_grows_by_ocr_page_seconds_per_page_up_to_its_ceiling():
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_cpu_limits_in_a_child, args=(queue,))
+    child.start()
+    first, after_max_pages, beyond = queue.get(timeout=30)
+    child.join(10)
+    assert first == (6, 5 + 3 * 7 + 2)  # parse_seconds + 1 at first; the hard ceiling: every page's allowance
+    assert after_max_pages == (6 + 3 * 7, 28) and beyond == (28, 28)
