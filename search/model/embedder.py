@@ -135,7 +135,8 @@ class Embedder:
         title slot), or None for the model's own prompt (``title: none``) on every text."""
         if titles is None:
             return None
-        return [titled_prompt(self.info.document_prompt, self._clipped(title)) for title in titles]
+        prompts = {title: titled_prompt(self.info.document_prompt, self._clipped(title)) for title in set(titles)}
+        return [prompts[title] for title in titles]  # a document's passages share a few titles: each cut once
 
     def _clipped(self, title: str) -> str:
         """``title`` cut after its first :data:`TITLE_TOKENS` tokens (whitespace runs as one space)."""

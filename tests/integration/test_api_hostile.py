@@ -87,21 +87,30 @@ def test_report_quotes_are_capped_with_a_422_naming_the_cap(client):
     assert len(reply.content) < 1000
 
 
+class SlotSpy:
+    """A retriever that records, at each search, how many search slots the app has lent out."""
+
+    def __init__(self, inner):
+        self.inner, self.backend, self.embedder = inner, inner.backend, inner.embedder
+        self.app = None
+        self.borrowed: list[float] = []
+
+    def search(self, *args, **kwargs):
+        self.borrowed.append(self.app.state.search_slots.borrowed_tokens)
+        return self.inner.search(*args, **kwargs)
+
+
+def spied_app(retriever) -> tuple[object, SlotSpy]:
+    spy = SlotSpy(retriever)
+    spy.app = create_app(spy, Settings())
+    return spy.app, spy
+
+
 def test_report_searches_hold_a_search_slot(seed_retriever):
-    borrowed: list[float] = []
-
-    class Spy:
-        def __init__(self, inner):
-            self.inner, self.backend, self.embedder = inner, inner.backend, inner.embedder
-
-        def search(self, *args, **kwargs):
-            borrowed.append(app.state.search_slots.borrowed_tokens)
-            return self.inner.search(*args, **kwargs)
-
-    app = create_app(Spy(seed_retriever), Settings())
+    app, spy = spied_app(seed_retriever)
     with LiveServer(app) as server:
         reply = httpx.post(f"{server.url}/report", json={"questions": ["gold", "珍珠"], "k": 1}, timeout=60)
-    assert reply.status_code == 200 and borrowed == [1, 1], (reply.text, borrowed)
+    assert reply.status_code == 200 and spy.borrowed == [1, 1], (reply.text, spy.borrowed)
 
 
 # -- issue 17.3: malformed JSON --------------------------------------------------------------
@@ -379,17 +388,8 @@ def test_costly_searches_are_422_naming_the_limit_before_any_work(client):
 
 
 def test_expensive_searches_hold_slots_in_proportion_to_their_cost(seed_retriever):
-    held: list[int] = []
-
-    class Spy:
-        def __init__(self, inner):
-            self.inner, self.backend, self.embedder = inner, inner.backend, inner.embedder
-
-        def search(self, *args, **kwargs):
-            held.append(app.state.search_slots.borrowed_tokens)
-            return self.inner.search(*args, **kwargs)
-
-    app = create_app(Spy(seed_retriever), Settings())
+    app, spy = spied_app(seed_retriever)
+    held = spy.borrowed
     with LiveServer(app) as server:
         assert httpx.get(f"{server.url}/search", params={"q": "gold"}, timeout=60).status_code == 200
         assert httpx.get(f"{server.url}/search", params={"q": "gold", "k": 100, "offset": 1000}, timeout=60).status_code == 200

@@ -162,13 +162,17 @@ def server_command(index_dir: Path, port: int) -> list[str]:
 
 
 # -- the index API (the only places the benchmark touches it: adapt here) --------------------------
-def build_index(embedder: Embedder, index_dir: Path, sources: list[Path]) -> None:
-    """An index of ``sources`` at ``index_dir`` (for the query and throughput sections)."""
+def build_index(embedder: Embedder, index_dir: Path, sources: list[Path]) -> dict[str, float]:
+    """An index of ``sources`` at ``index_dir`` by the product's ingest: its passages and passages/s."""
     from search.service import open_ingester
 
     ingester = open_ingester(Settings().with_overrides(index=index_dir), embedder=embedder)
-    ingester.ingest_paths(sources)
+    started = time.perf_counter()
+    summary = ingester.ingest_paths(sources)
+    seconds = time.perf_counter() - started
     ingester.backend.close()
+    return {"passages": summary.chunks_added, "seconds": round(seconds, 1),
+            "passages_per_s": round(summary.chunks_added / seconds, 2)}
 
 
 def exact_faiss(index_dir: Path) -> faiss.Index:
@@ -245,19 +249,6 @@ def measure_throughput(embedder: Embedder, index_dir: Path, queries: list[str], 
 VARIANTS = (("torch fp32", "torch", "fp32"), ("onnx fp32", "onnx", "fp32"), ("torch bf16", "torch", "bf16"))
 
 
-def timed_ingest(embedder: Embedder, index_dir: Path, sources: list[Path]) -> dict[str, float]:
-    """The product's ingest of ``sources`` into a new index: passages and passages/s."""
-    from search.service import open_ingester
-
-    ingester = open_ingester(Settings().with_overrides(index=index_dir), embedder=embedder)
-    started = time.perf_counter()
-    summary = ingester.ingest_paths(sources)
-    seconds = time.perf_counter() - started
-    ingester.backend.close()
-    return {"passages": summary.chunks_added, "seconds": round(seconds, 1),
-            "passages_per_s": round(summary.chunks_added / seconds, 2)}
-
-
 def served_rate(index_dir: Path, runtime: str, precision: str, queries: list[str], clients: int, seconds: float,
                 search_threads: int | None) -> dict[str, object]:
     """Requests/s of ``clients`` clients × ``seconds`` against a server on ``runtime`` and ``precision``
@@ -296,7 +287,7 @@ def measure_runtimes(bench_dir: Path, queries: list[str], scratch: Path, clients
     for number in tqdm(range(rounds), desc="bare rounds"):
         for name, embedder in embedders.items():
             bare[name].append(one_round(embedder, texts, passages, offset=number * 104))
-    ingest = {name: timed_ingest(embedder, scratch / f"ingest-{number}", [bench_dir / "docs"])
+    ingest = {name: build_index(embedder, scratch / f"ingest-{number}", [bench_dir / "docs"])
               for number, (name, embedder) in enumerate(embedders.items())}
     for embedder in embedders.values():
         embedder.close()  # the servers below load their own
