@@ -42,10 +42,11 @@ class Settings(BaseSettings):
         "auto", description="model runtime (`--runtime`): `auto` (ONNX Runtime on a CPU; torch for `bf16` and on "
                             "a GPU), `torch`, or `onnx` (exported once beside the model by `bisearch model` and "
                             "checked against torch)")
-    precision: Literal["fp32", "auto", "bf16", "int8"] = Field(
-        "fp32", description="`auto`: `bf16` (on torch) on a CPU with bf16 matrix instructions (AMX or "
-                            "AVX512-BF16: 2.6x fp32's ingest, same R@10), else `fp32`; `bf16`: torch; `int8`: torch "
-                            "dynamic or ONNX quantised (fp16 is refused: it gives wrong EmbeddingGemma vectors)")
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        "auto", description="`auto`: queries in `fp32`, passages in `bf16` (on torch) on a CPU with bf16 matrix "
+                            "instructions (AMX or AVX512-BF16: 1.8x fp32's ingest, same R@10), else `fp32`; `fp32`; "
+                            "`bf16` (torch, queries too); `int8`: torch dynamic or ONNX quantised (fp16 is refused: "
+                            "it gives wrong EmbeddingGemma vectors)")
     query_batch: int = Field(64, ge=1, le=256, description="concurrent queries encoded together in one model call")
     query_gather_ms: float = Field(3.0, ge=0, le=100, description="milliseconds to wait for more queries, "
                                                                  "only when some are already queued")

@@ -44,10 +44,11 @@ def torch_embedder():
 
 @pytest.fixture(scope="session")
 def onnx_embedder(embedder):
-    """The same model on ONNX Runtime fp32: the default one where the default is that (a CPU), else its own."""
-    if (embedder.runtime, embedder.precision) == ("onnx", "fp32"):
+    """The same model on ONNX Runtime fp32, queries and passages: the default one where the default is
+    that (a CPU without bf16 matrix instructions), else its own."""
+    if (embedder.runtime, embedder.precision, embedder.passage_precision) == ("onnx", "fp32", "fp32"):
         return embedder
-    return load_embedder(Settings(runtime="onnx"))
+    return load_embedder(Settings(runtime="onnx", precision="fp32"))
 
 
 @pytest.fixture(scope="session")

@@ -175,7 +175,8 @@ def product_pages(bench_dir: Path, settings, mode: str = "hybrid") -> dict[str, 
         scores = score_rankings(load_page_queries(bench_dir), rank)
     finally:
         ingester.backend.close()
-    return {"row": f"bisearch passages ({mode})", "runtime": ingester.embedder.runtime, "passages": summary.chunks_added,
+    return {"row": f"bisearch passages ({mode})", "runtime": ingester.embedder.runtime,
+            "precision": ingester.embedder.precisions, "passages": summary.chunks_added,
             "ingest_s": round(ingest_s, 1), **scores}
 
 

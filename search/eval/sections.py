@@ -115,7 +115,9 @@ def run_benchmark(bench_dir: Path, settings: Settings, mode: str = "hybrid", ind
         scores = evaluate(retriever, queries, mode)
         ingester.backend.close()
     return {"mode": mode, "backend": settings.backend, "dimension": ingester.embedder.info.dimension,
-            "int8": settings.int8, "runtime": ingester.embedder.runtime, "docs": docs, "queries": len(queries), "ingest_s": ingest_s,
+            "int8": settings.int8, "runtime": ingester.embedder.runtime,
+            "precision": ingester.embedder.precisions,
+            "docs": docs, "queries": len(queries), "ingest_s": ingest_s,
             "query_ms_p50": scores.pop("query_ms_p50"), **scores}
 
 

@@ -45,13 +45,14 @@ class Embedder:
 
     def __init__(self, model: str = DEFAULT_MODEL_NAME, device: str | None = None, max_tokens: int = 256,
                  dimension: int | None = None, quantize: bool = False, *, model_dir: Path | None = None,
-                 runtime: str = "auto", precision: str = "fp32", query_batch: int = DEFAULT_MAX_BATCH,
+                 runtime: str = "auto", precision: str = "auto", query_batch: int = DEFAULT_MAX_BATCH,
                  query_gather_ms: float = DEFAULT_GATHER_MS, query_cache: int = DEFAULT_CACHE_SIZE,
                  model_process: bool = False):
         """``dimension`` truncates Matryoshka vectors (e.g. 256 of 768); ``quantize`` uses int8 Linear layers
         (the same as ``precision="int8"``). ``runtime`` is auto, torch or onnx; ``precision`` auto, fp32, bf16
-        (torch) or int8; fp16 is refused (see search/model/runtime.py for what auto picks). ``runtime``,
-        ``precision`` and ``runtime_reason`` then say what runs and why.
+        (torch) or int8; fp16 is refused (see search/model/runtime.py for what auto picks: fp32 queries and,
+        on a CPU with bf16 matrix instructions, bf16 passages). ``runtime`` (of the queries), ``precision``
+        (of the queries), ``passage_precision`` and ``runtime_reason`` then say what runs and why.
 
         Queries go through one :class:`QueryBatcher` thread: concurrent queries share one
         model call (at most ``query_batch`` of them), a lone query is encoded at once.
@@ -63,10 +64,10 @@ class Embedder:
 
         precision = "int8" if quantize else precision
         check_choice(runtime, precision)
-        precision, precision_reason = resolve_precision(precision, device or default_device(), runtime)
+        precision, passage_precision, precision_reason = resolve_precision(precision, device or default_device(), runtime)
         name, location = resolve_model(model, model_dir)
-        spec = ModelSpec(name, location, runtime, precision, device, dimension, max_tokens)
-        self.precision = precision
+        spec = ModelSpec(name, location, runtime, precision, passage_precision, device, dimension, max_tokens)
+        self.precision, self.passage_precision = precision, passage_precision
         # One thread owns the model: it loads it, encodes every query batch and every document
         # batch (see search/model/batching.py for why a second torch thread costs ~20%).
         self.batcher = QueryBatcher(self._encode_query_batch, max_batch=query_batch, gather_ms=query_gather_ms,
@@ -85,6 +86,11 @@ class Embedder:
             self.close()
             raise
         self._prompt_tokens = len(self.tokenizer(self.info.query_prompt)["input_ids"])
+
+    @property
+    def precisions(self) -> dict[str, str]:
+        """The precision of each side, as eval reports record it."""
+        return {"queries": self.precision, "passages": self.passage_precision}
 
     def _start_engine(self, spec: ModelSpec, model_process: bool):
         if model_process:

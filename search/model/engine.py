@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -34,6 +35,7 @@ class ModelSpec:
     location: str  # folder or id to load
     runtime: str = "auto"  # auto, torch or onnx (search/model/runtime.py)
     precision: str = "fp32"
+    passage_precision: str | None = None  # passages in another precision than queries (None: the same)
     device: str | None = None
     dimension: int | None = None
     max_tokens: int = 256
@@ -107,6 +109,44 @@ class ModelEngine:
 
     def close(self) -> None:
         """Nothing to release in-process (the model process stops its own)."""
+
+
+class SplitEngine(ModelEngine):
+    """Queries on one engine, passages (and their sentence vectors) on another, opened on the first
+    passage: fp32 questions whose vectors never move with their batch, passages in bf16 on the CPU's
+    matrix units. Both load the same model, so they share its info, tokenizer and length limit."""
+
+    def __init__(self, queries: ModelEngine, passage_spec: ModelSpec, open_engine: Callable[[ModelSpec], ModelEngine]):
+        self.queries, self.passage_spec, self._open_engine = queries, passage_spec, open_engine
+        self._passages: ModelEngine | None = None
+        self.spec, self.info, self.tokenizer = queries.spec, queries.info, queries.tokenizer
+        self.max_seq_length, self.runtime = queries.max_seq_length, queries.runtime
+        self.reason = f"queries: {queries.reason}; passages: {passage_spec.precision}, loaded for the first passage"
+
+    @property
+    def passages(self) -> ModelEngine:
+        """The passage engine (loaded on first use)."""
+        if self._passages is None:
+            self._passages = self._open_engine(self.passage_spec)
+        return self._passages
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self.queries.encode_queries(texts)
+
+    def encode_documents(self, texts: list[str], batch_size: int, prompts: list[str] | None = None) -> np.ndarray:
+        return self.passages.encode_documents(texts, batch_size, prompts)
+
+    def encode_with_sentences(self, texts: list[str], prompts: list[str] | None = None,
+                              ) -> tuple[np.ndarray, list[SentenceVectors | None]]:
+        return self.passages.encode_with_sentences(texts, prompts)
+
+    def project(self, pooled: np.ndarray) -> np.ndarray | None:
+        return self.passages.project(pooled)
+
+    def close(self) -> None:
+        self.queries.close()
+        if self._passages is not None:
+            self._passages.close()
 
 
 def prompt_of(prompts: dict[str, str], names: tuple[str, ...]) -> str:

@@ -1,15 +1,20 @@
 """Which runtime and precision run the model, and opening it.
 
-Measured on this project's machine (docs/performance.md): ONNX Runtime fp32 encodes at 0.9–1.0×
+Measured on this project's machine (docs/performance.md): ONNX Runtime fp32 encodes at 0.95–1.2×
 torch fp32's speed with the same vectors; torch bf16 on a CPU with bf16 matrix instructions (AMX or
-AVX512-BF16) encodes passages 2.6× and batches of queries 2.3× faster than fp32, with the same
-R@10 on maintguide (vectors at cosine ≥ 0.9999 of fp32's), but a query's bf16 vector moves by up
-to 2e-3 with the queries batched beside it. So:
+AVX512-BF16) encodes passages 2.25× and ingests 1.8× faster than fp32, with the same R@10 on both dev
+sets (vectors at cosine ≥ 0.998 of fp32's on 1,200-character passages), but a query's bf16 vector moves
+by up to 2e-3 with the
+queries batched beside it. So:
 
-* precision ``fp32`` by default; ``auto`` (opt-in) is ``bf16`` on a CPU with bf16 matrix
-  instructions, else ``fp32``: worth it for a large ingest;
+* precision ``auto`` (the default) embeds queries in fp32 (a question's vector never depends on
+  the questions batched with it) and passages in ``bf16`` on a CPU with bf16 matrix
+  instructions (the ingest is where the time goes), else everything in fp32;
 * runtime ``auto`` (default): torch for bf16 and on a GPU (ONNX Runtime's CUDA provider is not
-  measured here), ONNX Runtime on a CPU.
+  measured here), ONNX Runtime on a CPU. With ``auto`` precision on such a CPU, queries therefore
+  run on ONNX Runtime and passages on torch bf16 (:class:`~search.model.engine.SplitEngine`; the
+  passage model is loaded on the first passage, so a server that only answers questions never
+  loads it).
 
 ONNX needs the model's export (made once beside the local model and checked against torch,
 search/model/onnx_engine.py); when the export is missing it is made now, and when it failed its
@@ -18,7 +23,7 @@ check the model runs on torch, with one line saying why.
 Precision: ``fp32`` everywhere; ``bf16`` for torch; ``int8`` for both (torch: dynamic Linear
 layers; ONNX: dynamic quantisation of the export). fp16 is refused: EmbeddingGemma gives wrong
 vectors in fp16. An index records nothing about the runtime or precision: vectors of either are
-interchangeable (fp32 and bf16 within cosine 0.9999).
+interchangeable (fp32 and bf16 within cosine 0.998).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from search.errors import InvalidInput
-from search.model.engine import ModelEngine, ModelSpec
+from search.model.engine import ModelEngine, ModelSpec, SplitEngine
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +54,21 @@ def cpu_flags() -> frozenset[str]:
 
 
 def resolve_precision(precision: str, device: str, runtime: str = "auto",
-                      flags: frozenset[str] | None = None) -> tuple[str, str]:
-    """``(fp32, bf16 or int8, why)``: ``auto`` is bf16 on a CPU with bf16 matrix instructions (unless
-    ONNX Runtime is asked for: it runs fp32), else fp32."""
+                      flags: frozenset[str] | None = None) -> tuple[str, str, str]:
+    """``(query precision, passage precision, why)``. ``auto`` keeps queries in fp32 and embeds
+    passages in bf16 on a CPU with bf16 matrix instructions (unless ONNX Runtime is asked for: it
+    runs fp32); elsewhere, and for any other value, both sides run the same precision."""
     if precision != "auto":
-        return precision, f"precision {precision}"
+        return precision, precision, f"precision {precision}"
     if runtime == "onnx":
-        return "fp32", "auto with runtime onnx: fp32"
+        return "fp32", "fp32", "precision auto with runtime onnx: fp32"
     if device != "cpu":
-        return "fp32", f"auto on {device}: fp32 (bf16 is not measured on a GPU here)"
+        return "fp32", "fp32", f"precision auto on {device}: fp32 (bf16 is not measured on a GPU here)"
     found = sorted(set(BF16_FLAGS) & (cpu_flags() if flags is None else flags))
     if found:
-        return "bf16", f"auto on a CPU with {' and '.join(found)}: bf16 (2.6x fp32's ingest, same R@10)"
-    return "fp32", "auto on a CPU without bf16 matrix instructions: fp32"
+        return "fp32", "bf16", (f"precision auto on a CPU with {' and '.join(found)}: queries fp32, passages bf16 "
+                                f"(1.8x fp32's ingest, same R@10)")
+    return "fp32", "fp32", "precision auto on a CPU without bf16 matrix instructions: fp32"
 
 
 def check_choice(runtime: str, precision: str) -> None:
@@ -94,6 +101,16 @@ def choose_runtime(runtime: str, precision: str, device: str) -> tuple[str, str]
 
 
 def open_engine(spec: ModelSpec) -> ModelEngine:
+    """The model of ``spec``: one engine, or a :class:`SplitEngine` when its passages run another
+    precision than its queries (the passage engine then opens on the first passage)."""
+    queries = replace(spec, passage_precision=None)
+    if spec.passage_precision in (None, spec.precision):
+        return open_single_engine(queries)
+    passages = replace(queries, precision=spec.passage_precision)
+    return SplitEngine(open_single_engine(queries), passages, open_single_engine)
+
+
+def open_single_engine(spec: ModelSpec) -> ModelEngine:
     """The model of ``spec`` on the runtime chosen for it (on torch when the ONNX export cannot be used)."""
     from search.model.torch_engine import TorchEngine, default_device
 
@@ -125,19 +142,29 @@ def usable_export(location: str) -> tuple[Path | None, str]:
 
 
 def model_runtime(model_dir: Path, runtime: str, precision: str, device: str | None) -> str:
-    """What ``bisearch model`` says: the runtime the model will run on and why, after making
-    what it needs (the ONNX export and its check; the int8 file when int8 is asked for)."""
-    from search.model.onnx_engine import ensure_int8
+    """What ``bisearch model`` says: what the model will run on and why (queries and passages apart
+    when they differ), after making what it needs (the ONNX export and its check; the int8 file
+    when int8 is asked for)."""
     from search.model.torch_engine import default_device
 
     device = device or default_device()
-    precision, why = resolve_precision(precision, device, runtime)
+    queries, passages, why = resolve_precision(precision, device, runtime)
+    if queries == passages:
+        return _side_runtime(model_dir, runtime, queries, device, f"{why}; ")
+    return (f"queries {_side_runtime(model_dir, runtime, queries, device)}, "
+            f"passages {_side_runtime(model_dir, runtime, passages, device)}; {why}")
+
+
+def _side_runtime(model_dir: Path, runtime: str, precision: str, device: str, why: str = "") -> str:
+    """``runtime precision (why)`` of one side, its ONNX export made and checked when it needs one."""
+    from search.model.onnx_engine import ensure_int8
+
     chosen, reason = choose_runtime(runtime, precision, device)
     if chosen == "torch":
-        return f"torch {precision} ({why}; {reason})"
+        return f"torch {precision} ({why}{reason})"
     folder, verdict = usable_export(str(model_dir))
     if folder is None:
-        return f"torch ({verdict})"
+        return f"torch {precision} ({why}{verdict})"
     if precision == "int8":
         ensure_int8(folder)
-    return f"onnx {precision} ({why}; {reason}; {verdict})"
+    return f"onnx {precision} ({why}{reason}; {verdict})"

@@ -1,4 +1,4 @@
-"""The ONNX runtime (the default on a CPU without bf16 instructions): its export check against torch,
+"""The ONNX runtime (the default for queries on a CPU, and for passages too without bf16 instructions): its export check against torch,
 the fall-back to torch, vectors interchangeable with torch's (in an index too), and evidence spans
 pooled from its tokens; and which runtime and precision the default picks.
 
@@ -21,7 +21,7 @@ from conftest import SEEDS, index_settings
 from search.cli import main
 from search.model.download import default_model_dir
 from search.model.embedder import Embedder
-from search.model.runtime import choose_runtime, resolve_precision
+from search.model.runtime import BF16_FLAGS, choose_runtime, cpu_flags, resolve_precision
 from search.model.onnx_engine import (EXPORT_FILE, MAX_ABS_DIFF, MIN_COSINE, PROBE_PASSAGES, ExportCheck,
                                       check_export, export_dir, read_check)
 from search.model.torch_engine import default_device
@@ -46,32 +46,46 @@ def failed_check(onnx_embedder, torch_embedder) -> ExportCheck:
     return torch_embedder.run(lambda: check_export(damaged, torch_embedder.engine))
 
 
-def test_the_default_is_onnx_fp32_and_auto_precision_follows_the_cpu(embedder, onnx_embedder):
-    """The default runs the checked export in fp32; precision auto picks bf16 by the CPU's flags."""
+def test_the_default_is_onnx_fp32_for_queries_and_bf16_passages_where_the_cpu_has_them(embedder, onnx_embedder):
+    """The default answers questions on the checked export in fp32, and embeds passages in bf16 on a CPU
+    with bf16 matrix instructions (else in fp32 too)."""
     assert (embedder.runtime, embedder.precision) == ("onnx", "fp32")
+    assert embedder.passage_precision == ("bf16" if set(BF16_FLAGS) & cpu_flags() else "fp32")
     assert "auto on a CPU: ONNX Runtime" in embedder.runtime_reason
-    assert resolve_precision("auto", "cpu", flags=frozenset({"avx2", "amx_bf16"}))[0] == "bf16"
-    assert resolve_precision("auto", "cpu", flags=frozenset({"avx2", "fma"}))[0] == "fp32"  # no AVX-512: fp32 ...
+    assert resolve_precision("auto", "cpu", flags=frozenset({"avx2", "amx_bf16"}))[:2] == ("fp32", "bf16")
+    assert resolve_precision("auto", "cpu", flags=frozenset({"avx2", "fma"}))[:2] == ("fp32", "fp32")  # no AVX-512 ...
     assert choose_runtime("auto", "fp32", "cpu")[0] == "onnx"  # ... on ONNX Runtime
-    assert resolve_precision("auto", "cpu", "onnx", frozenset({"amx_bf16"}))[0] == "fp32"
-    assert resolve_precision("auto", "cuda", flags=frozenset({"amx_bf16"}))[0] == "fp32"
+    assert resolve_precision("auto", "cpu", "onnx", frozenset({"amx_bf16"}))[:2] == ("fp32", "fp32")
+    assert resolve_precision("auto", "cuda", flags=frozenset({"amx_bf16"}))[:2] == ("fp32", "fp32")
+    assert resolve_precision("bf16", "cpu", flags=frozenset())[:2] == ("bf16", "bf16")
     assert onnx_embedder.runtime == "onnx"
     check = read_check(export_dir(default_model_dir(Settings().model_dir)))
     assert check.passed and check.max_abs_diff <= MAX_ABS_DIFF and check.min_cosine >= MIN_COSINE
 
 
-def test_auto_precision_vectors_stay_close_to_fp32(torch_embedder):
-    """``precision=auto`` (bf16 on this CPU when it has the instructions) against fp32: measured at cosine
-    0.99991 or more here; the test allows 0.9995 (another CPU's bf16 kernels round differently)."""
-    auto = Embedder(precision="auto", query_cache=0)
+def test_the_defaults_queries_are_onnx_fp32_and_its_passages_stay_close_to_fp32(embedder, onnx_embedder,
+                                                                                torch_embedder):
+    """Queries: the fp32 export's vectors, whatever they are batched with. Passages (bf16 where the CPU
+    has the instructions): measured at cosine 0.99991 or more of fp32's here; the test allows 0.9995
+    (another CPU's bf16 kernels round differently)."""
+    np.testing.assert_allclose(embedder.encode_queries(QUESTIONS), onnx_embedder.encode_queries(QUESTIONS), atol=1e-6)
+    passages = [QUESTIONS[0] + " Lead times are 30% faster.", "深圳的黄金价格在2024年上涨。"]
+    ours, reference = embedder.encode_documents(passages), torch_embedder.encode_documents(passages)
+    assert np.einsum("ij,ij->i", ours, reference).min() >= 0.9995
+    if embedder.passage_precision == "bf16":
+        assert embedder.run(lambda: embedder.engine.passages.spec.precision) == "bf16"
+        assert np.abs(ours - reference).max() > 1e-5  # bf16 indeed, not fp32 again
+
+
+def test_bf16_throughout_stays_close_to_fp32(torch_embedder):
+    """``precision=bf16``: queries in bf16 too (on torch), within the same cosine of fp32's."""
+    bf16 = Embedder(precision="bf16", query_cache=0)
     try:
-        assert (auto.runtime, auto.precision) in (("torch", "bf16"), ("onnx", "fp32"))
-        passages = [QUESTIONS[0] + " Lead times are 30% faster.", "深圳的黄金价格在2024年上涨。"]
-        for ours, reference in ((auto.encode_queries(QUESTIONS), torch_embedder.encode_queries(QUESTIONS)),
-                                (auto.encode_documents(passages), torch_embedder.encode_documents(passages))):
-            assert np.einsum("ij,ij->i", ours, reference).min() >= 0.9995
+        assert (bf16.runtime, bf16.precision, bf16.passage_precision) == ("torch", "bf16", "bf16")
+        assert np.einsum("ij,ij->i", bf16.encode_queries(QUESTIONS),
+                         torch_embedder.encode_queries(QUESTIONS)).min() >= 0.9995
     finally:
-        auto.close()
+        bf16.close()
 
 
 def test_the_export_check_passes_the_export_and_fails_a_damaged_one(onnx_embedder, torch_embedder, failed_check):
@@ -106,7 +120,8 @@ def test_an_export_that_failed_its_check_is_not_used(tmp_path, failed_check, onn
     model_dir = _model_with_failed_export(tmp_path, failed_check)
     assert main(["model", "--dir", str(model_dir), "--runtime", "onnx"]) == 0
     said = capsys.readouterr().out.splitlines()[-1]
-    assert said.startswith("runtime: torch (the ONNX export at") and "failed its check" in said
+    assert said.startswith("runtime: torch fp32 (precision auto with runtime onnx: fp32; the ONNX export at")
+    assert "failed its check" in said
     with caplog.at_level(logging.WARNING, logger="search.model.runtime"):
         fallback = Embedder(model_dir=model_dir, runtime="onnx")
     try:
@@ -121,8 +136,14 @@ def test_an_export_that_failed_its_check_is_not_used(tmp_path, failed_check, onn
 def test_bisearch_model_says_which_runtime_and_why(capsys, embedder):
     assert main(["model"]) == 0
     said = capsys.readouterr().out.splitlines()[-1]
-    assert said.startswith("runtime: onnx fp32 (precision fp32; auto on a CPU: ONNX Runtime") and "checked" in said
-    assert main(["model", "--runtime", "torch"]) == 0
+    if embedder.passage_precision == "bf16":
+        assert said.startswith("runtime: queries onnx fp32 (auto on a CPU: ONNX Runtime") and "checked" in said
+        assert ", passages torch bf16 (auto with bf16: torch" in said
+        assert said.endswith(": queries fp32, passages bf16 (1.8x fp32's ingest, same R@10)")
+    else:
+        assert said.startswith("runtime: onnx fp32 (precision auto on a CPU without bf16 matrix instructions: fp32; "
+                               "auto on a CPU: ONNX Runtime") and "checked" in said
+    assert main(["model", "--runtime", "torch", "--precision", "fp32"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == ("runtime: torch fp32 (precision fp32; "
                                                          "runtime torch asked for)")
 

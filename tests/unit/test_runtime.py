@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 
 from benchmark import RATIOS, with_ratios
 from loadtest import distinct_queries
 from search.model.onnx_engine import export_dir
-from search.model.runtime import check_choice, choose_runtime
+from search.model.engine import ModelEngine, ModelSpec, SplitEngine
+from search.model.runtime import check_choice, choose_runtime, resolve_precision
 from search.settings import Settings
 
 
@@ -45,7 +47,7 @@ def test_export_lives_beside_the_model(tmp_path):
 
 
 def test_settings_from_environment(monkeypatch):
-    assert (Settings().runtime, Settings().precision) == ("auto", "fp32")
+    assert (Settings().runtime, Settings().precision) == ("auto", "auto")
     monkeypatch.setenv("BISEARCH_RUNTIME", "torch")
     monkeypatch.setenv("BISEARCH_PRECISION", "int8")
     settings = Settings()
@@ -103,3 +105,52 @@ def test_core_slices_split_big_batches_across_threads_and_keep_order(cores):
         assert torch.get_num_threads() == cores  # restored for the next lone query
     finally:
         torch.set_num_threads(before)
+
+
+class RecordingEngine(ModelEngine):
+    """An engine that says which precision answered (no model)."""
+
+    def __init__(self, spec: ModelSpec):
+        self.spec, self.info, self.tokenizer, self.max_seq_length = spec, None, None, 64
+        self.runtime, self.reason = "fake", f"fake {spec.precision}"
+        self.closed = False
+
+    def encode_queries(self, texts):
+        return [("query", self.spec.precision, text) for text in texts]
+
+    def encode_documents(self, texts, batch_size, prompts=None):
+        return [("passage", self.spec.precision, text) for text in texts]
+
+    def encode_with_sentences(self, texts, prompts=None):
+        return self.encode_documents(texts, len(texts), prompts), [None] * len(texts)
+
+    def close(self):
+        self.closed = True
+
+
+def test_a_split_engine_answers_queries_on_one_engine_and_loads_the_other_for_the_first_passage():
+    opened: list[RecordingEngine] = []
+
+    def open_one(spec: ModelSpec) -> RecordingEngine:
+        opened.append(RecordingEngine(spec))
+        return opened[-1]
+
+    spec = ModelSpec("m", "here", precision="fp32")
+    split = SplitEngine(open_one(spec), replace(spec, precision="bf16"), open_one)
+    assert split.encode_queries(["q"]) == [("query", "fp32", "q")] and len(opened) == 1  # passages not loaded
+    assert "passages: bf16, loaded for the first passage" in split.reason
+    assert split.encode_documents(["p"], 8) == [("passage", "bf16", "p")]
+    assert split.encode_with_sentences(["s"])[0] == [("passage", "bf16", "s")]
+    assert len(opened) == 2  # loaded once
+    split.close()
+    assert all(engine.closed for engine in opened)
+
+
+def test_auto_precision_splits_queries_and_passages_only_on_a_cpu_with_bf16_matrix_instructions():
+    amx = frozenset({"avx2", "amx_bf16"})
+    assert resolve_precision("auto", "cpu", flags=amx)[:2] == ("fp32", "bf16")
+    assert resolve_precision("auto", "cpu", flags=frozenset({"avx2", "fma"}))[:2] == ("fp32", "fp32")
+    assert resolve_precision("auto", "cpu", "onnx", amx)[:2] == ("fp32", "fp32")
+    assert resolve_precision("auto", "cuda", flags=amx)[:2] == ("fp32", "fp32")
+    for precision in ("fp32", "bf16", "int8"):
+        assert resolve_precision(precision, "cpu", flags=amx)[:2] == (precision, precision)
