@@ -44,7 +44,7 @@ class Settings(BaseSettings):
                             "checked against torch)")
     precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
         "auto", description="`auto`: queries in `fp32`, passages in `bf16` (on torch) on a CPU with bf16 matrix "
-                            "instructions (AMX or AVX512-BF16: 1.8x fp32's ingest, same R@10), else `fp32`; `fp32`; "
+                            "instructions (AMX or AVX512-BF16: 1.8x fp32's ingest, same hybrid R@10), else `fp32`; `fp32`; "
                             "`bf16` (torch, queries too); `int8`: torch dynamic or ONNX quantised (fp16 is refused: "
                             "it gives wrong EmbeddingGemma vectors)")
     query_batch: int = Field(64, ge=1, le=256, description="concurrent queries encoded together in one model call")

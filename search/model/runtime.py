@@ -2,10 +2,9 @@
 
 Measured on this project's machine (docs/performance.md): ONNX Runtime fp32 encodes at 0.95–1.2×
 torch fp32's speed with the same vectors; torch bf16 on a CPU with bf16 matrix instructions (AMX or
-AVX512-BF16) encodes passages 2.25× and ingests 1.8× faster than fp32, with the same R@10 on both dev
-sets (vectors at cosine ≥ 0.998 of fp32's on 1,200-character passages), but a query's bf16 vector moves
-by up to 2e-3 with the
-queries batched beside it. So:
+AVX512-BF16) encodes passages 2.25× and ingests 1.8× faster than fp32, with the same hybrid R@10 on
+both dev sets (vectors at cosine ≥ 0.998 of fp32's on 1,200-character passages), but a query's bf16
+vector moves by up to 2e-3 with the queries batched beside it. So:
 
 * precision ``auto`` (the default) embeds queries in fp32 (a question's vector never depends on
   the questions batched with it) and passages in ``bf16`` on a CPU with bf16 matrix
@@ -67,7 +66,7 @@ def resolve_precision(precision: str, device: str, runtime: str = "auto",
     found = sorted(set(BF16_FLAGS) & (cpu_flags() if flags is None else flags))
     if found:
         return "fp32", "bf16", (f"precision auto on a CPU with {' and '.join(found)}: queries fp32, passages bf16 "
-                                f"(1.8x fp32's ingest, same R@10)")
+                                f"(1.8x fp32's ingest, same hybrid R@10)")
     return "fp32", "fp32", "precision auto on a CPU without bf16 matrix instructions: fp32"
 
 

@@ -139,7 +139,7 @@ def test_bisearch_model_says_which_runtime_and_why(capsys, embedder):
     if embedder.passage_precision == "bf16":
         assert said.startswith("runtime: queries onnx fp32 (auto on a CPU: ONNX Runtime") and "checked" in said
         assert ", passages torch bf16 (auto with bf16: torch" in said
-        assert said.endswith(": queries fp32, passages bf16 (1.8x fp32's ingest, same R@10)")
+        assert said.endswith(": queries fp32, passages bf16 (1.8x fp32's ingest, same hybrid R@10)")
     else:
         assert said.startswith("runtime: onnx fp32 (precision auto on a CPU without bf16 matrix instructions: fp32; "
                                "auto on a CPU: ONNX Runtime") and "checked" in said
