@@ -20,9 +20,9 @@ far apart). Boxes are deskewed by their median angle, then ordered by a recursiv
 a block is split in two at its widest vertical gutter (each side holding a few boxes), else at
 its widest horizontal gap taller than a line, and the leaves are read top to bottom, boxes on
 one visual line left to right (boxes that share their width are never on one visual line: the
-boxes of two long lines of a tilted page overlap in height, not in place). Lines are then cleaned and joined by the same rules as a
-PDF's text layer (``search.loading.pdf``): no spaces between Chinese characters, wrapped
-lines joined, hyphenation rejoined.
+boxes of two long lines of a tilted page overlap in height, not in place). Lines are then
+cleaned and joined by the same rules as a PDF's text layer (``search.loading.pdf``): no spaces
+between Chinese characters, wrapped lines joined, hyphenation rejoined.
 
 Low-confidence text is kept: only what the engine cannot read at all is dropped (RapidOCR: a line
 scored under 0.5, its own floor; Tesseract: a line whose words' mean confidence is under 0.3,
@@ -281,7 +281,7 @@ def _lines(block: list[_Piece]) -> list[ReadLine]:
 
 
 def _side_by_side(piece: _Piece, other: _Piece) -> bool:
-    """Whether two boxes stand beside each other: they share less width than SAME_LINE_OVERLAP of the lower
+    """Whether two boxes stand beside each other: they share less width than SAME_LINE_OVERLAP of the shorter
     one's height. Two lines one above the other never do, however tall a tilted page makes their boxes."""
     shared = min(piece.x1, other.x1) - max(piece.x0, other.x0)
     return shared < SAME_LINE_OVERLAP * min(piece.height, other.height)

@@ -5,17 +5,18 @@ one thread (``OMP_THREAD_LIMIT=1``: pages run side by side instead, ``search.loa
 
 1. The page is read with ``chi_sim+eng`` (its language is not known before it is read).
 2. On a page that is not mostly Latin, the runs of Latin words (consecutive words of a line without a
-   Chinese character) holding a word read with less than REREAD_BELOW confidence are cut out of the page, stacked one under another into one small image, and
-   read with ``eng`` alone, one command: the mixed model misreads English and code set among Chinese
-   (``l`` as ``L`` or ``t``, ``/`` as ``y``, spaces inside paths), the English one far less.
+   Chinese character) holding a word read with less than REREAD_BELOW confidence are cut out of the
+   page, stacked one under another into one small image, and read with ``eng`` alone, one command:
+   the mixed model misreads English and code set among Chinese (``l`` as ``L`` or ``t``, ``/`` as
+   ``y``, spaces inside paths), the English one far less.
    A mostly Latin page is left as read: ``eng`` alone makes the same errors there (docs/ocr.md).
 3. A run takes the English words that lie on it (each English word goes to the first-pass word its box
    overlaps most), unless their mean confidence is lower than the run's own.
 
 Lines are Tesseract's own (block, paragraph, line), boxed by their words. A line whose words' mean
 confidence is under MIN_LINE_SCORE is dropped: what the engine cannot read at all (specks, a line cut
-by the page edge). Tesseract scores correct but noisy text low (a clean monospace file name at 0.3),
-so the floor is lower than RapidOCR's 0.5 (measured: docs/ocr.md).
+by the page edge). Tesseract scores correct but noisy text low (a list item's file name at 0.28 on
+the scanned maint-guide), so the floor is lower than RapidOCR's 0.5 (measured: docs/ocr.md).
 """
 
 from __future__ import annotations
