@@ -43,7 +43,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from search.loading import tesseract
+import search.loading.tesseract as tesseract
 from search.loading.base import DocumentError
 from search.types import OcrLine
 

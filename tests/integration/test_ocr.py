@@ -14,7 +14,7 @@ from conftest import index_settings
 from scans import (CHINESE, ENGLISH, character_error_rate, encoded, needs_debian_pdf, needs_font, noise_png,
                    pdf_with_image, png_header_only, render, scanned_pdf, truncated_jpeg)
 from search.loading import DocumentError, LoadLimits, load_file, page_of, read_bytes
-from search.loading import tesseract
+import search.loading.tesseract as tesseract
 from search.loading.ocr import engine_for, reading_order, tesseract_installed
 from search.loading.tesseract import Word, latin_runs, lines_of, merge
 from search.output.citations import search_response
