@@ -3,7 +3,8 @@
 Two engines, both offline (setting ``ocr_engine``; docs/ocr.md has their measurements):
 
 * ``tesseract``: Debian's ``tesseract-ocr`` 5 with ``chi_sim`` and ``eng`` (``.ci/system-deps``),
-  run as a command on each page with both languages; its lines come from its TSV output.
+  run as a command on each page with both languages, the Latin words of a Chinese page read again
+  in English alone (``search.loading.tesseract``); its lines come from its TSV output.
   On the scanned maint-guide pages it made fewer errors in both languages and used less CPU.
 * ``rapidocr``: RapidOCR (``rapidocr-onnxruntime``, Apache-2.0), the PP-OCRv4 Chinese/English
   detection and recognition models inside its wheel, run by onnxruntime; a Python dependency,
@@ -18,22 +19,20 @@ Reading order. The engine finds text boxes (a visual line, or a piece of one whe
 far apart). Boxes are deskewed by their median angle, then ordered by a recursive XY-cut:
 a block is split in two at its widest vertical gutter (each side holding a few boxes), else at
 its widest horizontal gap taller than a line, and the leaves are read top to bottom, boxes on
-one visual line left to right. Lines are then cleaned and joined by the same rules as a
-PDF's text layer (``search.loading.pdf``): no spaces between Chinese characters, wrapped
-lines joined, hyphenation rejoined.
+one visual line left to right (boxes that share their width are never on one visual line: the
+boxes of two long lines of a tilted page overlap in height, not in place). Lines are then
+cleaned and joined by the same rules as a PDF's text layer (``search.loading.pdf``): no spaces
+between Chinese characters, wrapped lines joined, hyphenation rejoined.
 
-Low-confidence text is kept: only a line scored under 0.5 (RapidOCR's own floor; for Tesseract
-the mean confidence of its words) is dropped, what the engine cannot read at all. Passages read
-by OCR say so (``Passage.ocr``).
+Low-confidence text is kept: only what the engine cannot read at all is dropped (RapidOCR: a line
+scored under 0.5, its own floor; Tesseract: a line whose words' mean confidence is under 0.3,
+``search.loading.tesseract.MIN_LINE_SCORE``). Passages read by OCR say so (``Passage.ocr``).
 """
 
 from __future__ import annotations
 
-import functools
-import io
 import math
 import os
-import subprocess
 import threading
 import time
 from collections import deque
@@ -44,6 +43,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+import search.loading.tesseract as tesseract
 from search.loading.base import DocumentError
 from search.types import OcrLine
 
@@ -51,11 +51,6 @@ from search.types import OcrLine
 Box = tuple[float, float, float, float]
 #: How a user sets OCR (``--ocr``, ``BISEARCH_OCR``): only pages without usable text, every page, or none.
 OCR_MODES = ("auto", "always", "never")
-#: A line scored under this is dropped (RapidOCR's own floor; Tesseract lines by their words' mean confidence).
-MIN_LINE_SCORE = 0.5
-#: Tesseract (ocr_engine=tesseract) reads every page with both languages, each page within this time.
-TESSERACT_LANGUAGES = "chi_sim+eng"
-TESSERACT_TIMEOUT_S = 600
 #: Tesseract commands run at once (one page each, one thread each): the cores, at most this many.
 TESSERACT_MAX_WORKERS = 4
 #: The engine reads images of at most this many pixels a side (RapidOCR's max_side_len).
@@ -125,53 +120,13 @@ def _rapidocr(image) -> list:
     return found or []
 
 
-def _tesseract(image) -> list:
-    """Tesseract's lines (``tesseract stdin stdout -l chi_sim+eng tsv``) as ``[quad, text, score]`` boxes."""
-    buffer = io.BytesIO()
-    image.convert("L").save(buffer, "PNG")
-    try:
-        run = subprocess.run(["tesseract", "stdin", "stdout", "-l", TESSERACT_LANGUAGES, "tsv"], input=buffer.getvalue(),
-                             capture_output=True, timeout=TESSERACT_TIMEOUT_S, check=False,
-                             env={**os.environ, "OMP_THREAD_LIMIT": "1"})  # pages run side by side instead
-    except FileNotFoundError:
-        raise RuntimeError("tesseract is not installed (apt-get install tesseract-ocr tesseract-ocr-chi-sim), "
-                           "or set ocr_engine=rapidocr") from None
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"tesseract took more than {TESSERACT_TIMEOUT_S} s on one page") from None
-    if run.returncode != 0:
-        reason = " ".join(run.stderr.decode("utf-8", "replace").split())[:200]
-        raise RuntimeError(f"tesseract failed ({reason or run.returncode})")
-    lines: dict[tuple[str, str, str], list[list[str]]] = {}
-    for row in run.stdout.decode("utf-8", "replace").splitlines()[1:]:
-        cells = row.split("\t")
-        if len(cells) == 12 and cells[0] == "5" and cells[11].strip():
-            lines.setdefault((cells[2], cells[3], cells[4]), []).append(cells)
-    found = []
-    for words in lines.values():
-        left = min(int(word[6]) for word in words)
-        top = min(int(word[7]) for word in words)
-        right = max(int(word[6]) + int(word[8]) for word in words)
-        bottom = max(int(word[7]) + int(word[9]) for word in words)
-        score = sum(float(word[10]) for word in words) / len(words) / 100
-        if score < MIN_LINE_SCORE:
-            continue  # what the engine cannot read at all (a line cut by the page edge, specks)
-        found.append([[[left, top], [right, top], [right, bottom], [left, bottom]],
-                      " ".join(word[11].strip() for word in words), score])
-    return found
-
-
 #: The OCR engines a user can pick (setting ``ocr_engine``): each gives ``[quad, text, score]`` boxes.
-ENGINES = {"rapidocr": _rapidocr, "tesseract": _tesseract}
+ENGINES = {"rapidocr": _rapidocr, "tesseract": tesseract.read}
 
 
-@functools.lru_cache(maxsize=1)
 def tesseract_installed() -> bool:
     """Whether the ``tesseract`` command runs here with the languages it needs (``chi_sim``, ``eng``)."""
-    try:
-        listed = subprocess.run(["tesseract", "--list-langs"], capture_output=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return set(TESSERACT_LANGUAGES.split("+")) <= set(listed.stdout.decode("utf-8", "replace").split())
+    return tesseract.installed()
 
 
 def engine_for(setting: str) -> str:
@@ -317,11 +272,19 @@ def _lines(block: list[_Piece]) -> list[ReadLine]:
         if lines:
             top, bottom = min(p.y0 for p in lines[-1]), max(p.y1 for p in lines[-1])
             overlap = min(bottom, piece.y1) - max(top, piece.y0)
-            if overlap >= SAME_LINE_OVERLAP * min(piece.height, bottom - top):
+            if overlap >= SAME_LINE_OVERLAP * min(piece.height, bottom - top) and all(
+                    _side_by_side(piece, other) for other in lines[-1]):
                 lines[-1].append(piece)
                 continue
         lines.append([piece])
     return [_line(sorted(line, key=lambda p: p.x0)) for line in lines]
+
+
+def _side_by_side(piece: _Piece, other: _Piece) -> bool:
+    """Whether two boxes stand beside each other: they share less width than SAME_LINE_OVERLAP of the shorter
+    one's height. Two lines one above the other never do, however tall a tilted page makes their boxes."""
+    shared = min(piece.x1, other.x1) - max(piece.x0, other.x0)
+    return shared < SAME_LINE_OVERLAP * min(piece.height, other.height)
 
 
 def _line(pieces: list[_Piece]) -> ReadLine:

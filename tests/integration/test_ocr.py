@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from dataclasses import replace
 
 import pytest
 
@@ -13,7 +14,9 @@ from conftest import index_settings
 from scans import (CHINESE, ENGLISH, character_error_rate, encoded, needs_debian_pdf, needs_font, noise_png,
                    pdf_with_image, png_header_only, render, scanned_pdf, truncated_jpeg)
 from search.loading import DocumentError, LoadLimits, load_file, page_of, read_bytes
+import search.loading.tesseract as tesseract
 from search.loading.ocr import engine_for, reading_order, tesseract_installed
+from search.loading.tesseract import Word, latin_runs, lines_of, merge
 from search.output.citations import search_response
 from search.service import open_ingester, open_retriever
 
@@ -47,6 +50,38 @@ def test_reading_order_is_top_down_and_columns_left_to_right(angle):
                                              "BIN = /usr/bin", "right 0", "right 1", "right 2", "right 3", "right 4"]
     assert all(0 <= value <= 1 for line in lines for value in line.box)
     assert lines[0].box[1] < lines[1].box[1] < lines[4].box[1]
+
+
+def test_long_lines_of_a_tilted_page_stay_apart_and_in_order():
+    """Tesseract boxes a line upright: on a page tilted by 1 degree two full-width lines' boxes overlap by
+    more than half their height. Boxes that share their width are two lines, read top to bottom."""
+    found = [_box(40, 118, 960, 158, "second line starts a little to the left"),
+             _box(60, 100, 980, 140, "first line of the paragraph"),
+             _box(60, 190, 400, 215, "BIN"), _box(420, 192, 700, 217, "= /usr/bin")]
+    lines = reading_order(found, 1000, 1000)
+    assert [line.text for line in lines] == ["first line of the paragraph", "second line starts a little to the left",
+                                             "BIN = /usr/bin"]
+
+
+def _word(text: str, left: int, confidence: float = 0.9, line: tuple[int, int, int] = (1, 1, 1)) -> Word:
+    return Word(line, left, 10, left + 10 * len(text), 30, confidence, text)
+
+
+def test_latin_runs_and_their_merge_with_the_english_reading():
+    words = [_word("运行", 0), _word("debianyrutes", 20), _word("build", 150), _word("命令", 210),
+             _word("x11", 0, line=(1, 1, 2))]
+    assert [word.latin for word in words] == [False, True, True, False, True]
+    assert latin_runs(words) == [[1, 2], [4]]
+    english = [_word("debian/rules", 22, 0.95), _word("build", 152, 0.96), _word("X11", 0, 0.5)]
+    merged = merge(words, latin_runs(words), english)
+    # "X11" is read less surely than "x11": that run keeps its first reading
+    assert [word.text for word in merged] == ["运行", "debian/rules", "build", "命令", "x11"]
+    assert merged[1].line == (1, 1, 1) and lines_of(merged)[0][1] == "运行 debian/rules build 命令"
+
+
+def test_a_line_is_dropped_only_under_the_floor():
+    lines = lines_of([_word("gentoo_0.9.12.orig.tar.gz", 0, 0.35), _word("@#", 0, 0.2, line=(2, 1, 1))])
+    assert [text for _, text, _ in lines] == ["gentoo_0.9.12.orig.tar.gz"]
 
 
 def test_which_pdf_pages_auto_reads_by_ocr():
@@ -108,6 +143,40 @@ def test_a_jpeg_photo_is_read_and_always_reads_a_text_pdf_by_ocr():
     assert read_bytes(typed, "typed.pdf", "typed").document.ocr_pages == ()  # auto: its text layer is used
     scanned = read_bytes(typed, "typed.pdf", "typed", limits=LoadLimits(ocr="always"))
     assert scanned.document.ocr_pages == (1,) and "graded by colour" in scanned.document.text
+
+
+@needs_font
+def test_tesseract_reads_doubtful_latin_runs_of_a_chinese_page_again_in_english():
+    """The second pass, real Tesseract: a run of English words on a Chinese line, given a wrong and doubtful
+    first reading, is cut out, read with eng and put back; a sure run and the Chinese are left as they are."""
+    if not tesseract_installed():
+        pytest.skip("tesseract-ocr with chi_sim is absent (.ci/system-deps installs it)")
+    image = render(["在 debian/rules 中运行 dh_auto_configure 命令",
+                    "软件包的版本号写在 changelog 文件里"])
+    words = tesseract.run(image, tesseract.LANGUAGES)
+    runs = latin_runs(words)
+    assert [" ".join(words[index].text for index in members) for members in runs] == [
+        "debian/rules", "dh_auto_configure", "changelog"]
+    doubtful = runs[0][0]
+    words[doubtful] = replace(words[doubtful], text="debianyrutes", confidence=0.2)
+    again = tesseract.reread_latin(image, words)
+    assert again[doubtful].text == "debian/rules" and again[doubtful].confidence > 0.8
+    assert [word.text for word in again if word is not again[doubtful]] == [
+        word.text for word in words if word is not words[doubtful]]
+    placed = tesseract.read_runs(image, [tesseract.bounds([words[doubtful]])])
+    left, top, right, bottom = tesseract.bounds([words[doubtful]])
+    assert [word.text for word in placed] == ["debian/rules"]
+    assert abs(placed[0].left - left) <= 3 and abs(placed[0].top - top) <= 3 and abs(placed[0].right - right) <= 3
+
+
+@needs_font
+def test_tesseract_leaves_a_latin_page_to_its_first_reading():
+    if not tesseract_installed():
+        pytest.skip("tesseract-ocr with chi_sim is absent (.ci/system-deps installs it)")
+    image = render(ENGLISH)
+    words = [replace(word, confidence=0.1) for word in tesseract.run(image, tesseract.LANGUAGES)]
+    assert tesseract.latin_share(words) >= tesseract.LATIN_PAGE_SHARE
+    assert tesseract.reread_latin(image, words) is words  # eng alone reads a Latin page no better
 
 
 def test_auto_engine_is_tesseract_where_installed_else_rapidocr():

@@ -9,7 +9,9 @@ character error rate and speed of OCR engines on its pages. A tool, not the prod
     bisearch eval PAGE_BENCH --json --keep-index IDX_TEXT
     bisearch eval OUT_SCANNED --json --keep-index IDX_SCANNED
     # 4. CER of every page as the product stores it (OCR + cleaning) against the text pair's pages
-    python docs/bench/tools/ocr_bench.py index-cer IDX_TEXT IDX_SCANNED
+    python docs/bench/tools/ocr_bench.py index-cer IDX_TEXT IDX_SCANNED [--from-page 7]
+    # 5. the same without indexes (no embedding: minutes): both pairs read by the product's loader
+    python docs/bench/tools/ocr_bench.py stored-cer PAGE_BENCH OUT_SCANNED [--from-page 7]
 
 ``PAGE_BENCH`` is the layout of ``search.eval.pages`` (``docs/{en,zh}/maint-guide.pdf`` and
 ``queries.jsonl``); the scanned copy keeps the same page numbers, so the same queries apply.
@@ -19,7 +21,8 @@ the product's reference), both normalised the same way (NFKC, whitespace runs as
 space next to a Chinese character, pdfium's line-end hyphen mark as "-", a table of contents'
 dot leaders as one "…"), over the sum of the reference lengths. ``cer`` compares engines on the
 raw lines of a few pages; ``index-cer`` compares every page as the product stores it (both
-sides through the same cleaning). The order of lines counts (a column read in the wrong order is an error).
+sides through the same cleaning; ``stored-cer`` gives the same numbers from the PDFs, as the loader
+reads them, without an index). The order of lines counts (a column read in the wrong order is an error).
 ``rapidocr`` and ``tesseract`` are read through the product's own path (``search.loading.ocr.read_image``:
 its boxes, the product's reading order; Tesseract with ``chi_sim+eng`` on every page);
 ``tesseract-cli`` is Tesseract's own text output told the page's language (``-l eng`` or
@@ -86,31 +89,55 @@ def normalised(text: str) -> str:
     return SPACE_NEAR_CJK.sub("", text)
 
 
-def index_cer(text_index: Path, scanned_index: Path) -> dict[str, object]:
+def index_cer(text_index: Path, scanned_index: Path, from_page: int = 1) -> dict[str, object]:
     """Per language: CER of every page of the scanned pair's stored text against the text pair's."""
-    from rapidfuzz.distance import Levenshtein
-
     from search.backends.local import LocalBackend
 
     report: dict[str, object] = {}
     text_backend, scanned_backend = LocalBackend(text_index), LocalBackend(scanned_index)
     try:
         for lang in LANGS:
-            typed = text_backend.document(f"{lang}/maint-guide")
             scanned = scanned_backend.document(f"{lang}/maint-guide")
-            errors = length = 0
-            worst = []
-            for number, (reference, found) in enumerate(zip(_pages(typed), _pages(scanned)), start=1):
-                distance = Levenshtein.distance(normalised(reference), normalised(found))
-                errors, length = errors + distance, length + len(normalised(reference))
-                worst.append((round(distance / max(len(normalised(reference)), 1), 3), number))
-            report[lang] = {"cer": round(errors / max(length, 1), 4), "pages": len(scanned.pages),
-                            "ocr_pages": len(scanned.ocr_pages), "reference_chars": length,
-                            "worst_pages": sorted(worst, reverse=True)[:3]}
+            report[lang] = {**page_cer(_pages(text_backend.document(f"{lang}/maint-guide")), _pages(scanned),
+                                       from_page),
+                            "ocr_pages": len(scanned.ocr_pages)}
     finally:
         text_backend.close()
         scanned_backend.close()
     return report
+
+
+def stored_cer(bench: Path, scanned: Path, from_page: int = 1) -> dict[str, object]:
+    """``index_cer`` without building indexes: both PDFs read by the product's loader (text layer; OCR)."""
+    from search.loading import LoadLimits
+    from search.loading.pdf import extract_pdf
+
+    def pages(folder: Path, lang: str) -> list[str]:
+        read = extract_pdf((folder / "docs" / lang / DOC).read_bytes(), DOC, LoadLimits(ocr_engine="tesseract"))
+        bounds = [*read.pages, len(read.text)]
+        return [read.text[bounds[number]:bounds[number + 1]] for number in range(len(read.pages))]
+
+    report: dict[str, object] = {"load_average": round(os.getloadavg()[0], 1)}
+    for lang in LANGS:
+        started = time.perf_counter()
+        report[lang] = page_cer(pages(bench, lang), pages(scanned, lang), from_page)
+        report[lang]["seconds"] = round(time.perf_counter() - started, 1)
+    return report
+
+
+def page_cer(reference: list[str], found: list[str], from_page: int = 1) -> dict[str, object]:
+    """CER of ``found`` against ``reference`` page by page: all pages, pages ``from_page`` on, the worst three."""
+    from rapidfuzz.distance import Levenshtein
+
+    errors, lengths = [], []
+    for expected, got in zip(reference, found):
+        errors.append(Levenshtein.distance(normalised(expected), normalised(got)))
+        lengths.append(len(normalised(expected)))
+    rates = [(round(error / max(length, 1), 3), number)
+             for number, (error, length) in enumerate(zip(errors, lengths), start=1)]
+    return {"cer": round(sum(errors) / max(sum(lengths), 1), 4), "pages": len(found),
+            f"cer_from_page_{from_page}": round(sum(errors[from_page - 1:]) / max(sum(lengths[from_page - 1:]), 1), 4),
+            "reference_chars": sum(lengths), "worst_pages": sorted(rates, reverse=True)[:3]}
 
 
 def _pages(document) -> list[str]:
@@ -212,12 +239,20 @@ def main(argv: list[str] | None = None) -> int:
     stored = commands.add_parser("index-cer", help="CER of every stored page: scanned pair's index vs the text pair's")
     stored.add_argument("text_index", type=Path)
     stored.add_argument("scanned_index", type=Path)
+    stored.add_argument("--from-page", type=int, default=1, help="also the CER of the pages from this one on")
+    loaded = commands.add_parser("stored-cer", help="the same without indexes: both pairs read by the product's loader")
+    loaded.add_argument("bench", type=Path)
+    loaded.add_argument("scanned", type=Path)
+    loaded.add_argument("--from-page", type=int, default=1, help="also the CER of the pages from this one on")
     args = parser.parse_args(argv)
     if args.command == "scan":
         print(json.dumps(build_scanned(args.bench, args.out, args.dpi, args.seed)))
         return 0
     if args.command == "index-cer":
-        print(json.dumps(index_cer(args.text_index, args.scanned_index), ensure_ascii=False))
+        print(json.dumps(index_cer(args.text_index, args.scanned_index, args.from_page), ensure_ascii=False))
+        return 0
+    if args.command == "stored-cer":
+        print(json.dumps(stored_cer(args.bench, args.scanned, args.from_page), ensure_ascii=False))
         return 0
     originals = ({lang: args.originals / "docs" / lang / DOC for lang in LANGS} if args.originals else
                  {"en": Path("/usr/share/doc/maint-guide/maint-guide.en.pdf"),

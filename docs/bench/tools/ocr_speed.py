@@ -20,6 +20,7 @@ import time
 import pypdfium2 as pdfium
 
 import search.loading.ocr as ocr
+import search.loading.tesseract as tesseract
 from search.loading import LoadLimits, read_bytes
 
 PAGES = list(range(8, 18))
@@ -37,13 +38,13 @@ def pages_of(path: str) -> bytes:
 def as_before() -> None:
     """One page at a time, and Tesseract's own threads (no OMP_THREAD_LIMIT)."""
     ocr.TESSERACT_MAX_WORKERS = 1
-    run = ocr.subprocess.run
+    run = tesseract.subprocess.run
 
     def without_thread_limit(*args, **kwargs):
         kwargs.pop("env", None)
         return run(*args, **kwargs)
 
-    ocr.subprocess.run = without_thread_limit
+    tesseract.subprocess.run = without_thread_limit
 
 
 def cpu_seconds() -> float:
