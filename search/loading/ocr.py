@@ -124,17 +124,12 @@ def _rapidocr(image) -> list:
 ENGINES = {"rapidocr": _rapidocr, "tesseract": tesseract.read}
 
 
-def tesseract_installed() -> bool:
-    """Whether the ``tesseract`` command runs here with the languages it needs (``chi_sim``, ``eng``)."""
-    return tesseract.installed()
-
-
 def engine_for(setting: str) -> str:
     """The engine a setting names; ``auto``: Tesseract where it is installed (the more accurate and faster of
     the two on scanned pages, docs/ocr.md), else RapidOCR (always installed: a Python dependency)."""
     if setting != "auto":
         return setting
-    return "tesseract" if tesseract_installed() else "rapidocr"
+    return "tesseract" if tesseract.installed() else "rapidocr"
 
 
 def read_image(image, name: str, engine: str = "auto") -> ReadPage:

@@ -15,7 +15,7 @@ from scans import (CHINESE, ENGLISH, character_error_rate, encoded, needs_debian
                    pdf_with_image, png_header_only, render, scanned_pdf, truncated_jpeg)
 from search.loading import DocumentError, LoadLimits, load_file, page_of, read_bytes
 import search.loading.tesseract as tesseract
-from search.loading.ocr import engine_for, reading_order, tesseract_installed
+from search.loading.ocr import engine_for, reading_order
 from search.loading.tesseract import Word, latin_runs, lines_of, merge
 from search.output.citations import search_response
 from search.service import open_ingester, open_retriever
@@ -110,7 +110,7 @@ def test_which_pdf_pages_auto_reads_by_ocr():
 @needs_font
 @pytest.mark.parametrize("engine", ["tesseract", "rapidocr"])
 def test_a_two_page_tiff_in_english_and_chinese_is_read_with_pages_and_line_boxes(engine):
-    if engine == "tesseract" and not tesseract_installed():
+    if engine == "tesseract" and not tesseract.installed():
         pytest.skip("tesseract-ocr with chi_sim is absent (.ci/system-deps installs it)")
     pages = [render(ENGLISH), render(CHINESE)]
     data = encoded(pages[0], "TIFF", save_all=True, append_images=pages[1:], compression="tiff_lzw")
@@ -149,7 +149,7 @@ def test_a_jpeg_photo_is_read_and_always_reads_a_text_pdf_by_ocr():
 def test_tesseract_reads_doubtful_latin_runs_of_a_chinese_page_again_in_english():
     """The second pass, real Tesseract: a run of English words on a Chinese line, given a wrong and doubtful
     first reading, is cut out, read with eng and put back; a sure run and the Chinese are left as they are."""
-    if not tesseract_installed():
+    if not tesseract.installed():
         pytest.skip("tesseract-ocr with chi_sim is absent (.ci/system-deps installs it)")
     image = render(["在 debian/rules 中运行 dh_auto_configure 命令",
                     "软件包的版本号写在 changelog 文件里"])
@@ -171,7 +171,7 @@ def test_tesseract_reads_doubtful_latin_runs_of_a_chinese_page_again_in_english(
 
 @needs_font
 def test_tesseract_leaves_a_latin_page_to_its_first_reading():
-    if not tesseract_installed():
+    if not tesseract.installed():
         pytest.skip("tesseract-ocr with chi_sim is absent (.ci/system-deps installs it)")
     image = render(ENGLISH)
     words = [replace(word, confidence=0.1) for word in tesseract.run(image, tesseract.LANGUAGES)]
@@ -180,7 +180,7 @@ def test_tesseract_leaves_a_latin_page_to_its_first_reading():
 
 
 def test_auto_engine_is_tesseract_where_installed_else_rapidocr():
-    assert engine_for("auto") == ("tesseract" if tesseract_installed() else "rapidocr")
+    assert engine_for("auto") == ("tesseract" if tesseract.installed() else "rapidocr")
     assert engine_for("rapidocr") == "rapidocr" and engine_for("tesseract") == "tesseract"
 
 
