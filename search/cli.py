@@ -39,11 +39,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_runtime_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runtime", choices=("auto", "torch", "onnx"),
-                        help="model runtime (default: auto: ONNX Runtime on a CPU; torch for bf16 and on a GPU)")
+    parser.add_argument("--runtime", choices=("auto", "torch", "onnx", "openvino"),
+                        help="model runtime (default: auto: OpenVINO on a CPU, ONNX Runtime for int8; torch on a GPU)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"),
-                        help="model precision (default: auto: fp32 queries; bf16 passages on a CPU with bf16 "
-                             "matrix instructions, else fp32)")
+                        help="model precision (default: auto: bf16 on a CPU with bf16 matrix instructions, "
+                             "else fp32)")
 
 
 def settings_of(args: argparse.Namespace) -> Settings:

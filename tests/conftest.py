@@ -43,11 +43,8 @@ def torch_embedder():
 
 
 @pytest.fixture(scope="session")
-def onnx_embedder(embedder):
-    """The same model on ONNX Runtime fp32, queries and passages: the default one where the default is
-    that (a CPU without bf16 matrix instructions), else its own."""
-    if (embedder.runtime, embedder.precision, embedder.passage_precision) == ("onnx", "fp32", "fp32"):
-        return embedder
+def onnx_embedder():
+    """The same model on ONNX Runtime fp32, queries and passages: the export's checked reference."""
     return load_embedder(Settings(runtime="onnx", precision="fp32"))
 
 

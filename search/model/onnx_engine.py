@@ -245,8 +245,6 @@ class OnnxEngine(ModelEngine):
     runtime = "onnx"
 
     def __init__(self, spec: ModelSpec, folder: Path, reason: str = "onnx asked for", tokenizer=None):
-        import onnxruntime
-
         exported = json.loads((folder / EXPORT_FILE).read_text(encoding="utf-8"))
         self.max_seq_length = max_seq_length_for(exported["max_seq_length"], spec)
         self.tokenizer = tokenizer if tokenizer is not None else _load_tokenizer(spec.location)
@@ -255,9 +253,18 @@ class OnnxEngine(ModelEngine):
             self.layers = [(layers[f"weight_{n}"], layers.get(f"bias_{n}")) for n in range(exported["layers"])]
         full = int(exported["dimension"])
         self.info = model_info(spec.name, min(spec.dimension or full, full), exported["prompts"])
-        model_file = ensure_int8(folder) if spec.precision == "int8" else folder / MODEL_FILE
+        self._open(ensure_int8(folder) if spec.precision == "int8" else folder / MODEL_FILE)
+
+    def _open(self, model_file: Path) -> None:
+        """Load ``model_file`` into this runtime (here: an onnxruntime CPU session)."""
+        import onnxruntime
+
         self.session = onnxruntime.InferenceSession(str(model_file), _session_options(),
                                                     providers=["CPUExecutionProvider"])
+
+    def _infer(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """The graph's token embeddings for one padded batch."""
+        return self.session.run(["token_embeddings"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         return self._vectors(*self._token_embeddings([self.info.query_prompt + text for text in texts]))
@@ -293,9 +300,7 @@ class OnnxEngine(ModelEngine):
         batch = self.tokenizer(inputs, padding=True, truncation=True,
                                max_length=self.max_seq_length, return_tensors="np")
         mask = batch["attention_mask"].astype(np.int64)
-        tokens = self.session.run(["token_embeddings"], {"input_ids": batch["input_ids"].astype(np.int64),
-                                                         "attention_mask": mask})[0]
-        return tokens, mask
+        return self._infer(batch["input_ids"].astype(np.int64), mask), mask
 
     def _vectors(self, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Mean pooling over the real tokens, the projection, Matryoshka truncation, unit length."""

@@ -1,28 +1,26 @@
 """Which runtime and precision run the model, and opening it.
 
-Measured on this project's machine (docs/performance.md): ONNX Runtime fp32 encodes at 0.95–1.2×
-torch fp32's speed with the same vectors; torch bf16 on a CPU with bf16 matrix instructions (AMX or
-AVX512-BF16) encodes passages 2.25× and ingests 1.8× faster than fp32, with the same hybrid R@10 on
-both dev sets (vectors at cosine ≥ 0.998 of fp32's on 1,200-character passages), but a query's bf16
-vector moves by up to 2e-3 with the queries batched beside it. So:
+Measured on this project's machine (docs/performance.md): on a CPU with bf16 matrix instructions
+(AMX or AVX512-BF16), OpenVINO running the checked ONNX export in bf16 encodes queries 2–3× and
+passages 4× as fast as torch fp32, with vectors at cosine ≥ 0.9999 of fp32's and no dependence on
+the batch; in fp32 it gives ONNX Runtime's vectors at about 1.2× its speed. Torch bf16 is slower
+and a query's vector moves by up to 2e-3 with the queries batched beside it. So:
 
-* precision ``auto`` (the default) embeds queries in fp32 (a question's vector never depends on
-  the questions batched with it) and passages in ``bf16`` on a CPU with bf16 matrix
-  instructions (the ingest is where the time goes), else everything in fp32;
-* runtime ``auto`` (default): torch for bf16 and on a GPU (ONNX Runtime's CUDA provider is not
-  measured here), ONNX Runtime on a CPU. With ``auto`` precision on such a CPU, queries therefore
-  run on ONNX Runtime and passages on torch bf16 (:class:`~search.model.engine.SplitEngine`; the
-  passage model is loaded on the first passage, so a server that only answers questions never
-  loads it).
+* runtime ``auto`` (the default): OpenVINO on a CPU (ONNX Runtime for ``int8``, or when OpenVINO
+  is not installed), torch on a GPU (neither ONNX runtime's GPU build is measured here);
+* precision ``auto`` (the default): ``bf16`` on a CPU with bf16 matrix instructions and OpenVINO,
+  else ``fp32``. Asked to run on torch, ``auto`` keeps queries in fp32 (batch-independent) and
+  embeds passages in bf16 (:class:`~search.model.engine.SplitEngine`; the passage model is loaded
+  on the first passage, so a server that only answers questions never loads it).
 
-ONNX needs the model's export (made once beside the local model and checked against torch,
-search/model/onnx_engine.py); when the export is missing it is made now, and when it failed its
-check the model runs on torch, with one line saying why.
+Both ONNX runtimes need the model's export (made once beside the local model and checked against
+torch, search/model/onnx_engine.py); when the export is missing it is made now, and when it
+failed its check the model runs on torch, with one line saying why.
 
-Precision: ``fp32`` everywhere; ``bf16`` for torch; ``int8`` for both (torch: dynamic Linear
-layers; ONNX: dynamic quantisation of the export). fp16 is refused: EmbeddingGemma gives wrong
-vectors in fp16. An index records nothing about the runtime or precision: vectors of either are
-interchangeable (fp32 and bf16 within cosine 0.998).
+Precision: ``fp32`` everywhere; ``bf16`` on OpenVINO and torch; ``int8`` on ONNX Runtime (dynamic
+quantisation of the export) and torch (dynamic Linear layers). fp16 is refused: EmbeddingGemma
+gives wrong vectors in fp16. An index records nothing about the runtime or precision: vectors of
+either are interchangeable (fp32 and bf16 within cosine 0.998).
 """
 
 from __future__ import annotations
@@ -36,9 +34,11 @@ from search.model.engine import ModelEngine, ModelSpec, SplitEngine
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "torch", "onnx")
+RUNTIMES = ("auto", "torch", "onnx", "openvino")
+#: The runtimes that run the ONNX export.
+EXPORT_RUNTIMES = ("onnx", "openvino")
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
-#: CPU flags of bf16 matrix instructions (Linux /proc/cpuinfo names): torch bf16 runs fast with either.
+#: CPU flags of bf16 matrix instructions (Linux /proc/cpuinfo names): bf16 runs fast with either.
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
@@ -54,20 +54,30 @@ def cpu_flags() -> frozenset[str]:
 
 def resolve_precision(precision: str, device: str, runtime: str = "auto",
                       flags: frozenset[str] | None = None) -> tuple[str, str, str]:
-    """``(query precision, passage precision, why)``. ``auto`` keeps queries in fp32 and embeds
-    passages in bf16 on a CPU with bf16 matrix instructions (unless ONNX Runtime is asked for: it
-    runs fp32); elsewhere, and for any other value, both sides run the same precision."""
+    """``(query precision, passage precision, why)``. ``auto`` is bf16 on a CPU with bf16 matrix
+    instructions, on OpenVINO for both sides and on torch for passages only (torch's bf16 query
+    vectors depend on their batch); fp32 elsewhere. Any other value runs on both sides."""
     if precision != "auto":
         return precision, precision, f"precision {precision}"
-    if runtime == "onnx":
-        return "fp32", "fp32", "precision auto with runtime onnx: fp32"
     if device != "cpu":
         return "fp32", "fp32", f"precision auto on {device}: fp32 (bf16 is not measured on a GPU here)"
+    if runtime == "onnx" or (runtime == "auto" and not openvino_installed()):
+        return "fp32", "fp32", "precision auto with ONNX Runtime: fp32"
     found = sorted(set(BF16_FLAGS) & (cpu_flags() if flags is None else flags))
-    if found:
-        return "fp32", "bf16", (f"precision auto on a CPU with {' and '.join(found)}: queries fp32, passages bf16 "
-                                f"(1.8x fp32's ingest, same hybrid R@10)")
-    return "fp32", "fp32", "precision auto on a CPU without bf16 matrix instructions: fp32"
+    if not found:
+        return "fp32", "fp32", "precision auto on a CPU without bf16 matrix instructions: fp32"
+    if runtime == "torch":
+        return "fp32", "bf16", (f"precision auto on torch on a CPU with {' and '.join(found)}: queries fp32 "
+                                f"(batch-independent), passages bf16 (1.8x fp32's ingest, same hybrid R@10)")
+    return "bf16", "bf16", (f"precision auto on a CPU with {' and '.join(found)}: bf16 on OpenVINO "
+                            f"(vectors at cosine >= 0.9999 of fp32's, batch-independent)")
+
+
+def openvino_installed() -> bool:
+    """Whether OpenVINO can run here (it is a main dependency; a platform without its wheels has none)."""
+    from search.model.openvino_engine import installed
+
+    return installed()
 
 
 def check_choice(runtime: str, precision: str) -> None:
@@ -79,24 +89,29 @@ def check_choice(runtime: str, precision: str) -> None:
     if precision not in PRECISIONS:
         raise InvalidInput(f"precision must be one of {', '.join(PRECISIONS)}")
     if precision == "bf16" and runtime == "onnx":
-        raise InvalidInput("bf16 is a torch precision; ONNX runs fp32 or int8")
+        raise InvalidInput("ONNX Runtime runs fp32 or int8; bf16 runs on openvino or torch")
+    if precision == "int8" and runtime == "openvino":
+        raise InvalidInput("int8 runs on onnx or torch; openvino runs fp32 or bf16")
+    if runtime == "openvino" and not openvino_installed():
+        raise InvalidInput("the openvino runtime needs the openvino package (pip install openvino)")
 
 
 def choose_runtime(runtime: str, precision: str, device: str) -> tuple[str, str]:
-    """``(torch or onnx, why)`` for the settings' runtime and resolved precision (see
+    """``(torch, onnx or openvino, why)`` for the settings' runtime and resolved precision (see
     :func:`resolve_precision`) on ``device``, before any export is looked at."""
     check_choice(runtime, precision)
     on_gpu = device != "cpu"
-    if runtime == "onnx" and on_gpu:
-        raise InvalidInput(f"the onnx runtime runs on the CPU (onnxruntime's CPU build), not on {device}: "
-                         f"use runtime torch or auto there")
+    if runtime in EXPORT_RUNTIMES and on_gpu:
+        raise InvalidInput(f"the {runtime} runtime runs on the CPU, not on {device}: use runtime torch or auto there")
     if runtime != "auto":
         return runtime, f"runtime {runtime} asked for"
     if on_gpu:
-        return "torch", f"auto on a GPU ({device}): torch (ONNX Runtime's CUDA provider is not measured here)"
-    if precision == "bf16":
-        return "torch", "auto with bf16: torch (ONNX runs fp32 or int8)"
-    return "onnx", "auto on a CPU: ONNX Runtime (same vectors as torch)"
+        return "torch", f"auto on a GPU ({device}): torch (the ONNX runtimes' GPU builds are not measured here)"
+    if precision == "int8":
+        return "onnx", "auto with int8: ONNX Runtime (dynamic int8 of the export)"
+    if not openvino_installed():
+        return "onnx", "auto on a CPU without openvino installed: ONNX Runtime (same vectors as torch)"
+    return "openvino", "auto on a CPU: OpenVINO on the ONNX export"
 
 
 def open_engine(spec: ModelSpec) -> ModelEngine:
@@ -116,12 +131,14 @@ def open_single_engine(spec: ModelSpec) -> ModelEngine:
     device = spec.device or default_device()
     runtime, reason = choose_runtime(spec.runtime, spec.precision, device)
     spec = replace(spec, device=device)
-    if runtime == "onnx":
+    if runtime in EXPORT_RUNTIMES:
         folder, verdict = usable_export(spec.location)
         if folder is not None:
             from search.model.onnx_engine import OnnxEngine
+            from search.model.openvino_engine import OpenVinoEngine
 
-            return OnnxEngine(spec, folder, reason)
+            engine = OpenVinoEngine if runtime == "openvino" else OnnxEngine
+            return engine(replace(spec, runtime=runtime), folder, reason)
         log.warning("%s: running on torch", verdict)
         reason = verdict
     return TorchEngine(replace(spec, runtime="torch"), reason)
@@ -166,4 +183,4 @@ def _side_runtime(model_dir: Path, runtime: str, precision: str, device: str, wh
         return f"torch {precision} ({why}{verdict})"
     if precision == "int8":
         ensure_int8(folder)
-    return f"onnx {precision} ({why}{reason}; {verdict})"
+    return f"{chosen} {precision} ({why}{reason}; {verdict})"

@@ -23,23 +23,37 @@ def test_fp16_is_refused(precision):
 
 def test_choices():
     for runtime, precision in [("torch", "fp32"), ("torch", "bf16"), ("torch", "int8"), ("onnx", "fp32"),
-                               ("onnx", "int8"), ("auto", "fp32"), ("auto", "bf16")]:
+                               ("onnx", "int8"), ("openvino", "fp32"), ("openvino", "bf16"), ("auto", "fp32"),
+                               ("auto", "bf16")]:
         check_choice(runtime, precision)
     with pytest.raises(ValueError, match="bf16"):
         check_choice("onnx", "bf16")
+    with pytest.raises(ValueError, match="int8"):
+        check_choice("openvino", "int8")
     with pytest.raises(ValueError, match="runtime"):
-        check_choice("openvino", "fp32")
+        check_choice("tensorrt", "fp32")
 
 
-def test_auto_is_onnx_on_a_cpu_and_torch_on_a_gpu():
-    assert choose_runtime("auto", "fp32", "cpu")[0] == "onnx"
+def test_auto_is_openvino_on_a_cpu_onnx_runtime_for_int8_and_torch_on_a_gpu():
+    assert choose_runtime("auto", "fp32", "cpu")[0] == "openvino"
+    assert choose_runtime("auto", "bf16", "cpu")[0] == "openvino"
     assert choose_runtime("auto", "int8", "cpu")[0] == "onnx"
     runtime, reason = choose_runtime("auto", "fp32", "cuda")
     assert runtime == "torch" and "GPU" in reason
-    assert choose_runtime("auto", "bf16", "cpu")[0] == "torch"  # bf16 is torch's
     assert choose_runtime("torch", "fp32", "cpu") == ("torch", "runtime torch asked for")
-    with pytest.raises(ValueError, match="CPU"):
-        choose_runtime("onnx", "fp32", "cuda")
+    for exported in ("onnx", "openvino"):
+        with pytest.raises(ValueError, match="CPU"):
+            choose_runtime(exported, "fp32", "cuda")
+
+
+def test_without_openvino_auto_falls_back_to_onnx_runtime_in_fp32(monkeypatch):
+    import search.model.openvino_engine
+
+    monkeypatch.setattr(search.model.openvino_engine, "installed", lambda: False)
+    assert choose_runtime("auto", "fp32", "cpu")[0] == "onnx"
+    assert resolve_precision("auto", "cpu", flags=frozenset({"amx_bf16"}))[:2] == ("fp32", "fp32")
+    with pytest.raises(ValueError, match="openvino package"):
+        check_choice("openvino", "fp32")
 
 
 def test_export_lives_beside_the_model(tmp_path):
@@ -146,10 +160,13 @@ def test_a_split_engine_answers_queries_on_one_engine_and_loads_the_other_for_th
     assert all(engine.closed for engine in opened)
 
 
-def test_auto_precision_splits_queries_and_passages_only_on_a_cpu_with_bf16_matrix_instructions():
+def test_auto_precision_is_bf16_only_on_a_cpu_with_bf16_matrix_instructions_and_splits_on_torch():
     amx = frozenset({"avx2", "amx_bf16"})
-    assert resolve_precision("auto", "cpu", flags=amx)[:2] == ("fp32", "bf16")
+    assert resolve_precision("auto", "cpu", flags=amx)[:2] == ("bf16", "bf16")  # OpenVINO: batch-independent
+    assert resolve_precision("auto", "cpu", "openvino", amx)[:2] == ("bf16", "bf16")
+    assert resolve_precision("auto", "cpu", "torch", amx)[:2] == ("fp32", "bf16")  # torch bf16 queries move with their batch
     assert resolve_precision("auto", "cpu", flags=frozenset({"avx2", "fma"}))[:2] == ("fp32", "fp32")
+    assert resolve_precision("auto", "cpu", "torch", frozenset({"avx2", "fma"}))[:2] == ("fp32", "fp32")
     assert resolve_precision("auto", "cpu", "onnx", amx)[:2] == ("fp32", "fp32")
     assert resolve_precision("auto", "cuda", flags=amx)[:2] == ("fp32", "fp32")
     for precision in ("fp32", "bf16", "int8"):

@@ -12,7 +12,8 @@
   p50/p99 under that load and bare queries/s at batch 1, 8 and 32.
 * write: add / delete one 3-passage document at growing corpus sizes (``bench_writes``) →
   ``write_ratio`` (largest ÷ smallest corpus).
-* runtimes: torch fp32, ONNX Runtime fp32 and torch bf16 in one run, alternating (issue 24): bare
+* runtimes: torch fp32, ONNX Runtime fp32, torch bf16, OpenVINO fp32 and OpenVINO bf16 (the default
+  on a CPU with bf16 matrix instructions) in one run, alternating (issue 24): bare
   queries/s at batch 1 / 8 / 32 and passages/s (``runtime_speed.one_round``), the product's ingest
   passages/s of the bench documents, and served requests/s of ``--clients`` clients with distinct
   queries against a server on each (``BISEARCH_RUNTIME``, ``BISEARCH_PRECISION``) → each one's
@@ -246,7 +247,8 @@ def measure_throughput(embedder: Embedder, index_dir: Path, queries: list[str], 
 
 # -- runtimes ---------------------------------------------------------------------------------
 #: The variants compared: (name, runtime, precision); the first is the reference of the ratios.
-VARIANTS = (("torch fp32", "torch", "fp32"), ("onnx fp32", "onnx", "fp32"), ("torch bf16", "torch", "bf16"))
+VARIANTS = (("torch fp32", "torch", "fp32"), ("onnx fp32", "onnx", "fp32"), ("torch bf16", "torch", "bf16"),
+            ("openvino fp32", "openvino", "fp32"), ("openvino bf16", "openvino", "bf16"))
 
 
 def served_rate(index_dir: Path, runtime: str, precision: str, queries: list[str], clients: int, seconds: float,
