@@ -1,12 +1,13 @@
-"""int8 variants of the ONNX export against its fp32 vectors (issue 24: can int8 be the default?).
-A tool, not the product.
+"""Precision variants of the ONNX export against its fp32 vectors on ONNX Runtime (issue 24: can
+int8 be the default? how close is OpenVINO's bf16?). A tool, not the product.
 
     python docs/bench/tools/int8_variants.py OUT_DIR fp32 dynamic-per-channel keep-down-fp32 weight-only-8bit ...
 
 Each variant is quantised from the checked export (``bisearch model``) into ``OUT_DIR`` once, then
 measured in this process against the fp32 export on 64 maintguide questions (one batch, and 16 of
 them alone) and 24 maintguide passages (first 1,200 characters): min / mean cosine and max abs
-difference of the unit vectors, and queries/s at batch 1 and 32 and passages/s (one pass each;
+difference of the unit vectors, how far a question alone is from the same question in the batch
+(``batch_dependence``, max abs), and queries/s at batch 1 and 32 and passages/s (one pass each;
 compare rows of one run only). Variants:
 
 * ``dynamic-per-tensor``: ``quantize_dynamic``, int8 weights per tensor (what ``--int8`` runs);
@@ -14,7 +15,9 @@ compare rows of one run only). Variants:
 * ``keep-down-fp32``: per channel, every MLP down projection left in fp32 (its input has the
   largest activation outliers);
 * ``weight-only-8bit`` / ``weight-only-4bit``: ``MatMulNBits`` (blocks of 32, symmetric,
-  ``accuracy_level`` 4: int8 activations per block).
+  ``accuracy_level`` 4: int8 activations per block);
+* ``openvino-fp32`` / ``openvino-bf16``: the export itself on OpenVINO (the default runtime on a
+  CPU; bf16 where the CPU has bf16 matrix instructions).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from search.model.download import default_model_dir  # noqa: E402
 from search.model.engine import ModelSpec  # noqa: E402
 from search.model.onnx_engine import MODEL_FILE, OnnxEngine, _session_options, export_dir  # noqa: E402
+from search.model.openvino_engine import OpenVinoEngine  # noqa: E402
 
 BENCH = ROOT.parent / "shared" / "bench" / "maintguide"
 #: Linear layers per decoder layer, in the export's node order: q, k, v, o, gate, up, down.
@@ -104,18 +108,24 @@ def main() -> None:
     reference = vectors(engine, questions, passages)
     args.out.mkdir(parents=True, exist_ok=True)
     for variant in args.variants:
-        if variant != "fp32":
+        measured = engine
+        if variant.startswith("openvino-"):
+            measured = OpenVinoEngine(ModelSpec("model", str(model_dir), runtime="openvino",
+                                                precision=variant.removeprefix("openvino-")), folder)
+        elif variant != "fp32":
             target = args.out / f"{variant}.onnx"
             if not target.is_file():
                 quantise(variant, folder / MODEL_FILE, target)
             engine.session = onnxruntime.InferenceSession(str(target), _session_options(),
                                                           providers=["CPUExecutionProvider"])
-        found = vectors(engine, questions, passages)
+        found = vectors(measured, questions, passages)
         cosines = np.einsum("ij,ij->i", found, reference)
+        alone, in_batch = found[len(questions):len(questions) + 16], found[:16]
         print(json.dumps({"variant": variant, "min_cosine": round(float(cosines.min()), 5),
                           "mean_cosine": round(float(cosines.mean()), 5),
                           "max_abs_diff": round(float(np.abs(found - reference).max()), 4),
-                          **rates(engine, questions, passages)}), flush=True)
+                          "batch_dependence": float(f"{np.abs(alone - in_batch).max():.1e}"),
+                          **rates(measured, questions, passages)}), flush=True)
 
 
 if __name__ == "__main__":
