@@ -42,10 +42,3 @@ class OpenVinoEngine(OnnxEngine):
     def _infer(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         outputs = self.request.infer({"input_ids": input_ids, "attention_mask": attention_mask})
         return outputs[self.compiled.output("token_embeddings")]
-
-
-def installed() -> bool:
-    """Whether the ``openvino`` package can be imported here."""
-    from importlib.util import find_spec
-
-    return find_spec("openvino") is not None

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from importlib.util import find_spec
 from pathlib import Path
 
 from search.errors import InvalidInput
@@ -74,10 +75,9 @@ def resolve_precision(precision: str, device: str, runtime: str = "auto",
 
 
 def openvino_installed() -> bool:
-    """Whether OpenVINO can run here (it is a main dependency; a platform without its wheels has none)."""
-    from search.model.openvino_engine import installed
-
-    return installed()
+    """Whether the ``openvino`` package can be imported (a main dependency; a platform without its
+    wheels has none)."""
+    return find_spec("openvino") is not None
 
 
 def check_choice(runtime: str, precision: str) -> None:

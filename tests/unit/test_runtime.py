@@ -47,9 +47,9 @@ def test_auto_is_openvino_on_a_cpu_onnx_runtime_for_int8_and_torch_on_a_gpu():
 
 
 def test_without_openvino_auto_falls_back_to_onnx_runtime_in_fp32(monkeypatch):
-    import search.model.openvino_engine
+    import search.model.runtime
 
-    monkeypatch.setattr(search.model.openvino_engine, "installed", lambda: False)
+    monkeypatch.setattr(search.model.runtime, "openvino_installed", lambda: False)
     assert choose_runtime("auto", "fp32", "cpu")[0] == "onnx"
     assert resolve_precision("auto", "cpu", flags=frozenset({"amx_bf16"}))[:2] == ("fp32", "fp32")
     with pytest.raises(ValueError, match="openvino package"):
