@@ -13,6 +13,7 @@ from pathlib import Path
 
 from search.backends import index_exists, open_backend
 from search.errors import ANSWERS, BisearchError, InvalidInput, NotFound, answer_for
+from search.model.runtime import PRECISIONS, RUNTIMES
 from search.output.report import DEFAULT_TITLE
 from search.settings import MATRYOSHKA_DIMS, Settings
 from search.types import Lang, Mode
@@ -39,9 +40,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_runtime_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runtime", choices=("auto", "torch", "onnx", "openvino"),
+    parser.add_argument("--runtime", choices=RUNTIMES,
                         help="model runtime (default: auto: OpenVINO on a CPU, ONNX Runtime for int8; torch on a GPU)")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"),
+    parser.add_argument("--precision", choices=PRECISIONS,
                         help="model precision (default: auto: bf16 on a CPU with bf16 matrix instructions, "
                              "else fp32)")
 
