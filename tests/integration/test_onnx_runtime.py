@@ -82,6 +82,31 @@ def test_the_defaults_vectors_stay_close_to_fp32_and_never_depend_on_their_batch
         assert np.abs(ours - reference).max() > 1e-5  # bf16 indeed, not fp32 again
 
 
+def test_a_batch_on_single_threaded_streams_gets_the_vectors_of_one_request(embedder):
+    """With two threads or more, OpenVINO splits a batch across single-threaded streams, each part cut
+    to its own longest row; the vectors are those of the whole batch on one request, passages of very
+    different lengths included."""
+    import torch
+
+    engine = embedder.engine
+    if embedder.runtime != "openvino" or torch.get_num_threads() < 2:
+        pytest.skip("streams: OpenVINO on two threads or more")
+    assert len(engine.streams) == torch.get_num_threads()
+    passages = ["黄金。", PROBE_PASSAGES[-1], QUESTIONS[0] + " Lead times are 30% faster.", "gold " * 120]
+
+    def both() -> list[np.ndarray]:
+        split = [engine.encode_queries(QUESTIONS), engine.encode_documents(passages, batch_size=4)]
+        streams, engine.streams = engine.streams, []
+        try:
+            return split + [engine.encode_queries(QUESTIONS), engine.encode_documents(passages, batch_size=4)]
+        finally:
+            engine.streams = streams
+
+    split_queries, split_passages, one_queries, one_passages = embedder.run(both)
+    np.testing.assert_allclose(split_queries, one_queries, atol=1e-6)
+    np.testing.assert_allclose(split_passages, one_passages, atol=1e-6)
+
+
 def test_openvino_fp32_gives_onnx_runtimes_vectors(onnx_embedder):
     fp32 = Embedder(runtime="openvino", precision="fp32", query_cache=0)
     try:

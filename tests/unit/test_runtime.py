@@ -5,11 +5,13 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from benchmark import RATIOS, with_ratios
 from loadtest import distinct_queries
 from search.model.onnx_engine import export_dir
+from search.model.openvino_engine import balanced_parts, used_columns
 from search.model.engine import ModelEngine, ModelSpec, SplitEngine
 from search.model.runtime import check_choice, choose_runtime, resolve_precision
 from search.settings import Settings
@@ -171,3 +173,25 @@ def test_auto_precision_is_bf16_only_on_a_cpu_with_bf16_matrix_instructions_and_
     assert resolve_precision("auto", "cuda", flags=amx)[:2] == ("fp32", "fp32")
     for precision in ("fp32", "bf16", "int8"):
         assert resolve_precision(precision, "cpu", flags=amx)[:2] == (precision, precision)
+
+
+@pytest.mark.parametrize("lengths, count", [([5, 3, 9, 1], 2), ([1, 1], 2), ([10] + [1] * 11, 3), ([100, 1, 1, 1], 3),
+                                            ([7] * 5, 5), (list(range(1, 33)), 2), ([2, 2, 2, 50, 2], 4)])
+def test_balanced_parts_split_a_batch_into_non_empty_parts_of_similar_rows(lengths, count):
+    parts = balanced_parts(np.array(lengths), count)
+    assert len(parts) == count and all(len(part) for part in parts)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(len(lengths)))  # every row once
+    longest = [max(lengths[row] for row in part) for part in parts]
+    assert longest == sorted(longest, reverse=True)  # longest rows first: each part pads little
+
+
+def test_balanced_parts_even_out_the_tokens():
+    parts = balanced_parts(np.array(list(range(1, 33))), 2)
+    totals = [sum(row + 1 for row in part) for part in parts]
+    assert abs(totals[0] - totals[1]) <= 32
+
+
+def test_used_columns_cut_the_padding_every_row_shares():
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 0, 0, 0]])
+    assert used_columns(mask) == slice(0, 3)
+    assert used_columns(mask[1:]) == slice(0, 2)
