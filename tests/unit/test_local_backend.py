@@ -14,7 +14,7 @@ from search.backends import BackendError
 from search.backends.base import passages_of, sentences_of
 from search.backends.local import LocalBackend
 from search.backends.local.store import SCHEMA_VERSION, Store
-from search.backends.local.vectors import SNAPSHOT_PREFIX, latest_snapshot
+from search.backends.local.vectors import SNAPSHOT_PREFIX, VectorIndex, latest_snapshot, one_thread
 from search.ranking.retriever import Retriever
 from search.text.language import keyword_tokens
 from search.text.language import fold
@@ -385,3 +385,27 @@ def test_an_index_from_before_the_character_index_gains_it_on_open(tmp_path):
     assert store.db.execute("SELECT count(*) FROM chunks_chars").fetchone()[0] == 1  # passages with Chinese
     assert store.keyword_search(keyword_tokens("生产"), 10, Filter(), ("产周期",))
     store.close()
+
+
+def test_a_query_searches_faiss_on_its_own_thread_alone_and_leaves_the_setting_as_it_was():
+    """One OpenMP thread per query search (faster and far cheaper than a team for one query), set for
+    the searching thread only and restored after: a merge on another thread keeps every core."""
+    import faiss
+    import numpy as np
+
+    generator = np.random.default_rng(0)
+    vectors = generator.standard_normal((500, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex(16)
+    index.add(np.arange(500), vectors)
+    before = faiss.omp_get_max_threads()
+    seen: list[int] = []
+    with one_thread():
+        seen.append(faiss.omp_get_max_threads())
+        other = threading.Thread(target=lambda: seen.append(faiss.omp_get_max_threads()))
+        other.start()
+        other.join()
+    assert seen == [1, before] and faiss.omp_get_max_threads() == before
+    found = index.search(vectors[7], 5)
+    assert found[0][0] == 7 and abs(found[0][1] - 1.0) < 1e-5
+    assert faiss.omp_get_max_threads() == before

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
@@ -92,6 +93,21 @@ class IndexSettings:
         if self.kind == "auto":
             return "flat" if count < self.exact_limit else "ivfpq"
         return self.kind
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """FAISS on the calling thread alone while the block runs (OpenMP's thread count is a setting of
+    each thread: a merge on another thread keeps every core). For one query, OpenMP's team costs
+    more than it shares out: measured on 2 cores, a flat search over 100,000 vectors took 17.6 ms on
+    one thread and 30.4 ms on two (60 ms of CPU, the team spinning between searches), 1.2 and
+    3.0 ms over 10,000 (docs/performance.md); concurrent searches run on threads of their own anyway."""
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
 
 
 def ivf_lists(count: int) -> int:
@@ -188,7 +204,8 @@ class VectorIndex:
             return rescore(query[0], ((int(i), 0.0) for i in allowed.ids), exact)[:k]  # small filter: exact
         fetch = k * self.settings.rerank if self.kind == "ivfpq" and exact else k
         params = self._search_parameters(allowed)  # FAISS keeps a reference to the selector
-        scores, ids = self.index.search(query, min(fetch, len(self)), params=params)
+        with one_thread():
+            scores, ids = self.index.search(query, min(fetch, len(self)), params=params)
         found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1]
         if fetch > k:
             found = rescore(query[0], found, exact)
