@@ -41,7 +41,7 @@ def main(shares: list[float]) -> None:
 
     model_dir = default_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    questions = [json.loads(line)["text"] for line in QUESTIONS.read_text(encoding="utf-8").splitlines()][:64]
+    questions = [json.loads(line)["text"] for line in QUESTIONS.read_text(encoding="utf-8").splitlines()][:128]
     core = openvino.Core()
     path = str(export_dir(model_dir) / MODEL_FILE)
     common = {"INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": 2}
@@ -73,7 +73,7 @@ def main(shares: list[float]) -> None:
         hog = multiprocessing.Process(target=busy, args=(stop, share))
         hog.start()
         for name, run in runs.items():
-            for batch in (1, 32):
+            for batch in (1, 4, 8, 16, 32):
                 run(questions[:batch])
                 started = time.perf_counter()
                 for start in range(0, len(questions), batch):
