@@ -1,8 +1,11 @@
-"""OpenVINO bf16 questions/s: one two-thread request (the product's) against two single-threaded
+"""OpenVINO bf16 questions/s: one two-thread request (the product's form for a lone question) against two single-threaded
 streams with each batch split in halves, idle and while another process takes part of a core
 (what a server's own work does to the model). A tool, not the product.
 
     python docs/bench/tools/openvino_streams.py [BUSY_SHARE ...]    # default: 0 0.6
+
+The product runs the second form for every batch of two or more (search/model/openvino_engine.py),
+with parts of about equal tokens rather than halves; this tool keeps plain halves of 128 questions.
 """
 
 from __future__ import annotations
