@@ -99,9 +99,10 @@ class IndexSettings:
 def one_thread() -> Iterator[None]:
     """FAISS on the calling thread alone while the block runs (OpenMP's thread count is a setting of
     each thread: a merge on another thread keeps every core). For one query, OpenMP's team costs
-    more than it shares out: measured on 2 cores, a flat search over 100,000 vectors took 17.6 ms on
-    one thread and 30.4 ms on two (60 ms of CPU, the team spinning between searches), 1.2 and
-    3.0 ms over 10,000 (docs/performance.md); concurrent searches run on threads of their own anyway."""
+    more than it shares out: measured on 2 cores, a flat search over 100,000 vectors took 16.5 ms on
+    one thread and 21.6 ms (43 ms of CPU, the team spinning between searches) on two, 16.1 and
+    32.5 ms while another process took half a core (docs/bench/faiss-threads.jsonl); concurrent
+    searches run on threads of their own anyway."""
     previous = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
