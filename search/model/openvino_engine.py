@@ -15,8 +15,8 @@ Two compiled forms of the one read model, sharing its weights file:
   stream of its own. A multi-threaded request waits at every layer for its slowest thread, so
   whenever anything else on the machine takes a core for a moment (the server's own work under
   load), every thread waits; single-threaded streams just run on. Measured on 2 cores with
-  another process taking 0.4 of one: batches of 32 at 77 questions/s on two streams against 60
-  on one request (86 and 91 idle), ``docs/bench/tools/openvino_streams.py``.
+  another process taking 0.4 of one: batches of 32 at 80.3 questions/s on two streams against
+  67.1 on one request (98.7 and 79.7 idle; ``docs/bench/openvino-streams.jsonl``).
 """
 
 from __future__ import annotations
@@ -62,9 +62,16 @@ class OpenVinoEngine(OnnxEngine):
         for request, rows, columns in parts:
             request.start_async({"input_ids": np.ascontiguousarray(input_ids[rows, columns]),
                                  "attention_mask": np.ascontiguousarray(attention_mask[rows, columns])})
+        failures = []
+        for request, _, _ in parts:  # every part finishes before any failure is raised: no request left running
+            try:
+                request.wait()
+            except Exception as error:  # noqa: BLE001 - raised below, once all have stopped
+                failures.append(error)
+        if failures:
+            raise failures[0]
         tokens = None
         for request, rows, columns in parts:
-            request.wait()
             part = request.get_tensor(OUTPUT).data
             if tokens is None:
                 tokens = np.zeros((*input_ids.shape, part.shape[-1]), dtype=np.float32)
