@@ -44,7 +44,7 @@ class Settings(BaseSettings):
                             "export made once beside the model by `bisearch model` and checked against torch")
     precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
         "auto", description="`auto`: `bf16` on a CPU with bf16 matrix instructions (AMX or AVX512-BF16) on OpenVINO "
-                            "(2-4x fp32's speed, vectors at cosine >= 0.9999 of fp32's), on torch for passages only; "
+                            "(about 2-3x fp32's speed, vectors at cosine >= 0.9999 of fp32's), on torch for passages only; "
                             "else `fp32`; `fp32`; `bf16` (openvino or torch); `int8`: ONNX quantised or torch "
                             "dynamic (fp16 is refused: it gives wrong EmbeddingGemma vectors)")
     query_batch: int = Field(64, ge=1, le=256, description="concurrent queries encoded together in one model call")

@@ -40,6 +40,8 @@ from search.types import SentenceVectors, truncate
 
 log = logging.getLogger(__name__)
 
+#: The export's output: every token's embedding, pooled outside the graph (evidence spans need them).
+TOKEN_OUTPUT = "token_embeddings"
 MODEL_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 PROJECTION_FILE = "projection.npz"
@@ -166,7 +168,7 @@ def export_model(model, model_limit: int | None, folder: Path) -> dict[str, obje
     with torch.no_grad(), _exporter_quiet():
         torch.onnx.export(TokenEmbeddings().eval(), (example["input_ids"], example["attention_mask"]),
                           str(folder / MODEL_FILE), dynamo=True, external_data=True, optimize=True, verbose=False,
-                          input_names=["input_ids", "attention_mask"], output_names=["token_embeddings"],
+                          input_names=["input_ids", "attention_mask"], output_names=[TOKEN_OUTPUT],
                           dynamic_shapes={"input_ids": {0: batch, 1: sequence},
                                           "attention_mask": {0: batch, 1: sequence}})
     layers = {}
@@ -264,7 +266,7 @@ class OnnxEngine(ModelEngine):
 
     def _infer(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """The graph's token embeddings for one padded batch."""
-        return self.session.run(["token_embeddings"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+        return self.session.run([TOKEN_OUTPUT], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         return self._vectors(*self._token_embeddings([self.info.query_prompt + text for text in texts]))

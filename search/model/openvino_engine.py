@@ -25,11 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from search.model.onnx_engine import OnnxEngine
+from search.model.onnx_engine import TOKEN_OUTPUT, OnnxEngine
 
 #: OpenVINO's name of each precision it runs (``INFERENCE_PRECISION_HINT``).
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
-OUTPUT = "token_embeddings"
 
 
 class OpenVinoEngine(OnnxEngine):
@@ -56,7 +55,7 @@ class OpenVinoEngine(OnnxEngine):
 
     def _infer(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         if not self.streams or len(input_ids) < len(self.streams):  # a lone text: one request, every thread
-            return self.request.infer({"input_ids": input_ids, "attention_mask": attention_mask})[OUTPUT]
+            return self.request.infer({"input_ids": input_ids, "attention_mask": attention_mask})[TOKEN_OUTPUT]
         parts = [(request, rows, used_columns(attention_mask[rows])) for request, rows
                  in zip(self.streams, balanced_parts(attention_mask.sum(axis=1), len(self.streams)))]
         for request, rows, columns in parts:
@@ -72,7 +71,7 @@ class OpenVinoEngine(OnnxEngine):
             raise failures[0]
         tokens = None
         for request, rows, columns in parts:
-            part = request.get_tensor(OUTPUT).data
+            part = request.get_tensor(TOKEN_OUTPUT).data
             if tokens is None:
                 tokens = np.zeros((*input_ids.shape, part.shape[-1]), dtype=np.float32)
             tokens[rows, columns] = part

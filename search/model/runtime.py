@@ -1,10 +1,11 @@
 """Which runtime and precision run the model, and opening it.
 
 Measured on this project's machine (docs/performance.md): on a CPU with bf16 matrix instructions
-(AMX or AVX512-BF16), OpenVINO running the checked ONNX export in bf16 encodes queries 2–3× and
-passages 4× as fast as torch fp32, with vectors at cosine ≥ 0.9999 of fp32's and no dependence on
-the batch; in fp32 it gives ONNX Runtime's vectors at about 1.2× its speed. Torch bf16 is slower
-and a query's vector moves by up to 2e-3 with the queries batched beside it. So:
+(AMX or AVX512-BF16), OpenVINO running the checked ONNX export in bf16 encodes queries 2.2–2.9× and
+passages 1.8–3× as fast as torch fp32 (AVX512-BF16 the lower figures, AMX the higher), with
+vectors at cosine ≥ 0.9999 of fp32's and no dependence on the batch; in fp32 it gives ONNX
+Runtime's vectors at about 1.2× its speed. Torch bf16 is slower and a query's vector moves by up
+to 2e-3 with the queries batched beside it. So:
 
 * runtime ``auto`` (the default): OpenVINO on a CPU (ONNX Runtime for ``int8``, or when OpenVINO
   is not installed), torch on a GPU (neither ONNX runtime's GPU build is measured here);
