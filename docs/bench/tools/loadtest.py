@@ -70,6 +70,8 @@ async def run_load(url: str, clients: int = 50, seconds: float = 30.0,
 
     ``distinct``: never repeat a query text (see :func:`distinct_queries`).
     """
+    if not queries:
+        raise ValueError("the load needs at least one query")
     latencies: list[float] = []
     errors: list[str] = []
     cycle = distinct_queries(queries) if distinct else itertools.cycle(queries)
