@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from benchmark import RATIOS, with_ratios
-from loadtest import distinct_queries
+from benchmark import RATIOS, sent_sample, with_ratios
+from loadtest import distinct_queries, run_load
 from search.model.onnx_engine import export_dir
 from search.model.openvino_engine import balanced_parts, used_columns
 from search.model.engine import ModelEngine, ModelSpec, SplitEngine
@@ -81,6 +81,24 @@ def test_bench_json_has_every_ratio_null_until_measured():
 def test_load_test_never_repeats_a_query():
     sent = list(itertools.islice(distinct_queries(("a", "b")), 7))
     assert len(set(sent)) == 7 and sent[:2] == ["a", "b"]
+
+
+def test_load_test_refuses_an_empty_question_list():
+    import asyncio
+
+    with pytest.raises(ValueError, match="at least one query"):
+        asyncio.run(run_load("http://127.0.0.1:9", 1, 0.1, queries=()))
+
+
+def test_bare_rates_run_on_the_mix_of_texts_the_load_sent():
+    """After one pass the load numbers its texts (longer ones): the bare sample holds them in the
+    same share, spread evenly, in the order sent."""
+    sent = list(itertools.islice(distinct_queries(("a", "b", "c", "d")), 40))
+    sample = sent_sample(["a", "b", "c", "d"], 40, 10)
+    assert len(sample) == 10 and sample[0] == "a" and sample[-1] == sent[-1]
+    assert [sent.index(text) for text in sample] == sorted(sent.index(text) for text in sample)
+    assert sum(text in "abcd" for text in sample) == 1  # 4 of 40 sent were first-pass texts
+    assert len(set(sent_sample(["a", "b"], 3, 8))) == 8  # fewer sent than sampled: distinct texts still
 
 
 @pytest.mark.parametrize("cores", [1, 2])

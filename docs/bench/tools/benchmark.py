@@ -7,8 +7,9 @@
   one request at a time, ÷ the bare model's ``encode_queries`` + FAISS exact search, query by
   query, alternating → ``query_p50_ratio``.
 * throughput: requests/s of 50 clients × 30 s against a ``bisearch serve`` process ÷ bare
-  ``encode_queries`` queries/s in batches of 32, on the same distinct queries (never
-  repeated, so the server's query cache cannot flatter it) → ``throughput_ratio``; also
+  ``encode_queries`` queries/s in batches of 32, on the same distinct query texts (never
+  repeated, so the server's query cache cannot flatter it; the bare rates on a sample of the
+  texts the load sent) → ``throughput_ratio``; also
   p50/p99 under that load and bare queries/s at batch 1, 8 and 32.
 * write: add / delete one 3-passage document at growing corpus sizes (``bench_writes``) →
   ``write_ratio`` (largest ÷ smallest corpus).
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import itertools
 import shutil
 import json
 import os
@@ -64,7 +66,7 @@ from search.ingest.pipeline import Ingester
 from search.loading import discover_files, read_document
 from search.settings import Settings
 from search.types import Document
-from loadtest import percentiles, run_load
+from loadtest import distinct_queries, percentiles, run_load
 
 ROOT = Path(__file__).resolve().parents[3]  # the repository (this file: docs/bench/tools/)
 DEFAULT_BENCH = ROOT.parent / "shared" / "bench" / "maintguide"
@@ -229,21 +231,31 @@ def measure_throughput(embedder: Embedder, index_dir: Path, queries: list[str], 
                        seconds: float = 30.0, search_threads: int | None = None) -> dict[str, object]:
     """Requests/s of ``clients`` × ``seconds`` against a server ÷ bare batch-32 ``encode_query`` q/s.
 
-    Bare figures come first (warm model, server not started yet; medians of 3 rounds); the load test then sends
-    the same distinct queries, each at most once (see ``loadtest.distinct_queries``).
+    The load sends distinct queries, each at most once (``loadtest.distinct_queries``: after one pass
+    over the bench questions, each again with a round number, about three tokens longer). The bare
+    rates are then measured on the texts the load sent (an even sample, see :func:`sent_sample`),
+    with the server stopped (medians of 3 rounds): the ratio compares like with like.
     """
-    embedder.run(lambda: embedder.engine.encode_queries(queries[-8:]))  # warm-up on texts the timed runs reach last, if ever
-    rounds = [{batch: bare_queries_per_s(embedder, queries, batch, count) for batch, count in ((1, 32), (8, 64), (32, 256))}
-              for _ in range(3)]  # the median of 3 rounds: one busy moment of a shared machine moves no ratio
-    bare = {f"batch_{batch}_queries_per_s": round(statistics.median(row[batch] for row in rounds), 2) for batch in rounds[0]}
     with ServerProcess(index_dir, search_threads) as server:
         httpx.get(server.url + "/search", params={"q": "warm-up", "k": 10}, timeout=120)
         load = asyncio.run(run_load(server.url, clients, seconds, queries=tuple(queries), distinct=True))
+    texts = sent_sample(queries, load.requests, 256)
+    embedder.run(lambda: embedder.engine.encode_queries(texts[-8:]))  # warm-up on texts the timed runs reach last, if ever
+    rounds = [{batch: bare_queries_per_s(embedder, texts, batch, count) for batch, count in ((1, 32), (8, 64), (32, 256))}
+              for _ in range(3)]  # the median of 3 rounds: one busy moment of a shared machine moves no ratio
+    bare = {f"batch_{batch}_queries_per_s": round(statistics.median(row[batch] for row in rounds), 2) for batch in rounds[0]}
     ratio = load.requests_per_s / bare["batch_32_queries_per_s"]
     return {"clients": clients, "seconds": load.seconds, "requests": load.requests, "errors": load.errors,
             "requests_per_s": load.requests_per_s, "p50_ms": load.p50_ms, "p99_ms": load.p99_ms,
             "error_samples": load.error_samples, "search_threads": search_threads, "bare": bare,
-            "ratio": round(ratio, 3)}
+            "bare_texts": "an even sample of the texts the load sent", "ratio": round(ratio, 3)}
+
+
+def sent_sample(queries: list[str], sent: int, count: int) -> list[str]:
+    """``count`` texts spread evenly over the first ``sent`` texts the load generates from ``queries``
+    in the order sent: the same mix of first-pass and numbered texts, batched by neighbours as the load's are."""
+    texts = list(itertools.islice(distinct_queries(tuple(queries)), max(sent, count)))
+    return [texts[round(i * (len(texts) - 1) / max(count - 1, 1))] for i in range(count)]
 
 
 # -- runtimes ---------------------------------------------------------------------------------
