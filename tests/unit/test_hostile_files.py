@@ -179,3 +179,31 @@ def test_a_readers_cpu_limit_grows_by_ocr_page_seconds_per_page_up_to_its_ceilin
     child.join(10)
     assert first == (6, 5 + 3 * 7 + 2)  # parse_seconds + 1 at first; the hard ceiling: every page's allowance
     assert after_max_pages == (6 + 3 * 7, 28) and beyond == (28, 28)
+
+
+def test_children_do_not_import_the_command_line_again(tmp_path):
+    """Python < 3.13.8 never preloads ``__main__`` in the fork server, so each child re-ran the
+    ``bisearch`` script and imported ``search.cli`` (0.1 s a file); the fork server preloads it now.
+    Counted by ``-X importtime``: the script once, the fork server once, the three children never."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for number in range(3):
+        (tmp_path / f"{number}.txt").write_text(f"document {number}\n", encoding="utf-8")
+    script = tmp_path / "console_script.py"  # what pip writes for the ``bisearch`` entry point
+    script.write_text(
+        "import sys\nfrom pathlib import Path\nfrom search.cli import main\n"
+        "if __name__ == '__main__':\n"
+        "    from search.loading.isolated import load_isolated\n"
+        "    for path in sorted(Path(sys.argv[1]).glob('*.txt')):\n"
+        "        print(load_isolated(path, path.stem).document.text.strip())\n", encoding="utf-8")
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(root), "PYTHONPROFILEIMPORTTIME": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["document", "0", "document", "1", "document", "2"]
+    imports = [line for line in done.stderr.splitlines() if line.rstrip().endswith("| search.cli")]
+    assert len(imports) == 2, imports
