@@ -239,3 +239,27 @@ def test_evidence_spans_come_from_the_exports_token_embeddings(runtime, request,
     for question in ("How much faster are Shuibei's lead times?", "水贝珠宝的生产周期比全球平均快多少？"):
         start, end = stored_evidence(found, embedder.encode_query(question), 0)[0]
         assert "30% faster" in passage[start:end], question
+
+
+def test_a_runtime_that_cannot_compile_the_export_runs_on_torch_fp32(monkeypatch, caplog, onnx_embedder):
+    """OpenVINO refuses to compile the export in bf16 when oneDNN is capped below bf16's instructions
+    (``ONEDNN_MAX_CPU_ISA=AVX2``: "Supported primitive descriptors list is empty for node: …
+    Softmax"): the model then runs on torch fp32, and says why in one line."""
+    from search.model.openvino_engine import OpenVinoEngine
+
+    def refuse(self, model_file):
+        raise RuntimeError("Exception from src/inference/src/cpp/core.cpp:117:\n"
+                           "Supported primitive descriptors list is empty for node: node_Softmax_312 type: Softmax\n")
+
+    monkeypatch.setattr(OpenVinoEngine, "_open", refuse)
+    with caplog.at_level(logging.WARNING, logger="search.model.runtime"):
+        fallback = Embedder(runtime="openvino", precision="bf16", query_cache=0)
+    try:
+        assert fallback.runtime == "torch"
+        assert "openvino bf16 cannot run the export here (Supported primitive descriptors" in fallback.runtime_reason
+        warned = [record.getMessage() for record in caplog.records if record.name == "search.model.runtime"]
+        assert len(warned) == 1 and "\n" not in warned[0] and warned[0].endswith("running on torch fp32")
+        # fp32's vectors (torch bf16's would be ~1e-3 away)
+        np.testing.assert_allclose(fallback.encode_queries(QUESTIONS), onnx_embedder.encode_queries(QUESTIONS), atol=1e-5)
+    finally:
+        fallback.close()
