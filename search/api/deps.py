@@ -24,7 +24,7 @@ api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
 
 # -- app.state ---------------------------------------------------------------------------
 # The dependencies are ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread, a
-# thread hop per dependency and request that cost a fifth of a served search's server CPU.
+# thread hop per dependency and request (0.3–0.7 ms of a served search's 3.2–3.4 ms of server CPU).
 async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
@@ -56,7 +56,7 @@ def check_api_key(settings: Settings, key: str | None) -> None:
 
 
 async def require_api_key(settings: Annotated[Settings, Depends(get_settings)],
-                    key: Annotated[str | None, Security(api_key_header)] = None) -> None:
+                          key: Annotated[str | None, Security(api_key_header)] = None) -> None:
     """Write endpoints need ``X-API-Key`` when ``BISEARCH_API_KEY`` is set."""
     check_api_key(settings, key)
 

@@ -37,8 +37,8 @@ POLL_SECONDS = 0.05  # how often a waiting caller checks ``should_stop`` and the
 #: What the fork server imports once, so each child starts at once: the main script (as multiprocessing's
 #: spawn would in each child), the readers and their libraries, and the command line's module. Before
 #: Python 3.13.8 the fork server never preloads ``__main__`` (CPython gh-126631, gh-137996), so each child
-#: runs the main script again: ``bisearch``'s imports ``search.cli``, 0.1 s a file unless it is preloaded
-#: here (114 ms against 11 ms a text file, measured on 2 cores).
+#: runs the main script again, and the ``bisearch`` script imports ``search.cli``: 0.1 s a file unless it is
+#: preloaded here (114 ms against 11 ms a text file, measured on 2 cores).
 PRELOADED = ["__main__", "search.loading.isolated", "search.loading.pdf", "pypdfium2", "pdfminer.high_level",
              "trafilatura", "docx", "lxml.html", "search.cli"]
 _context_lock = threading.Lock()

@@ -142,7 +142,7 @@ def open_single_engine(spec: ModelSpec) -> ModelEngine:
             try:
                 return engine(replace(spec, runtime=runtime), folder, reason)
             except RuntimeError as error:  # the runtime cannot compile the export on this CPU (or as capped)
-                reason = f"{runtime} {spec.precision} cannot run the export here ({_first_line(error)})"
+                reason = f"{runtime} {spec.precision} cannot run the export here ({_cause(error)})"
                 log.warning("%s: running on torch fp32", reason)
                 return TorchEngine(replace(spec, runtime="torch", precision="fp32"), reason)
         log.warning("%s: running on torch", verdict)
@@ -150,7 +150,7 @@ def open_single_engine(spec: ModelSpec) -> ModelEngine:
     return TorchEngine(replace(spec, runtime="torch"), reason)
 
 
-def _first_line(error: Exception) -> str:
+def _cause(error: Exception) -> str:
     """The last non-empty line of a runtime's (often multi-line) error, at most 200 characters: the cause."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return (lines[-1] if lines else type(error).__name__)[:200]
